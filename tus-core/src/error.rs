@@ -1,0 +1,183 @@
+//! Protocol errors and the one table that maps them to HTTP.
+
+use http::StatusCode;
+
+use crate::headers::HeaderError;
+use crate::store::StoreError;
+
+/// Everything a tus request can fail with. [`TusError::status`], [`TusError::code`] and
+/// [`TusError::message`] are the single mapping to HTTP; the handler renders every error
+/// through them.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TusError {
+    /// `Tus-Resumable` missing or not `1.0.0`.
+    #[error("unsupported tus version")]
+    UnsupportedVersion,
+    /// A malformed header value.
+    #[error("invalid header")]
+    InvalidHeader(#[from] HeaderError),
+    /// PATCH without `Upload-Offset`.
+    #[error("missing Upload-Offset")]
+    MissingOffset,
+    /// Creation without `Upload-Length` or `Upload-Defer-Length: 1`, or with both.
+    #[error("exactly one of Upload-Length or Upload-Defer-Length: 1 is required")]
+    InvalidLengthHeaders,
+    /// A PATCH tried to change an already-known length, or declared one below the offset.
+    #[error("invalid Upload-Length")]
+    InvalidLength,
+    /// `Upload-Metadata` larger than the configured limit.
+    #[error("Upload-Metadata too large")]
+    MetadataTooLarge,
+    /// `Upload-Concat` names something that is not a usable partial upload.
+    #[error("invalid Upload-Concat")]
+    InvalidConcat,
+    /// PATCH body with a content type other than `application/offset+octet-stream`.
+    #[error("Content-Type must be application/offset+octet-stream")]
+    InvalidContentType,
+    /// `Upload-Offset` differs from the stored offset.
+    #[error("Upload-Offset does not match the upload's offset")]
+    MismatchedOffset {
+        /// The upload's real offset, sent back in `Upload-Offset`.
+        current: u64,
+    },
+    /// The body runs past `Upload-Length`, or the length past the maximum size.
+    #[error("upload size exceeded")]
+    SizeExceeded,
+    /// No such upload.
+    #[error("upload not found")]
+    NotFound,
+    /// The upload was terminated or expired.
+    #[error("upload gone")]
+    Gone,
+    /// PATCH (or a creation body) against a final upload.
+    #[error("final uploads cannot be modified")]
+    ModifyFinal,
+    /// The body did not match `Upload-Checksum`.
+    #[error("checksum mismatch")]
+    ChecksumMismatch,
+    /// Another request holds the upload and did not let go in time.
+    #[error("upload is locked by another request")]
+    Locked,
+    /// A newer request for the same upload (or shutdown) stopped this one; what arrived is kept.
+    #[error("upload interrupted by a newer request")]
+    Interrupted,
+    /// The client stopped sending for longer than the read timeout; what arrived is kept.
+    #[error("timed out reading the request body")]
+    ReadTimeout,
+    /// The body ended in an error (connection reset, malformed chunking); what arrived is kept.
+    #[error("request body ended unexpectedly")]
+    UnexpectedEof,
+    /// GET of an upload that is not complete.
+    #[error("upload is not finished")]
+    NotFinished,
+    /// The method is not served here.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// The request needs an extension this server does not offer.
+    #[error("extension not supported")]
+    NotImplemented,
+    /// The store failed; logged in full, shown to the client as a generic 500.
+    #[error("store error: {0}")]
+    Store(StoreError),
+}
+
+/// The tus "checksum mismatch" status.
+pub const CHECKSUM_MISMATCH: u16 = 460;
+
+impl TusError {
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        use TusError::*;
+        let code = match self {
+            UnsupportedVersion => 412,
+            InvalidHeader(HeaderError::Invalid(_) | HeaderError::UnsupportedChecksumAlgorithm) => 400,
+            MissingOffset | InvalidLengthHeaders | InvalidLength | MetadataTooLarge | InvalidConcat => 400,
+            InvalidContentType => 415,
+            MismatchedOffset { .. } => 409,
+            SizeExceeded => 413,
+            NotFound => 404,
+            Gone => 410,
+            ModifyFinal => 403,
+            ChecksumMismatch => CHECKSUM_MISMATCH,
+            Locked => 423,
+            Interrupted | UnexpectedEof => 400,
+            // 500 on purpose, as tusd does: clients retry on 5xx and resume.
+            ReadTimeout => 500,
+            NotFinished => 409,
+            MethodNotAllowed => 405,
+            NotImplemented => 501,
+            Store(_) => 500,
+        };
+        StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    /// A stable machine-readable code (tusd's names where tusd has one).
+    pub fn code(&self) -> &'static str {
+        use TusError::*;
+        match self {
+            UnsupportedVersion => "ERR_UNSUPPORTED_VERSION",
+            InvalidHeader(HeaderError::UnsupportedChecksumAlgorithm) => "ERR_UNSUPPORTED_CHECKSUM_ALGORITHM",
+            InvalidHeader(HeaderError::Invalid(_)) => "ERR_INVALID_HEADER",
+            MissingOffset => "ERR_INVALID_OFFSET",
+            InvalidLengthHeaders | InvalidLength => "ERR_INVALID_UPLOAD_LENGTH",
+            MetadataTooLarge => "ERR_INVALID_METADATA",
+            InvalidConcat => "ERR_INVALID_CONCAT",
+            InvalidContentType => "ERR_INVALID_CONTENT_TYPE",
+            MismatchedOffset { .. } => "ERR_MISMATCHED_OFFSET",
+            SizeExceeded => "ERR_UPLOAD_SIZE_EXCEEDED",
+            NotFound => "ERR_UPLOAD_NOT_FOUND",
+            Gone => "ERR_UPLOAD_GONE",
+            ModifyFinal => "ERR_MODIFY_FINAL",
+            ChecksumMismatch => "ERR_CHECKSUM_MISMATCH",
+            Locked => "ERR_UPLOAD_LOCKED",
+            Interrupted => "ERR_UPLOAD_INTERRUPTED",
+            ReadTimeout => "ERR_READ_TIMEOUT",
+            UnexpectedEof => "ERR_UNEXPECTED_EOF",
+            NotFinished => "ERR_UPLOAD_NOT_FINISHED",
+            MethodNotAllowed => "ERR_METHOD_NOT_ALLOWED",
+            NotImplemented => "ERR_NOT_IMPLEMENTED",
+            Store(_) => "ERR_INTERNAL_SERVER_ERROR",
+        }
+    }
+
+    /// The short text sent as the response body. Internal details never leak.
+    pub fn message(&self) -> String {
+        match self {
+            TusError::Store(_) => "internal server error".to_owned(),
+            TusError::InvalidHeader(e) => e.to_string(),
+            other => other.to_string(),
+        }
+    }
+}
+
+impl From<StoreError> for TusError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => TusError::NotFound,
+            StoreError::Gone => TusError::Gone,
+            StoreError::NotSupported { .. } => TusError::NotImplemented,
+            other => TusError::Store(other),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_matches_the_spec() {
+        assert_eq!(TusError::UnsupportedVersion.status(), 412);
+        assert_eq!(TusError::MismatchedOffset { current: 3 }.status(), 409);
+        assert_eq!(TusError::InvalidContentType.status(), 415);
+        assert_eq!(TusError::SizeExceeded.status(), 413);
+        assert_eq!(TusError::ChecksumMismatch.status(), 460);
+        assert_eq!(TusError::ModifyFinal.status(), 403);
+        assert_eq!(TusError::from(StoreError::Gone).status(), 410);
+        assert_eq!(TusError::from(HeaderError::UnsupportedChecksumAlgorithm).status(), 400);
+        let internal = TusError::from(StoreError::Generic { store: "x", source: "disk on fire at /secret".into() });
+        assert_eq!(internal.status(), 500);
+        assert!(!internal.message().contains("secret"));
+    }
+}

@@ -1,0 +1,177 @@
+//! Turning an HTTP request body into the [`ChunkStream`] a store consumes.
+//!
+//! The stream enforces, in one place: the byte limit (remaining length or maximum size), the
+//! sliding read timeout, lock release and shutdown (stop reading, keep what arrived), and the
+//! checksum (from the header or the trailer), verified once the whole body has arrived. Why it
+//! stopped is recorded in [`BodyOutcome`] for the handler to answer with.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes};
+use futures_util::stream;
+use http_body::Body;
+use http_body_util::BodyExt as _;
+use tokio::sync::watch;
+
+use crate::checksum::{ChecksumAlgorithm, ChecksumHasher};
+use crate::error::TusError;
+use crate::headers::{self, UploadChecksum};
+use crate::locker::UploadLock;
+use crate::store::{BodyError, ChunkStream};
+
+/// How reading a body should be bounded and checked.
+pub(crate) struct BodyRules<'a> {
+    /// Bytes the body may carry at most.
+    pub(crate) limit: u64,
+    /// Longest pause between two pieces of the body.
+    pub(crate) read_timeout: Duration,
+    /// Checksum announced in the header.
+    pub(crate) checksum: Option<UploadChecksum>,
+    /// The client announced `Trailer: Upload-Checksum`.
+    pub(crate) checksum_trailer: bool,
+    /// Fires when another request wants the upload.
+    pub(crate) lock: &'a dyn UploadLock,
+    /// Becomes `true` when the server shuts down.
+    pub(crate) shutdown: watch::Receiver<bool>,
+}
+
+/// Why the body stream ended early, if it did.
+#[derive(Default)]
+pub(crate) struct BodyOutcome(Mutex<Option<TusError>>);
+
+impl BodyOutcome {
+    fn set(&self, e: TusError) {
+        if let Ok(mut slot) = self.0.lock() {
+            slot.get_or_insert(e);
+        }
+    }
+
+    /// The error that ended the body, if any.
+    pub(crate) fn take(&self) -> Option<TusError> {
+        self.0.lock().ok().and_then(|mut slot| slot.take())
+    }
+}
+
+struct State<'a, B> {
+    body: B,
+    rules: BodyRules<'a>,
+    outcome: &'a BodyOutcome,
+    received: u64,
+    /// Running digests: the header's algorithm, or (for an announced trailer, whose algorithm
+    /// is unknown until the end) every supported one.
+    hashers: Vec<(ChecksumAlgorithm, ChecksumHasher)>,
+    trailer_checksum: Option<UploadChecksum>,
+    done: bool,
+}
+
+/// Wraps `body` so it yields its data under `rules`, recording failures in `outcome`.
+pub(crate) fn chunk_stream<'a, B>(body: B, rules: BodyRules<'a>, outcome: &'a BodyOutcome) -> ChunkStream<'a>
+where
+    B: Body + Send + Unpin + 'a,
+    B::Data: Buf + Send,
+{
+    let hashers = match (&rules.checksum, rules.checksum_trailer) {
+        (Some(c), _) => vec![(c.algorithm, c.algorithm.hasher())],
+        (None, true) => ChecksumAlgorithm::ALL.iter().map(|a| (*a, a.hasher())).collect(),
+        (None, false) => Vec::new(),
+    };
+    let state = State { body, rules, outcome, received: 0, hashers, trailer_checksum: None, done: false };
+    Box::pin(stream::unfold(state, |mut st| async move {
+        if st.done {
+            return None;
+        }
+        let item = st.next_item().await;
+        if !matches!(item, Some(Ok(_))) {
+            st.done = true;
+        }
+        item.map(|item| (item, st))
+    }))
+}
+
+impl<B> State<'_, B>
+where
+    B: Body + Send + Unpin,
+    B::Data: Buf + Send,
+{
+    fn fail(&self, error: TusError, kind: BodyError) -> Option<Result<Bytes, BodyError>> {
+        self.outcome.set(error);
+        Some(Err(kind))
+    }
+
+    async fn next_item(&mut self) -> Option<Result<Bytes, BodyError>> {
+        loop {
+            let mut shutdown = self.rules.shutdown.clone();
+            let frame = tokio::select! {
+                biased;
+                _ = self.rules.lock.release_requested() => {
+                    return self.fail(TusError::Interrupted, BodyError::Interrupted);
+                }
+                _ = shutdown.wait_for(|stop| *stop) => {
+                    return self.fail(TusError::Interrupted, BodyError::Interrupted);
+                }
+                frame = tokio::time::timeout(self.rules.read_timeout, self.body.frame()) => frame,
+            };
+            let frame = match frame {
+                Err(_elapsed) => return self.fail(TusError::ReadTimeout, BodyError::Interrupted),
+                Ok(None) => return self.finish(),
+                Ok(Some(Err(_))) => return self.fail(TusError::UnexpectedEof, BodyError::Interrupted),
+                Ok(Some(Ok(frame))) => frame,
+            };
+            match frame.into_data() {
+                Ok(mut data) => {
+                    let bytes = data.copy_to_bytes(data.remaining());
+                    if bytes.is_empty() {
+                        continue;
+                    }
+                    let len = bytes.len() as u64;
+                    if self.received.saturating_add(len) > self.rules.limit {
+                        return self.fail(TusError::SizeExceeded, BodyError::Interrupted);
+                    }
+                    self.received += len;
+                    for (_, h) in &mut self.hashers {
+                        h.update(&bytes);
+                    }
+                    return Some(Ok(bytes));
+                }
+                Err(frame) => {
+                    let Ok(trailers) = frame.into_trailers() else { continue };
+                    match headers::get::<UploadChecksum>(&trailers) {
+                        // Only an announced trailer can be verified: without the announcement
+                        // nothing was hashed, and the bytes may already be stored.
+                        Ok(Some(_)) if !self.rules.checksum_trailer || self.rules.checksum.is_some() => {
+                            return self.fail(invalid_checksum(), BodyError::Rejected);
+                        }
+                        Ok(Some(c)) => self.trailer_checksum = Some(c),
+                        Ok(_) => {}
+                        Err(e) => return self.fail(TusError::InvalidHeader(e), BodyError::Rejected),
+                    }
+                }
+            }
+        }
+    }
+
+    /// The body ended: verify the checksum, if one applies.
+    fn finish(&mut self) -> Option<Result<Bytes, BodyError>> {
+        if self.hashers.is_empty() {
+            return None;
+        }
+        let Some(expected) = self.rules.checksum.take().or_else(|| self.trailer_checksum.take()) else {
+            // `Trailer: Upload-Checksum` was announced but never sent.
+            return self.fail(invalid_checksum(), BodyError::Rejected);
+        };
+        let digest = std::mem::take(&mut self.hashers)
+            .into_iter()
+            .find(|(a, _)| *a == expected.algorithm)
+            .map(|(_, h)| h.finalize());
+        if digest.as_deref() == Some(expected.digest.as_slice()) {
+            None
+        } else {
+            self.fail(TusError::ChecksumMismatch, BodyError::Rejected)
+        }
+    }
+}
+
+fn invalid_checksum() -> TusError {
+    TusError::InvalidHeader(headers::HeaderError::Invalid(headers::names::UPLOAD_CHECKSUM))
+}

@@ -1,0 +1,169 @@
+//! POST: the creation extension (with `creation-with-upload`, `creation-defer-length` and the
+//! creation side of `concatenation`).
+
+use bytes::Buf;
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode};
+use http_body::Body;
+
+use super::response::{ResponseBody, error_response, tus_response};
+use super::{Inner, parse_metadata, request_host};
+use crate::error::TusError;
+use crate::headers::{self, UploadConcat, UploadDeferLength, UploadLength, names};
+use crate::id::UploadId;
+use crate::store::{ConcatRole, NewUpload, StoreError, UploadInfo};
+
+impl Inner {
+    /// POST: create an upload, and store the body if one came along.
+    pub(super) async fn post<B>(&self, req: Request<B>) -> Result<Response<ResponseBody>, TusError>
+    where
+        B: Body + Send + Unpin + 'static,
+        B::Data: Buf + Send,
+    {
+        let h = req.headers();
+        let metadata = parse_metadata(h, self.config.max_metadata_size)?;
+        let concat = headers::get::<UploadConcat>(h)?;
+        let length = headers::get::<UploadLength>(h)?;
+        let defer = headers::get::<UploadDeferLength>(h)?;
+        let has_body = super::patch::has_body(h, req.body());
+        let host = request_host(&req);
+
+        let upload = match concat {
+            Some(UploadConcat::Final(urls)) => {
+                if has_body {
+                    return Err(TusError::ModifyFinal);
+                }
+                if length.is_some() || defer.is_some() {
+                    return Err(TusError::InvalidLengthHeaders);
+                }
+                return self.create_final(&urls, metadata, host.as_deref()).await;
+            }
+            concat => {
+                let length = match (length, defer) {
+                    (Some(UploadLength(n)), None) => Some(n),
+                    (None, Some(UploadDeferLength)) if self.store.length_deferrer().is_some() => None,
+                    (None, Some(UploadDeferLength)) => return Err(TusError::NotImplemented),
+                    _ => return Err(TusError::InvalidLengthHeaders),
+                };
+                if length.is_some_and(|n| self.config.max_size.is_some_and(|max| n > max)) {
+                    return Err(TusError::SizeExceeded);
+                }
+                let role = concat.map(|_| ConcatRole::Partial);
+                let mut upload = NewUpload::new(UploadId::random(), length).with_metadata(metadata);
+                if let Some(role) = role {
+                    upload = upload.with_concat(role);
+                }
+                upload
+            }
+        };
+        if has_body {
+            super::patch::check_content_type(h)?;
+        }
+
+        let info = self.store.create(upload).await?;
+        let location = self.upload_url(host.as_deref(), &info.id);
+        tracing::info!(upload = %info.id, length = ?info.length, "upload created");
+        if info.is_complete() {
+            self.on_complete(&info).await;
+        }
+
+        let mut offset = None;
+        let mut res = if has_body {
+            // creation-with-upload: the body is a PATCH at offset 0. Even if it fails the
+            // upload exists, so the response still carries `Location` for the client to resume.
+            let (parts, body) = req.into_parts();
+            match self.receive(&info, &parts.headers, body).await {
+                Ok(written) => {
+                    offset = Some(written.offset);
+                    tus_response(StatusCode::CREATED)
+                }
+                Err(e) => error_response(&e, &parts.method),
+            }
+        } else {
+            tus_response(StatusCode::CREATED)
+        };
+        let headers = res.headers_mut();
+        if let Ok(v) = HeaderValue::from_str(&location) {
+            headers.insert(header::LOCATION, v);
+        }
+        if let Some(offset) = offset {
+            headers.insert(names::UPLOAD_OFFSET, HeaderValue::from(offset));
+        }
+        let now = self.store.info(&info.id).await.unwrap_or(info);
+        self.set_expires_header(headers, &now);
+        Ok(res)
+    }
+
+    /// A final upload over the partials named by `urls`, concatenated now if they are all
+    /// complete, or as soon as they are (`concatenation-unfinished`).
+    async fn create_final(
+        &self,
+        urls: &[String],
+        metadata: crate::headers::Metadata,
+        host: Option<&str>,
+    ) -> Result<Response<ResponseBody>, TusError> {
+        if self.store.concatenater().is_none() {
+            return Err(TusError::NotImplemented);
+        }
+        if urls.len() > self.config.max_concat_parts {
+            return Err(TusError::InvalidConcat);
+        }
+        let mut partials: Vec<UploadInfo> = Vec::with_capacity(urls.len());
+        for url in urls {
+            let id = self.partial_id(url, host).ok_or(TusError::InvalidConcat)?;
+            let info = match self.store.info(&id).await {
+                Ok(info) if !self.is_expired(&info) => info,
+                Ok(_) | Err(StoreError::NotFound | StoreError::Gone) => return Err(TusError::InvalidConcat),
+                Err(e) => return Err(e.into()),
+            };
+            if !info.is_partial() {
+                return Err(TusError::InvalidConcat);
+            }
+            partials.push(info);
+        }
+        let length = partials.iter().try_fold(0u64, |sum, p| p.length.and_then(|l| sum.checked_add(l)));
+        if length.is_some_and(|n| self.config.max_size.is_some_and(|max| n > max)) {
+            return Err(TusError::SizeExceeded);
+        }
+        let role = ConcatRole::Final { partials: partials.iter().map(|p| p.id.clone()).collect() };
+        let upload = NewUpload::new(UploadId::random(), length).with_metadata(metadata).with_concat(role);
+        let info = self.store.create(upload).await?;
+        tracing::info!(upload = %info.id, parts = partials.len(), "final upload created");
+
+        if partials.iter().all(UploadInfo::is_complete) {
+            let settled = self.settle_final(info.clone()).await?;
+            if settled.is_complete() {
+                self.on_complete(&settled).await;
+            }
+        } else if let Ok(mut waiting) = self.waiting_finals.lock() {
+            for p in partials.iter().filter(|p| !p.is_complete()) {
+                waiting.entry(p.id.clone()).or_default().push(info.id.clone());
+            }
+        }
+        let mut res = tus_response(StatusCode::CREATED);
+        if let Ok(v) = HeaderValue::from_str(&self.upload_url(host, &info.id)) {
+            res.headers_mut().insert(header::LOCATION, v);
+        }
+        Ok(res)
+    }
+
+    /// The ID in a partial upload URL: absolute on this host, or a path under the base path.
+    fn partial_id(&self, url: &str, host: Option<&str>) -> Option<UploadId> {
+        let path = match url.split_once("://") {
+            Some((scheme, rest)) => {
+                if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+                    return None;
+                }
+                let (authority, path) = rest.split_at(rest.find('/')?);
+                // Another host's upload is not ours to read.
+                if !host.is_some_and(|h| h.eq_ignore_ascii_case(authority)) {
+                    return None;
+                }
+                path
+            }
+            None => url,
+        };
+        let id = path.strip_prefix(self.config.base_path.as_str())?;
+        UploadId::parse(id).ok()
+    }
+}

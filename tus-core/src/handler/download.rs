@@ -1,0 +1,177 @@
+//! GET: downloading a finished upload, with ranges and conditional requests.
+//!
+//! Not part of tus 1.0, but what every tusd user expects. Uploaded bytes are untrusted: the
+//! response never lets a browser render them as active content. `Content-Disposition` is
+//! `inline` only for an allow-list of passive types, everything else is an attachment, and
+//! `X-Content-Type-Options: nosniff` plus a sandboxing CSP are always sent.
+
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Response, StatusCode};
+
+use super::Inner;
+use super::response::{ResponseBody, tus_response};
+use crate::error::TusError;
+use crate::id::UploadId;
+use crate::store::UploadInfo;
+
+/// Types a browser may show inline: passive media and plain text.
+const INLINE_TYPES: &[&str] = &[
+    "text/plain",
+    "image/png",
+    "image/jpeg",
+    "image/gif",
+    "image/webp",
+    "image/bmp",
+    "image/avif",
+];
+
+impl Inner {
+    /// GET: the bytes of a finished upload.
+    pub(super) async fn get(&self, id: &UploadId, headers: &HeaderMap) -> Result<Response<ResponseBody>, TusError> {
+        let info = self.load_info(id).await?;
+        let Some(length) = info.length.filter(|_| info.is_complete()) else {
+            return Err(TusError::NotFinished);
+        };
+        let etag = format!("\"{}-{}\"", info.id, length);
+        let mut res = tus_response(StatusCode::OK);
+        let h = res.headers_mut();
+        h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+        if let Ok(v) = HeaderValue::from_str(&etag) {
+            h.insert(header::ETAG, v);
+        }
+        set_content_headers(h, &info);
+
+        if if_none_match(headers, &etag) {
+            *res.status_mut() = StatusCode::NOT_MODIFIED;
+            return Ok(res);
+        }
+        let range = match requested_range(headers, length) {
+            RangeRequest::Whole => 0..length,
+            RangeRequest::Partial(r) => {
+                *res.status_mut() = StatusCode::PARTIAL_CONTENT;
+                let v = format!("bytes {}-{}/{}", r.start, r.end - 1, length);
+                if let Ok(v) = HeaderValue::from_str(&v) {
+                    res.headers_mut().insert(header::CONTENT_RANGE, v);
+                }
+                r
+            }
+            RangeRequest::Unsatisfiable => {
+                *res.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
+                if let Ok(v) = HeaderValue::from_str(&format!("bytes */{length}")) {
+                    res.headers_mut().insert(header::CONTENT_RANGE, v);
+                }
+                res.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(0));
+                return Ok(res);
+            }
+        };
+        let len = range.end - range.start;
+        let stream = self.store.read(id, range).await?;
+        res.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+        *res.body_mut() = ResponseBody::stream(stream, len);
+        Ok(res)
+    }
+}
+
+enum RangeRequest {
+    Whole,
+    Partial(std::ops::Range<u64>),
+    Unsatisfiable,
+}
+
+/// A single byte range is honoured; malformed or multi-range requests get the whole body,
+/// which RFC 9110 allows.
+fn requested_range(headers: &HeaderMap, length: u64) -> RangeRequest {
+    let Some(value) = headers.get(header::RANGE).and_then(|v| v.to_str().ok()) else {
+        return RangeRequest::Whole;
+    };
+    let Ok(parsed) = http_range_header::parse_range_header(value) else {
+        return RangeRequest::Whole;
+    };
+    match parsed.validate(length) {
+        Ok(ranges) if ranges.len() == 1 => {
+            let r = &ranges[0];
+            RangeRequest::Partial(*r.start()..*r.end() + 1)
+        }
+        Ok(_) => RangeRequest::Whole,
+        Err(_) => RangeRequest::Unsatisfiable,
+    }
+}
+
+fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().trim_start_matches("W/"))
+        .any(|t| t == "*" || t == etag)
+}
+
+fn set_content_headers(h: &mut HeaderMap, info: &UploadInfo) {
+    let mime = info.metadata.get_str("filetype").and_then(normalize_mime);
+    let inline = mime.as_deref().is_some_and(|m| {
+        INLINE_TYPES.contains(&m) || m.starts_with("audio/") || m.starts_with("video/")
+    });
+    let content_type = mime.unwrap_or_else(|| "application/octet-stream".to_owned());
+    if let Ok(v) = HeaderValue::from_str(&content_type) {
+        h.insert(header::CONTENT_TYPE, v);
+    }
+    let mut disposition = if inline { "inline".to_owned() } else { "attachment".to_owned() };
+    if let Some(name) = info.metadata.get_str("filename").filter(|n| !n.is_empty()) {
+        disposition.push_str(&content_disposition_filename(name));
+    }
+    if let Ok(v) = HeaderValue::from_str(&disposition) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("default-src 'none'; sandbox"));
+}
+
+/// `type/subtype` in lower case if `s` is a valid media type (parameters dropped).
+fn normalize_mime(s: &str) -> Option<String> {
+    let essence = s.split(';').next()?.trim();
+    let (ty, sub) = essence.split_once('/')?;
+    let token = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$&^_.+-".contains(&b));
+    (token(ty) && token(sub)).then(|| essence.to_ascii_lowercase())
+}
+
+/// `; filename="ascii fallback"; filename*=UTF-8''percent-encoded` (RFC 6266), immune to
+/// quote, CR/LF and other header injection.
+fn content_disposition_filename(name: &str) -> String {
+    let fallback: String = name
+        .chars()
+        .map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' { c } else { '_' })
+        .collect();
+    let mut encoded = String::new();
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&b) {
+            encoded.push(char::from(b));
+        } else {
+            encoded.push_str(&format!("%{b:02X}"));
+        }
+    }
+    format!("; filename=\"{fallback}\"; filename*=UTF-8''{encoded}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filenames_cannot_inject() {
+        let d = content_disposition_filename("a\"b\r\nX-Evil: 1;ł.txt");
+        assert!(HeaderValue::from_str(&d).is_ok());
+        assert!(!d.contains('\r') && !d.contains('\n'));
+        assert!(d.starts_with("; filename=\"a_b__X-Evil: 1;_.txt\""), "{d}");
+        assert!(d.ends_with("filename*=UTF-8''a%22b%0D%0AX-Evil%3A%201%3B%C5%82.txt"), "{d}");
+    }
+
+    #[test]
+    fn mime_types_are_validated() {
+        assert_eq!(normalize_mime("Image/PNG").as_deref(), Some("image/png"));
+        assert_eq!(normalize_mime("text/plain; charset=utf-8").as_deref(), Some("text/plain"));
+        for bad in ["", "png", "text/", "/x", "a b/c", "text/ht ml"] {
+            assert_eq!(normalize_mime(bad), None, "{bad:?}");
+        }
+    }
+}

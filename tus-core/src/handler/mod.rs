@@ -1,0 +1,583 @@
+//! The tus HTTP handler: a [`tower_service::Service`] over any request body type.
+//!
+//! One function per method (`options`, `head`, `post`, `patch`, `delete`, `get`), each reading
+//! like its section of the spec. Protocol errors are values of [`TusError`], rendered by one
+//! function; the service itself never fails (`Error = Infallible`).
+
+mod body;
+mod create;
+mod download;
+mod patch;
+mod response;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime};
+
+use bytes::Buf;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body::Body;
+use tokio::sync::watch;
+
+pub use self::response::{BoxError, ResponseBody};
+use self::response::{error_response, tus_response};
+use crate::checksum::ChecksumAlgorithm;
+use crate::error::TusError;
+use crate::headers::{self, Metadata, TUS_VERSION, TusResumable, UploadConcat, UploadExpires, names};
+use crate::id::UploadId;
+use crate::locker::{LockError, Locker, MemoryLocker, UploadLock};
+use crate::store::{ConcatRole, Store, StoreError, UploadInfo};
+
+/// How `Location` URLs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum LocationStyle {
+    /// `http://host/files/<id>`, from the request's `Host` (the default; clients never have to
+    /// resolve anything).
+    #[default]
+    Absolute,
+    /// `/files/<id>`.
+    Relative,
+}
+
+/// Settings of a [`TusService`]. Every field has a documented default; build one with
+/// [`TusService::builder`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct TusConfig {
+    /// Path the service is mounted at, with leading and trailing `/`. Default `/files/`.
+    pub base_path: String,
+    /// Largest accepted upload in bytes (`Tus-Max-Size`). Default: no limit.
+    pub max_size: Option<u64>,
+    /// Unfinished uploads idle for longer than this expire. Default: never.
+    pub expiration: Option<Duration>,
+    /// Serve `GET` downloads of finished uploads. Default `true`.
+    pub download: bool,
+    /// Allow `DELETE` (the termination extension), if the store can. Default `true`.
+    pub termination: bool,
+    /// How `Location` is written. Default absolute.
+    pub location: LocationStyle,
+    /// Scheme for absolute URLs when the request does not carry one. Default `http`.
+    pub scheme: String,
+    /// How long a request waits for another request to release an upload. Default 10 s.
+    pub lock_timeout: Duration,
+    /// Longest pause allowed while reading a request body. Default 60 s.
+    pub body_read_timeout: Duration,
+    /// Largest accepted `Upload-Metadata` header, in bytes. Default 64 KiB.
+    pub max_metadata_size: usize,
+    /// Most partial uploads one final upload may list. Default 1000.
+    pub max_concat_parts: usize,
+}
+
+impl Default for TusConfig {
+    fn default() -> Self {
+        TusConfig {
+            base_path: "/files/".to_owned(),
+            max_size: None,
+            expiration: None,
+            download: true,
+            termination: true,
+            location: LocationStyle::Absolute,
+            scheme: "http".to_owned(),
+            lock_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(60),
+            max_metadata_size: 64 * 1024,
+            max_concat_parts: 1000,
+        }
+    }
+}
+
+/// Builds a [`TusService`].
+#[derive(Debug)]
+pub struct TusServiceBuilder {
+    store: Arc<dyn Store>,
+    locker: Arc<dyn Locker>,
+    config: TusConfig,
+}
+
+impl TusServiceBuilder {
+    /// Mount path (leading and trailing slashes are added if missing).
+    pub fn base_path(mut self, path: impl Into<String>) -> Self {
+        let mut p: String = path.into();
+        if !p.starts_with('/') {
+            p.insert(0, '/');
+        }
+        if !p.ends_with('/') {
+            p.push('/');
+        }
+        self.config.base_path = p;
+        self
+    }
+
+    /// Largest upload in bytes.
+    pub fn max_size(mut self, bytes: u64) -> Self {
+        self.config.max_size = Some(bytes);
+        self
+    }
+
+    /// Expire unfinished uploads idle for this long.
+    pub fn expiration(mut self, after: Duration) -> Self {
+        self.config.expiration = Some(after);
+        self
+    }
+
+    /// Enable or disable `GET` downloads.
+    pub fn download(mut self, enabled: bool) -> Self {
+        self.config.download = enabled;
+        self
+    }
+
+    /// Enable or disable `DELETE`.
+    pub fn termination(mut self, enabled: bool) -> Self {
+        self.config.termination = enabled;
+        self
+    }
+
+    /// How `Location` is written.
+    pub fn location(mut self, style: LocationStyle) -> Self {
+        self.config.location = style;
+        self
+    }
+
+    /// Scheme for absolute URLs (`https` behind TLS).
+    pub fn scheme(mut self, scheme: impl Into<String>) -> Self {
+        self.config.scheme = scheme.into();
+        self
+    }
+
+    /// Lock wait.
+    pub fn lock_timeout(mut self, wait: Duration) -> Self {
+        self.config.lock_timeout = wait;
+        self
+    }
+
+    /// Sliding body read timeout.
+    pub fn body_read_timeout(mut self, timeout: Duration) -> Self {
+        self.config.body_read_timeout = timeout;
+        self
+    }
+
+    /// Replaces the locker (default: [`MemoryLocker`]).
+    pub fn locker(mut self, locker: impl Locker) -> Self {
+        self.locker = Arc::new(locker);
+        self
+    }
+
+    /// Replaces the whole configuration.
+    pub fn config(mut self, config: TusConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// The service.
+    pub fn build(self) -> TusService {
+        let (shutdown, _) = watch::channel(false);
+        TusService {
+            inner: Arc::new(Inner {
+                store: self.store,
+                locker: self.locker,
+                config: self.config,
+                shutdown,
+                waiting_finals: Mutex::default(),
+            }),
+        }
+    }
+}
+
+/// The tus protocol as a `tower::Service<http::Request<B>>`.
+///
+/// Cheap to clone (an `Arc` inside). Requests outside the base path get `404`.
+#[derive(Debug, Clone)]
+pub struct TusService {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: Arc<dyn Store>,
+    locker: Arc<dyn Locker>,
+    config: TusConfig,
+    shutdown: watch::Sender<bool>,
+    /// Final uploads created over unfinished partials, by partial: settled as soon as a
+    /// partial completes on this instance (and lazily on any HEAD/GET otherwise).
+    waiting_finals: Mutex<HashMap<UploadId, Vec<UploadId>>>,
+}
+
+/// What a request path names.
+enum Target {
+    /// The creation URL (`/files/`).
+    Collection,
+    /// One upload (`/files/<id>`).
+    Upload(UploadId),
+}
+
+impl TusService {
+    /// Starts building a service over `store`.
+    pub fn builder(store: impl Store) -> TusServiceBuilder {
+        TusServiceBuilder { store: Arc::new(store), locker: Arc::new(MemoryLocker::new()), config: TusConfig::default() }
+    }
+
+    /// The effective configuration.
+    pub fn config(&self) -> &TusConfig {
+        &self.inner.config
+    }
+
+    /// The `Tus-Extension` list, derived from the store's capabilities and the configuration.
+    pub fn extensions(&self) -> Vec<&'static str> {
+        self.inner.extensions()
+    }
+
+    /// Asks every in-flight request body to stop; each keeps what it received and answers.
+    /// Call before a graceful shutdown of the connections.
+    pub fn shutdown(&self) {
+        self.inner.shutdown.send_replace(true);
+    }
+
+    /// Removes expired uploads forever (every `expiration / 4`, between 1 s and 60 s). Returns
+    /// at once if expiration is off or the store cannot list or delete. Spawn it once.
+    pub fn reaper(&self) -> impl Future<Output = ()> + Send + 'static {
+        let inner = self.inner.clone();
+        async move { inner.reap_forever().await }
+    }
+
+    /// Runs one pass of the reaper now, returning how many uploads it removed.
+    pub async fn reap_expired(&self) -> Result<usize, TusError> {
+        self.inner.reap_once().await
+    }
+
+    /// Handles one request. Never fails: errors become responses.
+    pub async fn handle<B>(&self, req: Request<B>) -> Response<ResponseBody>
+    where
+        B: Body + Send + Unpin + 'static,
+        B::Data: Buf + Send,
+    {
+        self.inner.handle(req).await
+    }
+}
+
+impl<B> tower_service::Service<Request<B>> for TusService
+where
+    B: Body + Send + 'static,
+    B::Data: Buf + Send,
+{
+    type Response = Response<ResponseBody>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            let (parts, body) = req.into_parts();
+            Ok(inner.handle(Request::from_parts(parts, Box::pin(body))).await)
+        })
+    }
+}
+
+impl Inner {
+    async fn handle<B>(&self, req: Request<B>) -> Response<ResponseBody>
+    where
+        B: Body + Send + Unpin + 'static,
+        B::Data: Buf + Send,
+    {
+        let method = effective_method(&req);
+        let result = match self.route(req.uri().path()) {
+            None => Err(TusError::NotFound),
+            Some(target) => self.dispatch(&method, target, req).await,
+        };
+        match result {
+            Ok(res) => res,
+            Err(e) => error_response(&e, &method),
+        }
+    }
+
+    fn route(&self, path: &str) -> Option<Target> {
+        let base = &self.config.base_path;
+        if path == base || Some(path) == base.strip_suffix('/') {
+            return Some(Target::Collection);
+        }
+        let id = path.strip_prefix(base.as_str())?;
+        UploadId::parse(id).ok().map(Target::Upload)
+    }
+
+    async fn dispatch<B>(&self, method: &Method, target: Target, req: Request<B>) -> Result<Response<ResponseBody>, TusError>
+    where
+        B: Body + Send + Unpin + 'static,
+        B::Data: Buf + Send,
+    {
+        // Every tus request must speak our version; OPTIONS is exempt by the spec and GET is a
+        // plain download a browser link must be able to make.
+        if *method != Method::OPTIONS && *method != Method::GET {
+            check_version(req.headers())?;
+        }
+        match (method, target) {
+            (&Method::OPTIONS, _) => Ok(self.options()),
+            (&Method::POST, Target::Collection) => self.post(req).await,
+            (&Method::HEAD, Target::Upload(id)) => self.head(&id, request_host(&req).as_deref()).await,
+            (&Method::PATCH, Target::Upload(id)) => self.patch(&id, req).await,
+            (&Method::DELETE, Target::Upload(id)) if self.terminater().is_some() => self.delete(&id).await,
+            (&Method::GET, Target::Upload(id)) if self.config.download => self.get(&id, req.headers()).await,
+            _ => Err(TusError::MethodNotAllowed),
+        }
+    }
+
+    fn extensions(&self) -> Vec<&'static str> {
+        let store = &self.store;
+        let mut ext = vec!["creation", "creation-with-upload"];
+        if store.length_deferrer().is_some() {
+            ext.push("creation-defer-length");
+        }
+        if self.terminater().is_some() {
+            ext.push("termination");
+        }
+        if store.concatenater().is_some() {
+            ext.extend(["concatenation", "concatenation-unfinished"]);
+        }
+        ext.extend(["checksum", "checksum-trailer"]);
+        if self.expiration().is_some() {
+            ext.push("expiration");
+        }
+        ext
+    }
+
+    /// Termination as offered to clients: the store can, and the configuration allows it.
+    fn terminater(&self) -> Option<&dyn crate::store::Terminate> {
+        self.store.terminater().filter(|_| self.config.termination)
+    }
+
+    /// The expiry period, if expiration is on and the store can list and delete.
+    fn expiration(&self) -> Option<Duration> {
+        let capable = self.store.expirer().is_some() && self.store.terminater().is_some();
+        self.config.expiration.filter(|_| capable)
+    }
+
+    /// OPTIONS: what this server supports.
+    fn options(&self) -> Response<ResponseBody> {
+        let mut res = tus_response(StatusCode::NO_CONTENT);
+        let h = res.headers_mut();
+        h.insert(names::TUS_VERSION, HeaderValue::from_static(TUS_VERSION));
+        if let Ok(v) = HeaderValue::from_str(&self.extensions().join(",")) {
+            h.insert(names::TUS_EXTENSION, v);
+        }
+        if let Some(max) = self.config.max_size {
+            h.insert(names::TUS_MAX_SIZE, HeaderValue::from(max));
+        }
+        if let Ok(v) = HeaderValue::from_str(&ChecksumAlgorithm::header_list()) {
+            h.insert(names::TUS_CHECKSUM_ALGORITHM, v);
+        }
+        res
+    }
+
+    /// HEAD: where an upload stands.
+    async fn head(&self, id: &UploadId, host: Option<&str>) -> Result<Response<ResponseBody>, TusError> {
+        // A HEAD usually means the client lost its connection and is about to resume: stop a
+        // stale PATCH still holding the upload, so the offset we report is final.
+        drop(self.lock(id).await);
+        let info = self.load_info(id).await?;
+        let mut res = tus_response(StatusCode::OK);
+        let h = res.headers_mut();
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        // A final upload's offset is undefined until its partials are concatenated.
+        if !info.is_final() || info.is_complete() {
+            h.insert(names::UPLOAD_OFFSET, HeaderValue::from(info.offset));
+        }
+        match info.length {
+            Some(len) => h.insert(names::UPLOAD_LENGTH, HeaderValue::from(len)),
+            None => h.insert(names::UPLOAD_DEFER_LENGTH, HeaderValue::from_static("1")),
+        };
+        if !info.metadata.is_empty() {
+            headers::set(h, &info.metadata);
+        }
+        self.set_concat_header(h, &info, host);
+        self.set_expires_header(h, &info);
+        Ok(res)
+    }
+
+    /// DELETE: terminate an upload.
+    async fn delete(&self, id: &UploadId) -> Result<Response<ResponseBody>, TusError> {
+        let terminater = self.terminater().ok_or(TusError::MethodNotAllowed)?;
+        let _lock = self.lock(id).await?;
+        self.store.info(id).await?;
+        terminater.terminate(id).await?;
+        tracing::info!(upload = %id, "upload terminated");
+        Ok(tus_response(StatusCode::NO_CONTENT))
+    }
+
+    /// Takes the upload's lock, asking a current holder to let go.
+    async fn lock(&self, id: &UploadId) -> Result<Box<dyn UploadLock>, TusError> {
+        self.locker.lock(id, self.config.lock_timeout).await.map_err(|e| match e {
+            LockError::Timeout => TusError::Locked,
+            other => TusError::Store(StoreError::Generic { store: "locker", source: Box::new(other) }),
+        })
+    }
+
+    /// The upload's info as clients should see it: expired uploads are gone, and a final
+    /// upload whose partials have all finished is settled first.
+    async fn load_info(&self, id: &UploadId) -> Result<UploadInfo, TusError> {
+        let info = self.store.info(id).await?;
+        if self.is_expired(&info) {
+            return Err(TusError::Gone);
+        }
+        if info.is_final() && !info.is_complete() {
+            return self.settle_final(info).await;
+        }
+        Ok(info)
+    }
+
+    fn expires_at(&self, info: &UploadInfo) -> Option<SystemTime> {
+        let period = self.expiration()?;
+        (!info.is_complete() && !info.is_final()).then(|| info.updated_at + period)
+    }
+
+    fn is_expired(&self, info: &UploadInfo) -> bool {
+        self.expires_at(info).is_some_and(|at| at <= SystemTime::now())
+    }
+
+    fn set_expires_header(&self, headers: &mut HeaderMap, info: &UploadInfo) {
+        if let Some(at) = self.expires_at(info) {
+            headers::set(headers, &UploadExpires(at));
+        }
+    }
+
+    fn set_concat_header(&self, headers: &mut HeaderMap, info: &UploadInfo, host: Option<&str>) {
+        let value = match &info.concat {
+            None => return,
+            Some(ConcatRole::Partial) => UploadConcat::Partial,
+            Some(ConcatRole::Final { partials }) => {
+                UploadConcat::Final(partials.iter().map(|p| self.upload_url(host, p)).collect())
+            }
+        };
+        headers::set(headers, &value);
+    }
+
+    /// The URL of an upload, absolute when configured and a host is known.
+    fn upload_url(&self, host: Option<&str>, id: &UploadId) -> String {
+        let path = format!("{}{}", self.config.base_path, id);
+        match (self.config.location, host) {
+            (LocationStyle::Absolute, Some(host)) => format!("{}://{}{}", self.config.scheme, host, path),
+            _ => path,
+        }
+    }
+
+    /// Concatenates a final upload if all its partials are complete; otherwise returns it as is.
+    async fn settle_final(&self, info: UploadInfo) -> Result<UploadInfo, TusError> {
+        let Some(ConcatRole::Final { partials }) = &info.concat else { return Ok(info) };
+        let concatenater = self.store.concatenater().ok_or(TusError::NotImplemented)?;
+        let mut parts = Vec::with_capacity(partials.len());
+        for id in partials {
+            match self.store.info(id).await {
+                Ok(p) if p.is_complete() => parts.push(p),
+                // Unfinished, terminated or expired: nothing to settle (yet).
+                Ok(_) | Err(StoreError::NotFound | StoreError::Gone) => return Ok(info),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let _lock = self.lock(&info.id).await?;
+        let current = self.store.info(&info.id).await?;
+        if current.is_complete() {
+            return Ok(current);
+        }
+        concatenater.concatenate(&info.id, &parts).await?;
+        tracing::info!(upload = %info.id, parts = parts.len(), "final upload concatenated");
+        Ok(self.store.info(&info.id).await?)
+    }
+
+    /// Called when an upload's last byte arrived.
+    async fn on_complete(&self, info: &UploadInfo) {
+        tracing::info!(upload = %info.id, length = ?info.length, "upload finished");
+        if !info.is_partial() {
+            return;
+        }
+        let finals = self.waiting_finals.lock().ok().and_then(|mut w| w.remove(&info.id)).unwrap_or_default();
+        for final_id in finals {
+            match self.store.info(&final_id).await {
+                Ok(f) => {
+                    if let Err(e) = self.settle_final(f).await {
+                        // Not lost: the next HEAD or GET of the final settles it.
+                        tracing::warn!(upload = %final_id, error = %e, "could not settle final upload yet");
+                    }
+                }
+                Err(e) => tracing::debug!(upload = %final_id, error = %e, "waiting final upload vanished"),
+            }
+        }
+    }
+
+    async fn reap_forever(&self) {
+        let Some(period) = self.expiration() else { return };
+        let every = (period / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+        loop {
+            tokio::time::sleep(every).await;
+            match self.reap_once().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(removed = n, "expired uploads removed"),
+                Err(e) => tracing::warn!(error = %e, "expiry pass failed"),
+            }
+        }
+    }
+
+    async fn reap_once(&self) -> Result<usize, TusError> {
+        let (Some(period), Some(expirer), Some(terminater)) =
+            (self.expiration(), self.store.expirer(), self.store.terminater())
+        else {
+            return Ok(0);
+        };
+        let mut removed = 0;
+        for id in expirer.list_expired(SystemTime::now() - period).await? {
+            let Ok(_lock) = self.lock(&id).await else { continue };
+            // Re-check under the lock: a PATCH may have moved the clock since the listing.
+            match self.store.info(&id).await {
+                Ok(info) if self.is_expired(&info) => {
+                    terminater.terminate(&id).await?;
+                    removed += 1;
+                }
+                _ => {}
+            }
+        }
+        Ok(removed)
+    }
+}
+
+/// The method a request stands for: `X-HTTP-Method-Override` is honoured on POST only, so a
+/// plain link (GET) can never be turned into a DELETE.
+fn effective_method<B>(req: &Request<B>) -> Method {
+    if req.method() == Method::POST {
+        if let Some(m) = req.headers().get(names::X_HTTP_METHOD_OVERRIDE) {
+            if let Ok(m) = Method::from_bytes(m.as_bytes()) {
+                return m;
+            }
+        }
+    }
+    req.method().clone()
+}
+
+fn check_version(headers: &HeaderMap) -> Result<(), TusError> {
+    match headers::get::<TusResumable>(headers) {
+        Ok(Some(v)) if v.is_supported() => Ok(()),
+        _ => Err(TusError::UnsupportedVersion),
+    }
+}
+
+/// The host a request addressed (`Host`, or the authority of an absolute-form / HTTP/2 URI).
+fn request_host<B>(req: &Request<B>) -> Option<String> {
+    req.headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| req.uri().authority().map(|a| a.to_string()))
+}
+
+/// Parses `Upload-Metadata` under the size limit.
+fn parse_metadata(headers: &HeaderMap, max: usize) -> Result<Metadata, TusError> {
+    if headers.get(names::UPLOAD_METADATA).is_some_and(|v| v.len() > max) {
+        return Err(TusError::MetadataTooLarge);
+    }
+    Ok(headers::get::<Metadata>(headers)?.unwrap_or_default())
+}

@@ -1,0 +1,178 @@
+//! PATCH: appending bytes at an offset (core protocol, `checksum`, `checksum-trailer`, and
+//! declaring a deferred length).
+
+use bytes::Buf;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Request, Response, StatusCode};
+use http_body::Body;
+
+use super::Inner;
+use super::body::{BodyOutcome, BodyRules, chunk_stream};
+use super::response::{ResponseBody, tus_response};
+use crate::error::TusError;
+use crate::headers::{self, UploadChecksum, UploadLength, UploadOffset, names};
+use crate::id::UploadId;
+use crate::locker::UploadLock;
+use crate::store::{AppendOptions, UploadInfo};
+
+/// The only content type a PATCH body may have.
+pub(crate) const OFFSET_OCTET_STREAM: &str = "application/offset+octet-stream";
+
+impl Inner {
+    /// PATCH: store the body at `Upload-Offset`.
+    pub(super) async fn patch<B>(&self, id: &UploadId, req: Request<B>) -> Result<Response<ResponseBody>, TusError>
+    where
+        B: Body + Send + Unpin + 'static,
+        B::Data: Buf + Send,
+    {
+        let (parts, body) = req.into_parts();
+        let h = &parts.headers;
+        check_content_type(h)?;
+        let offset = headers::get::<UploadOffset>(h)?.ok_or(TusError::MissingOffset)?.0;
+        let declared_length = headers::get::<UploadLength>(h)?.map(|l| l.0);
+        headers::get::<UploadChecksum>(h)?;
+
+        let lock = self.lock(id).await?;
+        let mut info = self.store.info(id).await?;
+        if self.is_expired(&info) {
+            return Err(TusError::Gone);
+        }
+        if info.is_final() {
+            return Err(TusError::ModifyFinal);
+        }
+        if offset != info.offset {
+            return Err(TusError::MismatchedOffset { current: info.offset });
+        }
+        let was_complete = info.is_complete();
+        if let Some(length) = declared_length {
+            self.declare_length(&mut info, length).await?;
+        }
+
+        let written = self.receive_locked(&info, h, body, lock.as_ref()).await?;
+        drop(lock);
+        // (Also when an empty PATCH completes a deferred upload by declaring its length.)
+        if written.is_complete() && !was_complete {
+            self.on_complete(&written).await;
+        }
+
+        let mut res = tus_response(StatusCode::NO_CONTENT);
+        res.headers_mut().insert(names::UPLOAD_OFFSET, HeaderValue::from(written.offset));
+        self.set_expires_header(res.headers_mut(), &written);
+        Ok(res)
+    }
+
+    /// `Upload-Length` on a PATCH: set a deferred length once; repeating it is harmless,
+    /// changing it is not.
+    async fn declare_length(&self, info: &mut UploadInfo, length: u64) -> Result<(), TusError> {
+        match info.length {
+            Some(known) if known == length => Ok(()),
+            Some(_) => Err(TusError::InvalidLength),
+            None if length < info.offset => Err(TusError::InvalidLength),
+            None if self.config.max_size.is_some_and(|max| length > max) => Err(TusError::SizeExceeded),
+            None => {
+                let deferrer = self.store.length_deferrer().ok_or(TusError::NotImplemented)?;
+                deferrer.declare_length(&info.id, length).await?;
+                info.length = Some(length);
+                Ok(())
+            }
+        }
+    }
+
+    /// Streams a request body into a just-created upload (creation-with-upload).
+    pub(super) async fn receive<B>(&self, info: &UploadInfo, headers: &HeaderMap, body: B) -> Result<UploadInfo, TusError>
+    where
+        B: Body + Send + Unpin + 'static,
+        B::Data: Buf + Send,
+    {
+        let lock = self.lock(&info.id).await?;
+        let written = self.receive_locked(info, headers, body, lock.as_ref()).await?;
+        drop(lock);
+        if written.is_complete() {
+            self.on_complete(&written).await;
+        }
+        Ok(written)
+    }
+
+    /// Streams a request body into the upload at its current offset; the caller holds `lock`.
+    /// Returns the upload's info afterwards.
+    async fn receive_locked<B>(
+        &self,
+        info: &UploadInfo,
+        headers: &HeaderMap,
+        body: B,
+        lock: &dyn UploadLock,
+    ) -> Result<UploadInfo, TusError>
+    where
+        B: Body + Send + Unpin + 'static,
+        B::Data: Buf + Send,
+    {
+        let checksum = headers::get::<UploadChecksum>(headers)?;
+        let checksum_trailer = announces_checksum_trailer(headers);
+        let limit = match info.length {
+            Some(length) => length.saturating_sub(info.offset),
+            None => self.config.max_size.map_or(u64::MAX, |max| max.saturating_sub(info.offset)),
+        };
+        // Refuse before reading anything if the client already told us it sends too much.
+        if content_length(headers).is_some_and(|n| n > limit) {
+            return Err(TusError::SizeExceeded);
+        }
+        if limit == 0 && body.is_end_stream() {
+            return Ok(info.clone());
+        }
+        let outcome = BodyOutcome::default();
+        let all_or_nothing = checksum.is_some() || checksum_trailer;
+        let rules = BodyRules {
+            limit,
+            read_timeout: self.config.body_read_timeout,
+            checksum,
+            checksum_trailer,
+            lock,
+            shutdown: self.shutdown.subscribe(),
+        };
+        let stream = chunk_stream(body, rules, &outcome);
+        let options = AppendOptions::default().with_all_or_nothing(all_or_nothing);
+        let offset = self.store.append(&info.id, info.offset, stream, options).await?;
+        if let Some(error) = outcome.take() {
+            tracing::debug!(upload = %info.id, offset, error = %error, "body ended early");
+            return Err(error);
+        }
+        let mut after = info.clone();
+        after.offset = offset;
+        Ok(after)
+    }
+}
+
+/// 415 unless the body is `application/offset+octet-stream` (parameters ignored).
+pub(super) fn check_content_type(headers: &HeaderMap) -> Result<(), TusError> {
+    let essence = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or("").trim());
+    match essence {
+        Some(t) if t.eq_ignore_ascii_case(OFFSET_OCTET_STREAM) => Ok(()),
+        _ => Err(TusError::InvalidContentType),
+    }
+}
+
+/// `Content-Length`, if present and valid.
+pub(super) fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(headers::parse_u64)
+}
+
+/// Whether a request carries a body: a positive `Content-Length`, or none and a body that is
+/// not known to be empty (chunked, HTTP/2 data frames).
+pub(super) fn has_body<B: Body>(headers: &HeaderMap, body: &B) -> bool {
+    match content_length(headers) {
+        Some(n) => n > 0,
+        None => !body.is_end_stream(),
+    }
+}
+
+fn announces_checksum_trailer(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::TRAILER)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|name| name.trim().eq_ignore_ascii_case(names::UPLOAD_CHECKSUM.as_str()))
+}

@@ -1,0 +1,128 @@
+//! Response bodies and the rendering of errors.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Method, Response, StatusCode};
+use http_body::{Frame, SizeHint};
+
+use crate::error::TusError;
+use crate::headers::{TUS_VERSION, names};
+use crate::store::ByteStream;
+
+/// Errors a response body can end with (a store failing mid-download).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The body of every response the tus service sends.
+pub struct ResponseBody(Kind);
+
+enum Kind {
+    Empty,
+    Full(Option<Bytes>),
+    Stream { stream: ByteStream, remaining: u64 },
+}
+
+impl ResponseBody {
+    /// No body.
+    pub fn empty() -> Self {
+        ResponseBody(Kind::Empty)
+    }
+
+    /// A body held in memory.
+    pub fn full(bytes: impl Into<Bytes>) -> Self {
+        ResponseBody(Kind::Full(Some(bytes.into())))
+    }
+
+    /// A body of exactly `len` bytes streamed from a store.
+    pub fn stream(stream: ByteStream, len: u64) -> Self {
+        ResponseBody(Kind::Stream { stream, remaining: len })
+    }
+}
+
+impl std::fmt::Debug for ResponseBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ResponseBody")
+    }
+}
+
+impl http_body::Body for ResponseBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match &mut self.0 {
+            Kind::Empty => Poll::Ready(None),
+            Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Kind::Stream { stream, remaining } => match stream.as_mut().poll_next(cx) {
+                Poll::Ready(Some(Ok(chunk))) => {
+                    *remaining = remaining.saturating_sub(chunk.len() as u64);
+                    Poll::Ready(Some(Ok(Frame::data(chunk))))
+                }
+                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(e)))),
+                Poll::Ready(None) if *remaining > 0 => {
+                    Poll::Ready(Some(Err("stored upload shorter than its length".into())))
+                }
+                Poll::Ready(None) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.0 {
+            Kind::Empty => true,
+            Kind::Full(b) => b.is_none(),
+            Kind::Stream { remaining, .. } => *remaining == 0,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.0 {
+            Kind::Empty => SizeHint::with_exact(0),
+            Kind::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            Kind::Stream { remaining, .. } => SizeHint::with_exact(*remaining),
+        }
+    }
+}
+
+/// A response with `Tus-Resumable` set, as every tus response must have.
+pub(crate) fn tus_response(status: StatusCode) -> Response<ResponseBody> {
+    let mut res = Response::new(ResponseBody::empty());
+    *res.status_mut() = status;
+    res.headers_mut().insert(names::TUS_RESUMABLE, HeaderValue::from_static(TUS_VERSION));
+    res
+}
+
+/// Renders `error`: status from the error table, a short text body (none for HEAD), and the
+/// headers some errors need.
+pub(crate) fn error_response(error: &TusError, method: &Method) -> Response<ResponseBody> {
+    let status = error.status();
+    if status.is_server_error() {
+        tracing::error!(code = error.code(), error = %error, "request failed");
+    } else {
+        tracing::debug!(code = error.code(), error = %error, "request rejected");
+    }
+    let mut res = tus_response(status);
+    let headers = res.headers_mut();
+    match error {
+        TusError::UnsupportedVersion => {
+            headers.insert(names::TUS_VERSION, HeaderValue::from_static(TUS_VERSION));
+        }
+        TusError::MismatchedOffset { current } => {
+            headers.insert(names::UPLOAD_OFFSET, HeaderValue::from(*current));
+        }
+        TusError::ReadTimeout => {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        _ => {}
+    }
+    if method != Method::HEAD {
+        let text = format!("{}: {}\n", error.code(), error.message());
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(text.len()));
+        *res.body_mut() = ResponseBody::full(text);
+    }
+    res
+}

@@ -1,0 +1,191 @@
+//! An in-memory [`Store`] with every capability: the reference backend for tests, fuzzing and
+//! examples. Not for production: everything is lost when the process ends.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt as _;
+
+use crate::id::UploadId;
+use crate::store::{
+    AppendOptions, BodyError, ByteStream, ChunkStream, Concatenate, DeferLength, ListExpired, NewUpload,
+    Store, StoreError, Terminate, UploadInfo,
+};
+
+/// An in-memory store.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryStore {
+    uploads: Arc<Mutex<HashMap<UploadId, Entry>>>,
+}
+
+#[derive(Debug)]
+enum Entry {
+    Live { info: UploadInfo, data: BytesMut },
+    Gone,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut HashMap<UploadId, Entry>) -> T) -> Result<T, StoreError> {
+        let mut map = self
+            .uploads
+            .lock()
+            .map_err(|_| StoreError::Generic { store: "memory", source: "mutex poisoned".into() })?;
+        Ok(f(&mut map))
+    }
+
+    fn live<T>(&self, id: &UploadId, f: impl FnOnce(&mut UploadInfo, &mut BytesMut) -> T) -> Result<T, StoreError> {
+        self.with(|map| match map.get_mut(id) {
+            Some(Entry::Live { info, data }) => Ok(f(info, data)),
+            Some(Entry::Gone) => Err(StoreError::Gone),
+            None => Err(StoreError::NotFound),
+        })?
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn create(&self, upload: NewUpload) -> Result<UploadInfo, StoreError> {
+        let info = upload.into_info(SystemTime::now());
+        self.with(|map| {
+            if map.contains_key(&info.id) {
+                return Err(StoreError::AlreadyExists);
+            }
+            map.insert(info.id.clone(), Entry::Live { info: info.clone(), data: BytesMut::new() });
+            Ok(info)
+        })?
+    }
+
+    async fn info(&self, id: &UploadId) -> Result<UploadInfo, StoreError> {
+        self.live(id, |info, _| info.clone())
+    }
+
+    async fn append(
+        &self,
+        id: &UploadId,
+        offset: u64,
+        mut data: ChunkStream<'_>,
+        options: AppendOptions,
+    ) -> Result<u64, StoreError> {
+        let mut staged = BytesMut::new();
+        let mut outcome = Ok(());
+        while let Some(item) = data.next().await {
+            match item {
+                Ok(chunk) if options.all_or_nothing => staged.extend_from_slice(&chunk),
+                Ok(chunk) => self.commit(id, offset, &chunk)?,
+                Err(e) => {
+                    outcome = Err(e);
+                    break;
+                }
+            }
+        }
+        match outcome {
+            Ok(()) if options.all_or_nothing => self.commit(id, offset, &staged)?,
+            Ok(()) | Err(BodyError::Interrupted) => {}
+            Err(BodyError::Rejected) => self.live(id, |info, data| {
+                data.truncate(usize::try_from(offset).unwrap_or(usize::MAX));
+                info.offset = offset;
+            })?,
+        }
+        self.live(id, |info, _| info.offset)
+    }
+
+    async fn read(&self, id: &UploadId, range: Range<u64>) -> Result<ByteStream, StoreError> {
+        let bytes = self.live(id, |_, data| {
+            let end = usize::try_from(range.end).unwrap_or(usize::MAX).min(data.len());
+            let start = usize::try_from(range.start).unwrap_or(usize::MAX).min(end);
+            Bytes::copy_from_slice(&data[start..end])
+        })?;
+        Ok(Box::pin(futures_util::stream::iter([Ok(bytes)])))
+    }
+
+    fn terminater(&self) -> Option<&dyn Terminate> {
+        Some(self)
+    }
+    fn concatenater(&self) -> Option<&dyn Concatenate> {
+        Some(self)
+    }
+    fn length_deferrer(&self) -> Option<&dyn DeferLength> {
+        Some(self)
+    }
+    fn expirer(&self) -> Option<&dyn ListExpired> {
+        Some(self)
+    }
+}
+
+impl MemoryStore {
+    fn commit(&self, id: &UploadId, offset: u64, chunk: &[u8]) -> Result<(), StoreError> {
+        self.live(id, |info, data| {
+            if data.len() as u64 != info.offset || info.offset < offset {
+                return Err(StoreError::Conflict("offset moved during append".into()));
+            }
+            data.extend_from_slice(chunk);
+            info.offset = data.len() as u64;
+            info.updated_at = SystemTime::now();
+            Ok(())
+        })?
+    }
+}
+
+#[async_trait]
+impl Terminate for MemoryStore {
+    async fn terminate(&self, id: &UploadId) -> Result<(), StoreError> {
+        self.live(id, |_, _| ())?;
+        self.with(|map| map.insert(id.clone(), Entry::Gone)).map(drop)
+    }
+}
+
+#[async_trait]
+impl Concatenate for MemoryStore {
+    async fn concatenate(&self, final_id: &UploadId, partials: &[UploadInfo]) -> Result<(), StoreError> {
+        let mut joined = BytesMut::new();
+        for p in partials {
+            joined.extend_from_slice(&self.live(&p.id, |_, data| data.clone())?);
+        }
+        self.live(final_id, |info, data| {
+            *data = joined;
+            info.offset = data.len() as u64;
+            info.length = Some(info.offset);
+            info.updated_at = SystemTime::now();
+        })
+    }
+}
+
+#[async_trait]
+impl DeferLength for MemoryStore {
+    async fn declare_length(&self, id: &UploadId, length: u64) -> Result<(), StoreError> {
+        self.live(id, |info, _| info.length = Some(length))
+    }
+}
+
+#[async_trait]
+impl ListExpired for MemoryStore {
+    async fn list_expired(&self, cutoff: SystemTime) -> Result<Vec<UploadId>, StoreError> {
+        self.with(|map| {
+            map.values()
+                .filter_map(|e| match e {
+                    Entry::Live { info, .. } if !info.is_complete() && info.updated_at < cutoff => {
+                        Some(info.id.clone())
+                    }
+                    _ => None,
+                })
+                .collect()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn memory_store_passes_the_store_suite() {
+        crate::testing::run_all(&super::MemoryStore::new()).await;
+    }
+}

@@ -1,0 +1,318 @@
+//! The storage contract: a small required [`Store`] trait plus optional capabilities.
+//!
+//! Every backend implements the four required methods (create, info, append, read). What else
+//! it can do, it declares by returning `Some(self)` from a capability accessor
+//! ([`Store::terminater`], [`Store::concatenater`], [`Store::length_deferrer`],
+//! [`Store::expirer`]); the handler asks, never downcasts, and derives `Tus-Extension` from the
+//! answers.
+//!
+//! Stores are deliberately simple (as in tusd): the handler has already validated the offset,
+//! capped the body at the upload's length or the maximum size, and holds the upload's lock
+//! before it calls [`Store::append`].
+
+use std::fmt;
+use std::ops::Range;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_core::Stream;
+use serde::{Deserialize, Serialize};
+
+use crate::headers::Metadata;
+use crate::id::UploadId;
+
+/// What an upload is in a concatenation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConcatRole {
+    /// Created with `Upload-Concat: partial`.
+    Partial,
+    /// Created with `Upload-Concat: final;...`: the partials, in order.
+    Final {
+        /// The partial uploads, in order (an ID may repeat).
+        partials: Vec<UploadId>,
+    },
+}
+
+/// Everything known about one upload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct UploadInfo {
+    /// The upload's ID.
+    pub id: UploadId,
+    /// Bytes durably stored, counted from the start. For a final upload this is only
+    /// meaningful once it equals `length` (the concatenation is done).
+    pub offset: u64,
+    /// The total size, or `None` while deferred.
+    pub length: Option<u64>,
+    /// Metadata as the client sent it at creation.
+    pub metadata: Metadata,
+    /// Role in a concatenation, if any.
+    pub concat: Option<ConcatRole>,
+    /// When the upload was created.
+    pub created_at: SystemTime,
+    /// When bytes were last stored (or the upload created); the expiry clock starts here.
+    pub updated_at: SystemTime,
+}
+
+impl UploadInfo {
+    /// Whether every byte has arrived.
+    pub fn is_complete(&self) -> bool {
+        self.length == Some(self.offset)
+    }
+
+    /// Whether this is a final upload of a concatenation.
+    pub fn is_final(&self) -> bool {
+        matches!(self.concat, Some(ConcatRole::Final { .. }))
+    }
+
+    /// Whether this is a partial upload of a concatenation.
+    pub fn is_partial(&self) -> bool {
+        matches!(self.concat, Some(ConcatRole::Partial))
+    }
+}
+
+/// The description of an upload to create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct NewUpload {
+    /// The ID to create it under (chosen by the handler).
+    pub id: UploadId,
+    /// The total size, or `None` if deferred.
+    pub length: Option<u64>,
+    /// Client metadata.
+    pub metadata: Metadata,
+    /// Role in a concatenation.
+    pub concat: Option<ConcatRole>,
+}
+
+impl NewUpload {
+    /// A plain upload of `length` bytes (`None` = deferred) under `id`.
+    pub fn new(id: UploadId, length: Option<u64>) -> Self {
+        NewUpload { id, length, metadata: Metadata::default(), concat: None }
+    }
+
+    /// Sets the metadata.
+    pub fn with_metadata(mut self, metadata: Metadata) -> Self {
+        self.metadata = metadata;
+        self
+    }
+
+    /// Sets the concatenation role.
+    pub fn with_concat(mut self, concat: ConcatRole) -> Self {
+        self.concat = Some(concat);
+        self
+    }
+
+    /// The info of a freshly created upload: nothing stored yet.
+    pub fn into_info(self, now: SystemTime) -> UploadInfo {
+        UploadInfo {
+            id: self.id,
+            offset: 0,
+            length: self.length,
+            metadata: self.metadata,
+            concat: self.concat,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+}
+
+/// Options of one [`Store::append`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AppendOptions {
+    /// The bytes are only valid as a whole (the request carried a checksum): the store MUST
+    /// make none of them part of the upload unless the stream ends without error, even if the
+    /// process crashes mid-way.
+    pub all_or_nothing: bool,
+}
+
+impl AppendOptions {
+    /// Sets [`AppendOptions::all_or_nothing`].
+    pub fn with_all_or_nothing(mut self, yes: bool) -> Self {
+        self.all_or_nothing = yes;
+        self
+    }
+}
+
+/// Why a request body stream ended early.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BodyError {
+    /// The bytes must not be kept (for example, their checksum did not match): the store
+    /// MUST discard everything this append received.
+    #[error("request body rejected")]
+    Rejected,
+    /// The client went away, stalled, or was asked to stop: the store SHOULD keep every byte
+    /// it received.
+    #[error("request body interrupted")]
+    Interrupted,
+}
+
+/// The bytes of one append, as they arrive.
+pub type ChunkStream<'a> = Pin<Box<dyn Stream<Item = Result<Bytes, BodyError>> + Send + 'a>>;
+
+/// Stored bytes read back.
+pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, StoreError>> + Send + 'static>>;
+
+/// A storage error. Backends keep their own error types and convert into this one.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// No such upload.
+    #[error("upload not found")]
+    NotFound,
+    /// The upload existed but was terminated or expired.
+    #[error("upload gone")]
+    Gone,
+    /// An upload with this ID already exists.
+    #[error("upload already exists")]
+    AlreadyExists,
+    /// The store cannot do this.
+    #[error("operation not supported by this store: {operation}")]
+    NotSupported {
+        /// What was attempted.
+        operation: &'static str,
+    },
+    /// The request cannot be honoured in the upload's current state (for example, a final
+    /// upload whose partial was terminated).
+    #[error("{0}")]
+    Conflict(String),
+    /// Anything else: I/O, network, corrupt state.
+    #[error("{store} store error: {source}")]
+    Generic {
+        /// Which backend.
+        store: &'static str,
+        /// The cause.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// The storage backend.
+///
+/// Implementations MUST be safe to call concurrently for different uploads; the handler holds
+/// a per-upload lock around appends, concatenation, length changes and termination.
+#[async_trait]
+pub trait Store: Send + Sync + fmt::Debug + 'static {
+    /// Creates a new, empty upload described by `upload`. MUST fail with
+    /// [`StoreError::AlreadyExists`] if the ID is taken.
+    async fn create(&self, upload: NewUpload) -> Result<UploadInfo, StoreError>;
+
+    /// The current info. `offset` MUST NOT exceed the bytes actually stored, and MUST include
+    /// every byte an earlier `append` returned as stored.
+    async fn info(&self, id: &UploadId) -> Result<UploadInfo, StoreError>;
+
+    /// Appends the bytes of `data` at `offset` (which the handler checked equals the stored
+    /// offset) and returns the new offset.
+    ///
+    /// At the first `Err` item the store stops reading: on [`BodyError::Interrupted`] it keeps
+    /// and returns what it stored, on [`BodyError::Rejected`] it keeps nothing of this call and
+    /// returns `offset`. Bytes counted in the returned offset MUST survive a crash unless the
+    /// store documents that durability was traded for speed.
+    async fn append(
+        &self,
+        id: &UploadId,
+        offset: u64,
+        data: ChunkStream<'_>,
+        options: AppendOptions,
+    ) -> Result<u64, StoreError>;
+
+    /// Streams bytes `range` of the upload back.
+    async fn read(&self, id: &UploadId, range: Range<u64>) -> Result<ByteStream, StoreError>;
+
+    /// The termination capability, if supported.
+    fn terminater(&self) -> Option<&dyn Terminate> {
+        None
+    }
+
+    /// The concatenation capability, if supported.
+    fn concatenater(&self) -> Option<&dyn Concatenate> {
+        None
+    }
+
+    /// The deferred-length capability, if supported.
+    fn length_deferrer(&self) -> Option<&dyn DeferLength> {
+        None
+    }
+
+    /// The expiration-listing capability, if supported. A store that offers it MUST also
+    /// offer [`Store::terminater`], which the reaper uses to remove what it lists.
+    fn expirer(&self) -> Option<&dyn ListExpired> {
+        None
+    }
+}
+
+/// Deleting uploads (the `termination` extension and the expiry reaper).
+#[async_trait]
+pub trait Terminate: Send + Sync {
+    /// Deletes the upload and its data. Afterwards [`Store::info`] SHOULD answer
+    /// [`StoreError::Gone`] (the store remembers it for a while) or else `NotFound`.
+    async fn terminate(&self, id: &UploadId) -> Result<(), StoreError>;
+}
+
+/// Assembling final uploads (the `concatenation` extension).
+#[async_trait]
+pub trait Concatenate: Send + Sync {
+    /// Fills the already-created final upload `final_id` with the bytes of `partials` in
+    /// order (all complete). Afterwards its info MUST show `offset == length == sum`. MUST be
+    /// atomic: after a crash the final is either assembled entirely or not at all.
+    async fn concatenate(&self, final_id: &UploadId, partials: &[UploadInfo]) -> Result<(), StoreError>;
+}
+
+/// Declaring the length of a deferred-length upload (`creation-defer-length`).
+#[async_trait]
+pub trait DeferLength: Send + Sync {
+    /// Records the now-known length of `id` (the handler checked it is ≥ the offset).
+    async fn declare_length(&self, id: &UploadId, length: u64) -> Result<(), StoreError>;
+}
+
+/// Finding unfinished uploads idle since before a moment (the `expiration` extension).
+#[async_trait]
+pub trait ListExpired: Send + Sync {
+    /// IDs of unfinished uploads whose `updated_at` is before `cutoff`.
+    async fn list_expired(&self, cutoff: SystemTime) -> Result<Vec<UploadId>, StoreError>;
+}
+
+macro_rules! forward_store {
+    ($ty:ty) => {
+        #[async_trait]
+        impl<S: Store + ?Sized> Store for $ty {
+            async fn create(&self, upload: NewUpload) -> Result<UploadInfo, StoreError> {
+                (**self).create(upload).await
+            }
+            async fn info(&self, id: &UploadId) -> Result<UploadInfo, StoreError> {
+                (**self).info(id).await
+            }
+            async fn append(
+                &self,
+                id: &UploadId,
+                offset: u64,
+                data: ChunkStream<'_>,
+                options: AppendOptions,
+            ) -> Result<u64, StoreError> {
+                (**self).append(id, offset, data, options).await
+            }
+            async fn read(&self, id: &UploadId, range: Range<u64>) -> Result<ByteStream, StoreError> {
+                (**self).read(id, range).await
+            }
+            fn terminater(&self) -> Option<&dyn Terminate> {
+                (**self).terminater()
+            }
+            fn concatenater(&self) -> Option<&dyn Concatenate> {
+                (**self).concatenater()
+            }
+            fn length_deferrer(&self) -> Option<&dyn DeferLength> {
+                (**self).length_deferrer()
+            }
+            fn expirer(&self) -> Option<&dyn ListExpired> {
+                (**self).expirer()
+            }
+        }
+    };
+}
+
+forward_store!(Arc<S>);
+forward_store!(Box<S>);

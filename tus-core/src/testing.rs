@@ -1,0 +1,224 @@
+//! The backend-agnostic store test suite (feature `testing`).
+//!
+//! Every store crate runs [`run_all`] (or the individual functions) against its backend, the
+//! way `object_store` runs one integration suite against each backend. Not a stable API. The
+//! functions create uploads with random IDs and panic with a message on the first violation of
+//! the [`Store`](crate::store::Store) contract.
+
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use futures_util::StreamExt as _;
+
+use crate::headers::Metadata;
+use crate::id::UploadId;
+use crate::store::{AppendOptions, BodyError, ChunkStream, ConcatRole, NewUpload, Store, StoreError};
+
+/// Runs every test the store's capabilities allow.
+pub async fn run_all(store: &dyn Store) {
+    create_and_info(store).await;
+    append_in_chunks_and_read_back(store).await;
+    empty_append_changes_nothing(store).await;
+    interrupted_append_keeps_received_bytes(store).await;
+    rejected_append_keeps_nothing(store).await;
+    all_or_nothing_append_commits_on_success(store).await;
+    large_append_streams(store).await;
+    if store.length_deferrer().is_some() {
+        deferred_length(store).await;
+    }
+    if store.terminater().is_some() {
+        terminate(store).await;
+    }
+    if store.concatenater().is_some() {
+        concatenate(store).await;
+    }
+    if store.expirer().is_some() {
+        list_expired(store).await;
+    }
+}
+
+/// A stream of the given chunks, optionally ending in an error.
+pub fn chunks(parts: &[&[u8]], end: Option<BodyError>) -> ChunkStream<'static> {
+    let mut items: Vec<Result<Bytes, BodyError>> = parts.iter().map(|p| Ok(Bytes::copy_from_slice(p))).collect();
+    items.extend(end.map(Err));
+    Box::pin(futures_util::stream::iter(items))
+}
+
+/// Reads `range` of an upload into memory.
+pub async fn read_all(store: &dyn Store, id: &UploadId, range: std::ops::Range<u64>) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut stream = store.read(id, range).await.expect("read");
+    while let Some(chunk) = stream.next().await {
+        out.extend_from_slice(&chunk.expect("read chunk"));
+    }
+    out
+}
+
+async fn new_upload(store: &dyn Store, length: Option<u64>) -> UploadId {
+    let id = UploadId::random();
+    store.create(NewUpload::new(id.clone(), length)).await.expect("create");
+    id
+}
+
+/// Created uploads start empty and keep their length and metadata; IDs are unique.
+pub async fn create_and_info(store: &dyn Store) {
+    let id = UploadId::random();
+    let metadata = Metadata::parse("filename c8WCb8WEY2UudHh0,empty").expect("metadata");
+    let created = store
+        .create(NewUpload::new(id.clone(), Some(11)).with_metadata(metadata.clone()))
+        .await
+        .expect("create");
+    assert_eq!(created.offset, 0);
+    let info = store.info(&id).await.expect("info");
+    assert_eq!((info.offset, info.length), (0, Some(11)));
+    assert_eq!(info.metadata, metadata);
+    assert_eq!(info.concat, None);
+    assert!(matches!(
+        store.create(NewUpload::new(id.clone(), Some(1))).await,
+        Err(StoreError::AlreadyExists)
+    ));
+    assert!(matches!(store.info(&UploadId::random()).await, Err(StoreError::NotFound)));
+
+    let zero = new_upload(store, Some(0)).await;
+    assert!(store.info(&zero).await.expect("info").is_complete());
+}
+
+/// Appends add up and the bytes read back in order, whole or by range.
+pub async fn append_in_chunks_and_read_back(store: &dyn Store) {
+    let id = new_upload(store, Some(11)).await;
+    let opts = AppendOptions::default();
+    assert_eq!(store.append(&id, 0, chunks(&[b"he", b"llo"], None), opts).await.expect("append"), 5);
+    assert_eq!(store.append(&id, 5, chunks(&[b" world"], None), opts).await.expect("append"), 11);
+    let info = store.info(&id).await.expect("info");
+    assert!(info.is_complete());
+    assert_eq!(read_all(store, &id, 0..11).await, b"hello world");
+    assert_eq!(read_all(store, &id, 3..8).await, b"lo wo");
+}
+
+/// An append with no bytes changes nothing.
+pub async fn empty_append_changes_nothing(store: &dyn Store) {
+    let id = new_upload(store, Some(3)).await;
+    assert_eq!(store.append(&id, 0, chunks(&[], None), AppendOptions::default()).await.expect("append"), 0);
+    assert_eq!(store.info(&id).await.expect("info").offset, 0);
+}
+
+/// A body cut off mid-way keeps every byte that arrived.
+pub async fn interrupted_append_keeps_received_bytes(store: &dyn Store) {
+    let id = new_upload(store, Some(10)).await;
+    let got = store
+        .append(&id, 0, chunks(&[b"abc", b"de"], Some(BodyError::Interrupted)), AppendOptions::default())
+        .await
+        .expect("append");
+    assert_eq!(got, 5);
+    assert_eq!(store.info(&id).await.expect("info").offset, 5);
+    assert_eq!(read_all(store, &id, 0..5).await, b"abcde");
+}
+
+/// A rejected body keeps nothing, whether or not it was announced as all-or-nothing.
+pub async fn rejected_append_keeps_nothing(store: &dyn Store) {
+    for all_or_nothing in [false, true] {
+        let id = new_upload(store, Some(10)).await;
+        let opts = AppendOptions::default().with_all_or_nothing(all_or_nothing);
+        store.append(&id, 0, chunks(&[b"ok"], None), AppendOptions::default()).await.expect("append");
+        let got = store
+            .append(&id, 2, chunks(&[b"bad", b"bytes"], Some(BodyError::Rejected)), opts)
+            .await
+            .expect("append");
+        assert_eq!(got, 2, "all_or_nothing={all_or_nothing}");
+        assert_eq!(store.info(&id).await.expect("info").offset, 2);
+        assert_eq!(store.append(&id, 2, chunks(&[b"good"], None), opts).await.expect("append"), 6);
+        assert_eq!(read_all(store, &id, 0..6).await, b"okgood");
+    }
+}
+
+/// An all-or-nothing append that ends cleanly is stored like any other.
+pub async fn all_or_nothing_append_commits_on_success(store: &dyn Store) {
+    let id = new_upload(store, Some(6)).await;
+    let opts = AppendOptions::default().with_all_or_nothing(true);
+    assert_eq!(store.append(&id, 0, chunks(&[b"abc", b"def"], None), opts).await.expect("append"), 6);
+    assert_eq!(read_all(store, &id, 0..6).await, b"abcdef");
+    // An interrupted all-or-nothing append keeps nothing either.
+    let id = new_upload(store, Some(6)).await;
+    let got = store
+        .append(&id, 0, chunks(&[b"abc"], Some(BodyError::Interrupted)), opts)
+        .await
+        .expect("append");
+    assert_eq!(got, 0);
+}
+
+/// Many chunks (a few MiB) stream through and come back identical.
+pub async fn large_append_streams(store: &dyn Store) {
+    const CHUNK: usize = 64 * 1024;
+    const COUNT: usize = 80;
+    let id = new_upload(store, Some((CHUNK * COUNT) as u64)).await;
+    let chunk_at = |i: usize| Bytes::from((0..CHUNK).map(|j| ((i * 31 + j * 7) % 251) as u8).collect::<Vec<_>>());
+    let stream: ChunkStream<'static> = Box::pin(futures_util::stream::iter((0..COUNT).map(move |i| Ok(chunk_at(i)))));
+    let end = store.append(&id, 0, stream, AppendOptions::default()).await.expect("append");
+    assert_eq!(end, (CHUNK * COUNT) as u64);
+    let back = read_all(store, &id, 0..end).await;
+    for i in 0..COUNT {
+        assert_eq!(&back[i * CHUNK..(i + 1) * CHUNK], &chunk_at(i)[..], "chunk {i}");
+    }
+}
+
+/// A deferred length can be declared later.
+pub async fn deferred_length(store: &dyn Store) {
+    let id = new_upload(store, None).await;
+    store.append(&id, 0, chunks(&[b"abc"], None), AppendOptions::default()).await.expect("append");
+    assert_eq!(store.info(&id).await.expect("info").length, None);
+    store.length_deferrer().expect("capability").declare_length(&id, 5).await.expect("declare");
+    let info = store.info(&id).await.expect("info");
+    assert_eq!((info.offset, info.length), (3, Some(5)));
+}
+
+/// Terminated uploads are gone, data included.
+pub async fn terminate(store: &dyn Store) {
+    let id = new_upload(store, Some(3)).await;
+    store.append(&id, 0, chunks(&[b"abc"], None), AppendOptions::default()).await.expect("append");
+    store.terminater().expect("capability").terminate(&id).await.expect("terminate");
+    assert!(matches!(store.info(&id).await, Err(StoreError::Gone | StoreError::NotFound)));
+    assert!(store.read(&id, 0..3).await.is_err());
+}
+
+/// Finals hold their partials' bytes in order (a partial may repeat); partials stay intact.
+pub async fn concatenate(store: &dyn Store) {
+    let mut partials = Vec::new();
+    for part in [&b"hello"[..], b" world", b""] {
+        let id = UploadId::random();
+        store
+            .create(NewUpload::new(id.clone(), Some(part.len() as u64)).with_concat(ConcatRole::Partial))
+            .await
+            .expect("create partial");
+        store.append(&id, 0, chunks(&[part], None), AppendOptions::default()).await.expect("append");
+        partials.push(store.info(&id).await.expect("info"));
+    }
+    let order = vec![partials[0].clone(), partials[1].clone(), partials[2].clone(), partials[0].clone()];
+    let final_id = UploadId::random();
+    store
+        .create(
+            NewUpload::new(final_id.clone(), Some(16))
+                .with_concat(ConcatRole::Final { partials: order.iter().map(|p| p.id.clone()).collect() }),
+        )
+        .await
+        .expect("create final");
+    store.concatenater().expect("capability").concatenate(&final_id, &order).await.expect("concatenate");
+    let info = store.info(&final_id).await.expect("info");
+    assert_eq!((info.offset, info.length), (16, Some(16)));
+    assert!(info.is_final());
+    assert_eq!(read_all(store, &final_id, 0..16).await, b"hello worldhello");
+    assert_eq!(read_all(store, &partials[1].id, 0..6).await, b" world");
+}
+
+/// Idle unfinished uploads are listed; finished or fresh ones are not.
+pub async fn list_expired(store: &dyn Store) {
+    let idle = new_upload(store, Some(5)).await;
+    let done = new_upload(store, Some(1)).await;
+    store.append(&done, 0, chunks(&[b"x"], None), AppendOptions::default()).await.expect("append");
+    let expirer = store.expirer().expect("capability");
+    let future = SystemTime::now() + Duration::from_secs(5);
+    let listed = expirer.list_expired(future).await.expect("list");
+    assert!(listed.contains(&idle), "idle upload not listed");
+    assert!(!listed.contains(&done), "finished upload listed");
+    let past = SystemTime::now() - Duration::from_secs(3600);
+    assert!(!expirer.list_expired(past).await.expect("list").contains(&idle));
+}
