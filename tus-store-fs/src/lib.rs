@@ -1,1 +1,481 @@
-//! placeholder
+//! Local filesystem storage for [`tus_core`].
+//!
+//! # Layout
+//!
+//! One directory holds, per upload `<id>` (IDs are validated by `tus-core` to
+//! `[A-Za-z0-9_-]{1,128}`, so they are always plain file names):
+//!
+//! | file | content |
+//! |---|---|
+//! | `<id>` | the upload's bytes, in order; **its length is the upload's offset** |
+//! | `<id>.info` | JSON: length, metadata, concatenation role, timestamps — or a tombstone |
+//! | `<id>.stage` | bytes of an all-or-nothing (checksummed) PATCH until they are verified |
+//! | `<id>.assembling` | a final upload being concatenated, renamed over `<id>` when done |
+//!
+//! # Durability
+//!
+//! By default every append is synced (`fdatasync`) before [`Store::append`] returns, so a
+//! `204` means the bytes are on stable storage. Because the offset *is* the data file's
+//! length, after a crash at any instant HEAD reports exactly the bytes in the file: never
+//! more, and never fewer than were acknowledged. `FileStore::builder(dir).sync(false)` trades
+//! that guarantee for speed (the bytes then reach the disk when the OS flushes them).
+//!
+//! Info files are replaced atomically (write to a temp file, sync, rename, sync the
+//! directory). Checksummed appends go to `<id>.stage` and are appended to `<id>` only once
+//! verified (with `copy_file_range` through `std::io::copy`, so without passing through user
+//! space); finals are assembled the same way into `<id>.assembling` and renamed into place.
+//!
+//! Terminated and expired uploads leave a small tombstone `<id>.info` so they answer `410
+//! Gone`; tombstones are removed by the expiry pass once they are older than the expiry cutoff.
+//!
+//! ```no_run
+//! use tus_core::TusService;
+//! use tus_store_fs::FileStore;
+//!
+//! # fn main() -> std::io::Result<()> {
+//! let store = FileStore::builder("./data").sync(true).build()?;
+//! let service = TusService::builder(store).build();
+//! # let _ = service; Ok(())
+//! # }
+//! ```
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Seek, SeekFrom, Write};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt as _;
+use serde::{Deserialize, Serialize};
+use tus_core::UploadId;
+use tus_core::store::{
+    AppendOptions, BodyError, ByteStream, ChunkStream, Concatenate, DeferLength, ListExpired, NewUpload, Store,
+    StoreError, Terminate, UploadInfo,
+};
+
+/// Bytes gathered from the request before one write to disk.
+const WRITE_BUFFER: usize = 1024 * 1024;
+/// Bytes per chunk when reading an upload back.
+const READ_CHUNK: usize = 256 * 1024;
+
+/// Errors of this backend, converted into [`StoreError`] at the trait boundary.
+#[derive(Debug, thiserror::Error)]
+enum Error {
+    #[error("{op} {path}: {source}")]
+    Io { op: &'static str, path: PathBuf, source: io::Error },
+    #[error("corrupt info file {path}: {source}")]
+    Json { path: PathBuf, source: serde_json::Error },
+    #[error("blocking task failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
+    #[error("upload not found")]
+    NotFound,
+    #[error("upload gone")]
+    Gone,
+    #[error("upload already exists")]
+    AlreadyExists,
+    #[error("{0}")]
+    Conflict(String),
+}
+
+impl From<Error> for StoreError {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::NotFound => StoreError::NotFound,
+            Error::Gone => StoreError::Gone,
+            Error::AlreadyExists => StoreError::AlreadyExists,
+            Error::Conflict(msg) => StoreError::Conflict(msg),
+            other => StoreError::Generic { store: "fs", source: Box::new(other) },
+        }
+    }
+}
+
+fn io_err(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> Error + use<> {
+    let path = path.to_owned();
+    move |source| Error::Io { op, path, source }
+}
+
+/// What `<id>.info` holds.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+enum InfoFile {
+    /// A live upload; its `offset` field is ignored (the data file's length is the offset).
+    Live(UploadInfo),
+    /// Terminated or expired.
+    Gone { at: SystemTime },
+}
+
+/// Builds a [`FileStore`].
+#[derive(Debug, Clone)]
+pub struct FileStoreBuilder {
+    dir: PathBuf,
+    sync: bool,
+}
+
+impl FileStoreBuilder {
+    /// Sync data before acknowledging it (default `true`). `false` trades crash durability
+    /// of acknowledged bytes for speed.
+    pub fn sync(mut self, sync: bool) -> Self {
+        self.sync = sync;
+        self
+    }
+
+    /// Creates the directory if needed and returns the store.
+    pub fn build(self) -> io::Result<FileStore> {
+        fs::create_dir_all(&self.dir)?;
+        Ok(FileStore { inner: Arc::new(Dirs { dir: self.dir, sync: self.sync }) })
+    }
+}
+
+/// Uploads as files in one directory. See the crate docs for the layout.
+#[derive(Debug, Clone)]
+pub struct FileStore {
+    inner: Arc<Dirs>,
+}
+
+#[derive(Debug)]
+struct Dirs {
+    dir: PathBuf,
+    sync: bool,
+}
+
+impl FileStore {
+    /// A builder for a store in `dir`.
+    pub fn builder(dir: impl Into<PathBuf>) -> FileStoreBuilder {
+        FileStoreBuilder { dir: dir.into(), sync: true }
+    }
+
+    /// The directory uploads live in.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Dirs) -> Result<T, Error> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let inner = self.inner.clone();
+        Ok(tokio::task::spawn_blocking(move || f(&inner)).await.map_err(Error::from)??)
+    }
+}
+
+impl Dirs {
+    fn data(&self, id: &UploadId) -> PathBuf {
+        self.dir.join(id.as_str())
+    }
+    fn info_path(&self, id: &UploadId) -> PathBuf {
+        self.dir.join(format!("{id}.info"))
+    }
+    fn stage(&self, id: &UploadId) -> PathBuf {
+        self.dir.join(format!("{id}.stage"))
+    }
+    fn assembling(&self, id: &UploadId) -> PathBuf {
+        self.dir.join(format!("{id}.assembling"))
+    }
+
+    fn read_info_file(&self, id: &UploadId) -> Result<InfoFile, Error> {
+        let path = self.info_path(id);
+        let bytes = match fs::read(&path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(Error::NotFound),
+            other => other.map_err(io_err("read", &path))?,
+        };
+        serde_json::from_slice(&bytes).map_err(|source| Error::Json { path, source })
+    }
+
+    /// The live info, with offset and activity time taken from the data file.
+    fn info(&self, id: &UploadId) -> Result<UploadInfo, Error> {
+        let mut info = match self.read_info_file(id)? {
+            InfoFile::Live(info) => info,
+            InfoFile::Gone { .. } => return Err(Error::Gone),
+        };
+        let path = self.data(id);
+        match fs::metadata(&path) {
+            Ok(meta) => {
+                info.offset = meta.len();
+                if let Ok(modified) = meta.modified() {
+                    info.updated_at = info.updated_at.max(modified);
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => info.offset = 0,
+            Err(e) => return Err(io_err("stat", &path)(e)),
+        }
+        Ok(info)
+    }
+
+    /// Replaces `<id>.info` atomically.
+    fn write_info(&self, id: &UploadId, info: &InfoFile) -> Result<(), Error> {
+        let path = self.info_path(id);
+        let tmp = self.dir.join(format!("{id}.info.tmp"));
+        let json = serde_json::to_vec(info).map_err(|source| Error::Json { path: path.clone(), source })?;
+        let mut f = File::create(&tmp).map_err(io_err("create", &tmp))?;
+        f.write_all(&json).map_err(io_err("write", &tmp))?;
+        if self.sync {
+            f.sync_all().map_err(io_err("sync", &tmp))?;
+        }
+        fs::rename(&tmp, &path).map_err(io_err("rename", &path))?;
+        self.sync_dir()
+    }
+
+    fn sync_dir(&self) -> Result<(), Error> {
+        if self.sync {
+            File::open(&self.dir).and_then(|d| d.sync_all()).map_err(io_err("sync", &self.dir))?;
+        }
+        Ok(())
+    }
+
+    fn sync_file(&self, f: &File, path: &Path) -> Result<(), Error> {
+        if self.sync { f.sync_data().map_err(io_err("sync", path)) } else { Ok(()) }
+    }
+
+    fn remove_if_exists(path: &Path) -> Result<(), Error> {
+        match fs::remove_file(path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err("remove", path)(e)),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// An open file being appended to, written from a blocking thread one buffer at a time.
+struct ChunkWriter {
+    file: Option<File>,
+    path: PathBuf,
+    written: u64,
+}
+
+impl ChunkWriter {
+    async fn write(&mut self, buf: Bytes) -> Result<(), StoreError> {
+        let mut file = self.file.take().ok_or_else(|| Error::Conflict("writer already failed".into()))?;
+        let path = self.path.clone();
+        let file = tokio::task::spawn_blocking(move || file.write_all(&buf).map(|()| file).map_err(io_err("write", &path)))
+            .await
+            .map_err(Error::from)??;
+        self.file = Some(file);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Store for FileStore {
+    async fn create(&self, upload: NewUpload) -> Result<UploadInfo, StoreError> {
+        self.blocking(move |d| {
+            let info = upload.into_info(SystemTime::now());
+            let data = d.data(&info.id);
+            match OpenOptions::new().write(true).create_new(true).open(&data) {
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Err(Error::AlreadyExists),
+                other => drop(other.map_err(io_err("create", &data))?),
+            }
+            if d.info_path(&info.id).exists() {
+                return Err(Error::AlreadyExists);
+            }
+            d.write_info(&info.id, &InfoFile::Live(info.clone()))?;
+            Ok(info)
+        })
+        .await
+    }
+
+    async fn info(&self, id: &UploadId) -> Result<UploadInfo, StoreError> {
+        let id = id.clone();
+        self.blocking(move |d| d.info(&id)).await
+    }
+
+    async fn append(
+        &self,
+        id: &UploadId,
+        offset: u64,
+        mut data: ChunkStream<'_>,
+        options: AppendOptions,
+    ) -> Result<u64, StoreError> {
+        let staged = options.all_or_nothing;
+        let target = if staged { self.inner.stage(id) } else { self.inner.data(id) };
+        let opened = {
+            let (id, target) = (id.clone(), target.clone());
+            self.blocking(move |d| {
+                let current = d.info(&id)?.offset;
+                if current != offset {
+                    return Err(Error::Conflict(format!("offset is {current}, not {offset}")));
+                }
+                let mut opts = OpenOptions::new();
+                if staged { opts.write(true).create(true).truncate(true) } else { opts.append(true) };
+                opts.open(&target).map_err(io_err("open", &target))
+            })
+            .await?
+        };
+        let mut writer = ChunkWriter { file: Some(opened), path: target, written: 0 };
+        let mut buf = BytesMut::with_capacity(WRITE_BUFFER);
+        let mut ended = None;
+        while let Some(item) = data.next().await {
+            match item {
+                Ok(chunk) => {
+                    buf.extend_from_slice(&chunk);
+                    writer.written += chunk.len() as u64;
+                    if buf.len() >= WRITE_BUFFER {
+                        writer.write(buf.split().freeze()).await?;
+                    }
+                }
+                Err(e) => {
+                    ended = Some(e);
+                    break;
+                }
+            }
+        }
+        drop(data);
+        let keep = match ended {
+            None => true,
+            Some(BodyError::Interrupted) => !staged,
+            Some(BodyError::Rejected) => false,
+        };
+        if keep && !buf.is_empty() {
+            writer.write(buf.freeze()).await?;
+        }
+        let file = writer.file.take().ok_or_else(|| Error::Conflict("writer failed".into()))?;
+        let id = id.clone();
+        self.blocking(move |d| {
+            let data_path = d.data(&id);
+            if staged {
+                let stage_path = d.stage(&id);
+                if keep {
+                    // Verified: move the staged bytes behind the data (in-kernel copy).
+                    drop(file);
+                    let mut src = File::open(&stage_path).map_err(io_err("open", &stage_path))?;
+                    let mut dst = OpenOptions::new().append(true).open(&data_path).map_err(io_err("open", &data_path))?;
+                    io::copy(&mut src, &mut dst).map_err(io_err("copy", &data_path))?;
+                    d.sync_file(&dst, &data_path)?;
+                }
+                Dirs::remove_if_exists(&stage_path)?;
+            } else if keep {
+                d.sync_file(&file, &data_path)?;
+            } else {
+                // Rejected after some bytes were written: cut them off again.
+                file.set_len(offset).map_err(io_err("truncate", &data_path))?;
+                d.sync_file(&file, &data_path)?;
+            }
+            Ok(d.info(&id)?.offset)
+        })
+        .await
+    }
+
+    async fn read(&self, id: &UploadId, range: Range<u64>) -> Result<ByteStream, StoreError> {
+        let id = id.clone();
+        let start = range.start;
+        let file = self
+            .blocking(move |d| {
+                d.info(&id)?;
+                let path = d.data(&id);
+                let mut f = File::open(&path).map_err(io_err("open", &path))?;
+                f.seek(SeekFrom::Start(start)).map_err(io_err("seek", &path))?;
+                Ok(f)
+            })
+            .await?;
+        let len = range.end.saturating_sub(range.start);
+        let reader = tokio::io::AsyncReadExt::take(tokio::fs::File::from_std(file), len);
+        let stream = tokio_util::io::ReaderStream::with_capacity(reader, READ_CHUNK)
+            .map(|r| r.map_err(|e| StoreError::Generic { store: "fs", source: Box::new(e) }));
+        Ok(Box::pin(stream))
+    }
+
+    fn terminater(&self) -> Option<&dyn Terminate> {
+        Some(self)
+    }
+    fn concatenater(&self) -> Option<&dyn Concatenate> {
+        Some(self)
+    }
+    fn length_deferrer(&self) -> Option<&dyn DeferLength> {
+        Some(self)
+    }
+    fn expirer(&self) -> Option<&dyn ListExpired> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl Terminate for FileStore {
+    async fn terminate(&self, id: &UploadId) -> Result<(), StoreError> {
+        let id = id.clone();
+        self.blocking(move |d| {
+            d.info(&id)?;
+            // Tombstone first: from here on the upload answers 410, whatever happens next.
+            d.write_info(&id, &InfoFile::Gone { at: SystemTime::now() })?;
+            for path in [d.data(&id), d.stage(&id), d.assembling(&id)] {
+                Dirs::remove_if_exists(&path)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Concatenate for FileStore {
+    async fn concatenate(&self, final_id: &UploadId, partials: &[UploadInfo]) -> Result<(), StoreError> {
+        let final_id = final_id.clone();
+        let partials: Vec<UploadId> = partials.iter().map(|p| p.id.clone()).collect();
+        self.blocking(move |d| {
+            let mut info = d.info(&final_id)?;
+            let tmp = d.assembling(&final_id);
+            let mut out = File::create(&tmp).map_err(io_err("create", &tmp))?;
+            let mut total = 0u64;
+            for id in &partials {
+                let path = d.data(id);
+                let mut src = File::open(&path).map_err(|e| match e.kind() {
+                    io::ErrorKind::NotFound => Error::Conflict(format!("partial upload {id} is gone")),
+                    _ => io_err("open", &path)(e),
+                })?;
+                total += io::copy(&mut src, &mut out).map_err(io_err("copy", &tmp))?;
+            }
+            d.sync_file(&out, &tmp)?;
+            if info.length != Some(total) {
+                info.length = Some(total);
+                d.write_info(&final_id, &InfoFile::Live(info))?;
+            }
+            fs::rename(&tmp, d.data(&final_id)).map_err(io_err("rename", &tmp))?;
+            d.sync_dir()
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl DeferLength for FileStore {
+    async fn declare_length(&self, id: &UploadId, length: u64) -> Result<(), StoreError> {
+        let id = id.clone();
+        self.blocking(move |d| {
+            let mut info = d.info(&id)?;
+            info.length = Some(length);
+            d.write_info(&id, &InfoFile::Live(info))
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl ListExpired for FileStore {
+    async fn list_expired(&self, cutoff: SystemTime) -> Result<Vec<UploadId>, StoreError> {
+        self.blocking(move |d| {
+            let mut expired = Vec::new();
+            let entries = fs::read_dir(&d.dir).map_err(io_err("list", &d.dir))?;
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".info")).and_then(|n| UploadId::parse(n).ok())
+                else {
+                    continue;
+                };
+                match d.read_info_file(&id) {
+                    Ok(InfoFile::Gone { at }) if at < cutoff => {
+                        Dirs::remove_if_exists(&d.info_path(&id))?;
+                    }
+                    Ok(InfoFile::Live(_)) => match d.info(&id) {
+                        Ok(info) if !info.is_complete() && !info.is_final() && info.updated_at < cutoff => {
+                            expired.push(id);
+                        }
+                        _ => {}
+                    },
+                    _ => {}
+                }
+            }
+            Ok(expired)
+        })
+        .await
+    }
+}
