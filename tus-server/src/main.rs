@@ -1,1 +1,69 @@
-fn main() {}
+//! `tus-server`: parse flags, build the service, serve until SIGINT/SIGTERM.
+
+use std::io::Write as _;
+use std::process::ExitCode;
+
+use clap::Parser as _;
+use tus_server::{Cli, LogFormat, ServerError, build_service, serve};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "tus-server failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), ServerError> {
+    let service = build_service(&cli)?;
+    let listener = tokio::net::TcpListener::bind((cli.host, cli.port)).await?;
+    let addr = listener.local_addr()?;
+    let host = match addr {
+        std::net::SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
+        std::net::SocketAddr::V4(a) => a.to_string(),
+    };
+    // The one line scripts and tests read to find the server.
+    let mut out = std::io::stdout();
+    writeln!(out, "tus-server listening on http://{host}{}", service.config().base_path)?;
+    out.flush()?;
+    tracing::info!(upload_dir = %cli.upload_dir.display(), extensions = ?service.extensions(), "ready");
+    serve(listener, service, &cli, shutdown_signal()).await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("TUS_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
