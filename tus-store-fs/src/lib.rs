@@ -237,22 +237,50 @@ impl Dirs {
     }
 }
 
-/// An open file being appended to, written from a blocking thread one buffer at a time.
+/// Buffers in flight between the request and the disk, per append. Receiving the next
+/// megabyte overlaps with writing the previous one; memory per PATCH stays bounded at
+/// `(WRITE_QUEUE + 2) * WRITE_BUFFER`.
+const WRITE_QUEUE: usize = 2;
+
+/// Writes buffers to an open file from a blocking thread while the request keeps streaming.
 struct ChunkWriter {
-    file: Option<File>,
-    path: PathBuf,
-    written: u64,
+    queue: Option<tokio::sync::mpsc::Sender<Bytes>>,
+    task: tokio::task::JoinHandle<Result<File, Error>>,
 }
 
 impl ChunkWriter {
+    fn spawn(mut file: File, path: PathBuf) -> Self {
+        let (queue, mut buffers) = tokio::sync::mpsc::channel::<Bytes>(WRITE_QUEUE);
+        let task = tokio::task::spawn_blocking(move || {
+            while let Some(buf) = buffers.blocking_recv() {
+                file.write_all(&buf).map_err(io_err("write", &path))?;
+            }
+            Ok(file)
+        });
+        ChunkWriter { queue: Some(queue), task }
+    }
+
+    /// Queues `buf`; waits only when the disk is behind by `WRITE_QUEUE` buffers.
     async fn write(&mut self, buf: Bytes) -> Result<(), StoreError> {
-        let mut file = self.file.take().ok_or_else(|| Error::Conflict("writer already failed".into()))?;
-        let path = self.path.clone();
-        let file = tokio::task::spawn_blocking(move || file.write_all(&buf).map(|()| file).map_err(io_err("write", &path)))
-            .await
-            .map_err(Error::from)??;
-        self.file = Some(file);
-        Ok(())
+        let sent = match &self.queue {
+            Some(queue) => queue.send(buf).await.is_ok(),
+            None => false,
+        };
+        if sent {
+            return Ok(());
+        }
+        // The writer stopped early: its error says why.
+        self.queue = None;
+        match (&mut self.task).await.map_err(Error::from)? {
+            Err(e) => Err(e.into()),
+            Ok(_) => Err(Error::Conflict("writer stopped".into()).into()),
+        }
+    }
+
+    /// Waits for every queued buffer to be written and returns the file.
+    async fn finish(mut self) -> Result<File, StoreError> {
+        self.queue = None;
+        Ok(self.task.await.map_err(Error::from)??)
     }
 }
 
@@ -302,16 +330,16 @@ impl Store for FileStore {
             })
             .await?
         };
-        let mut writer = ChunkWriter { file: Some(opened), path: target, written: 0 };
+        let mut writer = ChunkWriter::spawn(opened, target);
         let mut buf = BytesMut::with_capacity(WRITE_BUFFER);
         let mut ended = None;
         while let Some(item) = data.next().await {
             match item {
                 Ok(chunk) => {
                     buf.extend_from_slice(&chunk);
-                    writer.written += chunk.len() as u64;
                     if buf.len() >= WRITE_BUFFER {
                         writer.write(buf.split().freeze()).await?;
+                        buf.reserve(WRITE_BUFFER);
                     }
                 }
                 Err(e) => {
@@ -329,7 +357,7 @@ impl Store for FileStore {
         if keep && !buf.is_empty() {
             writer.write(buf.freeze()).await?;
         }
-        let file = writer.file.take().ok_or_else(|| Error::Conflict("writer failed".into()))?;
+        let file = writer.finish().await?;
         let id = id.clone();
         self.blocking(move |d| {
             let data_path = d.data(&id);

@@ -5,6 +5,8 @@
 //! checksum (from the header or the trailer), verified once the whole body has arrived. Why it
 //! stopped is recorded in [`BodyOutcome`] for the handler to answer with.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -55,6 +57,11 @@ impl BodyOutcome {
 
 struct State<'a, B> {
     body: B,
+    /// Completes when the lock holder is asked to release or the server shuts down. Created
+    /// once: per-frame futures and timers cost more than the frames themselves.
+    stop: Pin<Box<dyn Future<Output = ()> + Send + 'a>>,
+    /// The sliding read deadline, pushed forward on every frame.
+    deadline: Pin<Box<tokio::time::Sleep>>,
     rules: BodyRules<'a>,
     outcome: &'a BodyOutcome,
     received: u64,
@@ -76,7 +83,17 @@ where
         (None, true) => ChecksumAlgorithm::ALL.iter().map(|a| (*a, a.hasher())).collect(),
         (None, false) => Vec::new(),
     };
-    let state = State { body, rules, outcome, received: 0, hashers, trailer_checksum: None, done: false };
+    let lock = rules.lock;
+    let mut shutdown = rules.shutdown.clone();
+    let stop = Box::pin(async move {
+        tokio::select! {
+            () = lock.release_requested() => {}
+            _ = shutdown.wait_for(|stop| *stop) => {}
+        }
+    });
+    let deadline = Box::pin(tokio::time::sleep(rules.read_timeout));
+    let state =
+        State { body, stop, deadline, rules, outcome, received: 0, hashers, trailer_checksum: None, done: false };
     Box::pin(stream::unfold(state, |mut st| async move {
         if st.done {
             return None;
@@ -101,22 +118,17 @@ where
 
     async fn next_item(&mut self) -> Option<Result<Bytes, BodyError>> {
         loop {
-            let mut shutdown = self.rules.shutdown.clone();
             let frame = tokio::select! {
                 biased;
-                _ = self.rules.lock.release_requested() => {
-                    return self.fail(TusError::Interrupted, BodyError::Interrupted);
-                }
-                _ = shutdown.wait_for(|stop| *stop) => {
-                    return self.fail(TusError::Interrupted, BodyError::Interrupted);
-                }
-                frame = tokio::time::timeout(self.rules.read_timeout, self.body.frame()) => frame,
+                () = &mut self.stop => return self.fail(TusError::Interrupted, BodyError::Interrupted),
+                () = &mut self.deadline => return self.fail(TusError::ReadTimeout, BodyError::Interrupted),
+                frame = self.body.frame() => frame,
             };
+            self.deadline.as_mut().reset(tokio::time::Instant::now() + self.rules.read_timeout);
             let frame = match frame {
-                Err(_elapsed) => return self.fail(TusError::ReadTimeout, BodyError::Interrupted),
-                Ok(None) => return self.finish(),
-                Ok(Some(Err(_))) => return self.fail(TusError::UnexpectedEof, BodyError::Interrupted),
-                Ok(Some(Ok(frame))) => frame,
+                None => return self.finish(),
+                Some(Err(_)) => return self.fail(TusError::UnexpectedEof, BodyError::Interrupted),
+                Some(Ok(frame)) => frame,
             };
             match frame.into_data() {
                 Ok(mut data) => {
