@@ -146,10 +146,7 @@ mod tests {
         assert_eq!(b64(ChecksumAlgorithm::Sha1, b"hello world"), "Kq5sNclPz7QV2+lfQIuc6R7oRu0=");
         assert_eq!(b64(ChecksumAlgorithm::Md5, b"hello world"), "XrY7u+Ae7tCTyyK7j1rNww==");
         assert_eq!(b64(ChecksumAlgorithm::Crc32, b"hello world"), "DUoRhQ==");
-        assert_eq!(
-            b64(ChecksumAlgorithm::Sha256, b"hello world"),
-            "uU0nuZNNPgilLlLX2n2r+sSE7+N6U4DukIj3rOLvzek="
-        );
+        assert_eq!(b64(ChecksumAlgorithm::Sha256, b"hello world"), "uU0nuZNNPgilLlLX2n2r+sSE7+N6U4DukIj3rOLvzek=");
     }
 
     #[test]

@@ -221,8 +221,7 @@ impl TusHeader for UploadChecksum {
     fn decode(value: &HeaderValue) -> Result<Self, HeaderError> {
         let s = value.to_str().map_err(|_| invalid::<Self>())?;
         let (algorithm, digest) = s.split_once(' ').ok_or_else(invalid::<Self>)?;
-        let algorithm: ChecksumAlgorithm =
-            algorithm.parse().map_err(|_| HeaderError::UnsupportedChecksumAlgorithm)?;
+        let algorithm: ChecksumAlgorithm = algorithm.parse().map_err(|_| HeaderError::UnsupportedChecksumAlgorithm)?;
         let digest = BASE64.decode(digest).map_err(|_| invalid::<Self>())?;
         if digest.len() != algorithm.digest_len() {
             return Err(invalid::<Self>());
@@ -447,16 +446,9 @@ mod tests {
         let c = UploadChecksum::decode(&hv("sha1 Kq5sNclPz7QV2+lfQIuc6R7oRu0=")).unwrap();
         assert_eq!(c.algorithm, ChecksumAlgorithm::Sha1);
         assert_eq!(c.digest.len(), 20);
-        assert_eq!(
-            UploadChecksum::decode(&hv("nosuchalgo AAAA")),
-            Err(HeaderError::UnsupportedChecksumAlgorithm)
-        );
+        assert_eq!(UploadChecksum::decode(&hv("nosuchalgo AAAA")), Err(HeaderError::UnsupportedChecksumAlgorithm));
         for bad in ["sha1", "sha1 !!!!", "sha1 AAAA", "sha1  Kq5sNclPz7QV2+lfQIuc6R7oRu0="] {
-            assert_eq!(
-                UploadChecksum::decode(&hv(bad)),
-                Err(HeaderError::Invalid(names::UPLOAD_CHECKSUM)),
-                "{bad:?}"
-            );
+            assert_eq!(UploadChecksum::decode(&hv(bad)), Err(HeaderError::Invalid(names::UPLOAD_CHECKSUM)), "{bad:?}");
         }
     }
 
@@ -469,14 +461,15 @@ mod tests {
     }
 
     fn metadata_strategy() -> impl Strategy<Value = Metadata> {
-        proptest::collection::btree_map("[!-+--~]{1,12}", proptest::collection::vec(any::<u8>(), 0..24), 0..6)
-            .prop_map(|m| {
+        proptest::collection::btree_map("[!-+--~]{1,12}", proptest::collection::vec(any::<u8>(), 0..24), 0..6).prop_map(
+            |m| {
                 let mut md = Metadata::default();
                 for (k, v) in m {
                     md.insert(k, v);
                 }
                 md
-            })
+            },
+        )
     }
 
     proptest! {

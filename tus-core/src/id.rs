@@ -109,10 +109,9 @@ mod tests {
 
     #[test]
     fn rejects_anything_that_could_name_another_file() {
-        for bad in [
-            "", ".", "..", "../x", "a/b", "a\\b", "a\0b", "%2e%2e", "a.info", "a b", "é",
-            &"a".repeat(MAX_ID_LEN + 1),
-        ] {
+        for bad in
+            ["", ".", "..", "../x", "a/b", "a\\b", "a\0b", "%2e%2e", "a.info", "a b", "é", &"a".repeat(MAX_ID_LEN + 1)]
+        {
             assert_eq!(UploadId::parse(bad), Err(InvalidUploadId), "{bad:?}");
         }
         assert!(UploadId::parse("Abc_-09").is_ok());

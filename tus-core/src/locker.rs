@@ -111,10 +111,7 @@ impl Locker for MemoryLocker {
                 }
             };
             // `changed` fails once the holder's sender is dropped, i.e. the lock was released.
-            if tokio::time::timeout_at(deadline, async { while freed.changed().await.is_ok() {} })
-                .await
-                .is_err()
-            {
+            if tokio::time::timeout_at(deadline, async { while freed.changed().await.is_ok() {} }).await.is_err() {
                 return Err(LockError::Timeout);
             }
         }
@@ -144,10 +141,10 @@ impl UploadLock for MemoryLock {
 
 impl Drop for MemoryLock {
     fn drop(&mut self) {
-        if let Ok(mut held) = self.inner.held.lock() {
-            if held.get(&self.id).is_some_and(|h| h.token == self.token) {
-                held.remove(&self.id);
-            }
+        if let Ok(mut held) = self.inner.held.lock()
+            && held.get(&self.id).is_some_and(|h| h.token == self.token)
+        {
+            held.remove(&self.id);
         }
     }
 }

@@ -12,8 +12,8 @@ use futures_util::StreamExt as _;
 
 use crate::id::UploadId;
 use crate::store::{
-    AppendOptions, BodyError, ByteStream, ChunkStream, Concatenate, DeferLength, ListExpired, NewUpload,
-    Store, StoreError, Terminate, UploadInfo,
+    AppendOptions, BodyError, ByteStream, ChunkStream, Concatenate, DeferLength, ListExpired, NewUpload, Store,
+    StoreError, Terminate, UploadInfo,
 };
 
 /// An in-memory store.

@@ -64,19 +64,14 @@ async fn new_upload(store: &dyn Store, length: Option<u64>) -> UploadId {
 pub async fn create_and_info(store: &dyn Store) {
     let id = UploadId::random();
     let metadata = Metadata::parse("filename c8WCb8WEY2UudHh0,empty").expect("metadata");
-    let created = store
-        .create(NewUpload::new(id.clone(), Some(11)).with_metadata(metadata.clone()))
-        .await
-        .expect("create");
+    let created =
+        store.create(NewUpload::new(id.clone(), Some(11)).with_metadata(metadata.clone())).await.expect("create");
     assert_eq!(created.offset, 0);
     let info = store.info(&id).await.expect("info");
     assert_eq!((info.offset, info.length), (0, Some(11)));
     assert_eq!(info.metadata, metadata);
     assert_eq!(info.concat, None);
-    assert!(matches!(
-        store.create(NewUpload::new(id.clone(), Some(1))).await,
-        Err(StoreError::AlreadyExists)
-    ));
+    assert!(matches!(store.create(NewUpload::new(id.clone(), Some(1))).await, Err(StoreError::AlreadyExists)));
     assert!(matches!(store.info(&UploadId::random()).await, Err(StoreError::NotFound)));
 
     let zero = new_upload(store, Some(0)).await;
@@ -120,10 +115,8 @@ pub async fn rejected_append_keeps_nothing(store: &dyn Store) {
         let id = new_upload(store, Some(10)).await;
         let opts = AppendOptions::default().with_all_or_nothing(all_or_nothing);
         store.append(&id, 0, chunks(&[b"ok"], None), AppendOptions::default()).await.expect("append");
-        let got = store
-            .append(&id, 2, chunks(&[b"bad", b"bytes"], Some(BodyError::Rejected)), opts)
-            .await
-            .expect("append");
+        let got =
+            store.append(&id, 2, chunks(&[b"bad", b"bytes"], Some(BodyError::Rejected)), opts).await.expect("append");
         assert_eq!(got, 2, "all_or_nothing={all_or_nothing}");
         assert_eq!(store.info(&id).await.expect("info").offset, 2);
         assert_eq!(store.append(&id, 2, chunks(&[b"good"], None), opts).await.expect("append"), 6);
@@ -139,10 +132,7 @@ pub async fn all_or_nothing_append_commits_on_success(store: &dyn Store) {
     assert_eq!(read_all(store, &id, 0..6).await, b"abcdef");
     // An interrupted all-or-nothing append keeps nothing either.
     let id = new_upload(store, Some(6)).await;
-    let got = store
-        .append(&id, 0, chunks(&[b"abc"], Some(BodyError::Interrupted)), opts)
-        .await
-        .expect("append");
+    let got = store.append(&id, 0, chunks(&[b"abc"], Some(BodyError::Interrupted)), opts).await.expect("append");
     assert_eq!(got, 0);
 }
 

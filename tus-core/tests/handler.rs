@@ -1,5 +1,6 @@
 //! In-process handler tests (`oneshot`, no sockets) for what black-box tests cannot pin down
 //! precisely: lock release between requests, shutdown, and bytes kept from cut-off bodies.
+#![allow(clippy::unwrap_used)]
 
 use std::convert::Infallible;
 use std::time::Duration;

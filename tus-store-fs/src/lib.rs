@@ -325,7 +325,11 @@ impl Store for FileStore {
                     return Err(Error::Conflict(format!("offset is {current}, not {offset}")));
                 }
                 let mut opts = OpenOptions::new();
-                if staged { opts.write(true).create(true).truncate(true) } else { opts.append(true) };
+                if staged {
+                    opts.write(true).create(true).truncate(true)
+                } else {
+                    opts.append(true)
+                };
                 opts.open(&target).map_err(io_err("open", &target))
             })
             .await?
@@ -367,7 +371,8 @@ impl Store for FileStore {
                     // Verified: move the staged bytes behind the data (in-kernel copy).
                     drop(file);
                     let mut src = File::open(&stage_path).map_err(io_err("open", &stage_path))?;
-                    let mut dst = OpenOptions::new().append(true).open(&data_path).map_err(io_err("open", &data_path))?;
+                    let mut dst =
+                        OpenOptions::new().append(true).open(&data_path).map_err(io_err("open", &data_path))?;
                     io::copy(&mut src, &mut dst).map_err(io_err("copy", &data_path))?;
                     d.sync_file(&dst, &data_path)?;
                 }
@@ -485,7 +490,8 @@ impl ListExpired for FileStore {
             let entries = fs::read_dir(&d.dir).map_err(io_err("list", &d.dir))?;
             for entry in entries.flatten() {
                 let name = entry.file_name();
-                let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".info")).and_then(|n| UploadId::parse(n).ok())
+                let Some(id) =
+                    name.to_str().and_then(|n| n.strip_suffix(".info")).and_then(|n| UploadId::parse(n).ok())
                 else {
                     continue;
                 };

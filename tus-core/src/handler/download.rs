@@ -15,15 +15,8 @@ use crate::id::UploadId;
 use crate::store::UploadInfo;
 
 /// Types a browser may show inline: passive media and plain text.
-const INLINE_TYPES: &[&str] = &[
-    "text/plain",
-    "image/png",
-    "image/jpeg",
-    "image/gif",
-    "image/webp",
-    "image/bmp",
-    "image/avif",
-];
+const INLINE_TYPES: &[&str] =
+    &["text/plain", "image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp", "image/avif"];
 
 impl Inner {
     /// GET: the bytes of a finished upload.
@@ -109,9 +102,9 @@ fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
 
 fn set_content_headers(h: &mut HeaderMap, info: &UploadInfo) {
     let mime = info.metadata.get_str("filetype").and_then(normalize_mime);
-    let inline = mime.as_deref().is_some_and(|m| {
-        INLINE_TYPES.contains(&m) || m.starts_with("audio/") || m.starts_with("video/")
-    });
+    let inline = mime
+        .as_deref()
+        .is_some_and(|m| INLINE_TYPES.contains(&m) || m.starts_with("audio/") || m.starts_with("video/"));
     let content_type = mime.unwrap_or_else(|| "application/octet-stream".to_owned());
     if let Ok(v) = HeaderValue::from_str(&content_type) {
         h.insert(header::CONTENT_TYPE, v);
@@ -138,10 +131,8 @@ fn normalize_mime(s: &str) -> Option<String> {
 /// `; filename="ascii fallback"; filename*=UTF-8''percent-encoded` (RFC 6266), immune to
 /// quote, CR/LF and other header injection.
 fn content_disposition_filename(name: &str) -> String {
-    let fallback: String = name
-        .chars()
-        .map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' { c } else { '_' })
-        .collect();
+    let fallback: String =
+        name.chars().map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' { c } else { '_' }).collect();
     let mut encoded = String::new();
     for b in name.bytes() {
         if b.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&b) {

@@ -219,7 +219,11 @@ enum Target {
 impl TusService {
     /// Starts building a service over `store`.
     pub fn builder(store: impl Store) -> TusServiceBuilder {
-        TusServiceBuilder { store: Arc::new(store), locker: Arc::new(MemoryLocker::new()), config: TusConfig::default() }
+        TusServiceBuilder {
+            store: Arc::new(store),
+            locker: Arc::new(MemoryLocker::new()),
+            config: TusConfig::default(),
+        }
     }
 
     /// The effective configuration.
@@ -308,7 +312,12 @@ impl Inner {
         UploadId::parse(id).ok().map(Target::Upload)
     }
 
-    async fn dispatch<B>(&self, method: &Method, target: Target, req: Request<B>) -> Result<Response<ResponseBody>, TusError>
+    async fn dispatch<B>(
+        &self,
+        method: &Method,
+        target: Target,
+        req: Request<B>,
+    ) -> Result<Response<ResponseBody>, TusError>
     where
         B: Body + Send + Unpin + 'static,
         B::Data: Buf + Send,
@@ -548,14 +557,12 @@ impl Inner {
 /// The method a request stands for: `X-HTTP-Method-Override` is honoured on POST only, so a
 /// plain link (GET) can never be turned into a DELETE.
 fn effective_method<B>(req: &Request<B>) -> Method {
-    if req.method() == Method::POST {
-        if let Some(m) = req.headers().get(names::X_HTTP_METHOD_OVERRIDE) {
-            if let Ok(m) = Method::from_bytes(m.as_bytes()) {
-                return m;
-            }
-        }
+    let overridden =
+        req.headers().get(names::X_HTTP_METHOD_OVERRIDE).and_then(|m| Method::from_bytes(m.as_bytes()).ok());
+    match overridden {
+        Some(m) if req.method() == Method::POST => m,
+        _ => req.method().clone(),
     }
-    req.method().clone()
 }
 
 fn check_version(headers: &HeaderMap) -> Result<(), TusError> {

@@ -79,7 +79,12 @@ impl Inner {
     }
 
     /// Streams a request body into a just-created upload (creation-with-upload).
-    pub(super) async fn receive<B>(&self, info: &UploadInfo, headers: &HeaderMap, body: B) -> Result<UploadInfo, TusError>
+    pub(super) async fn receive<B>(
+        &self,
+        info: &UploadInfo,
+        headers: &HeaderMap,
+        body: B,
+    ) -> Result<UploadInfo, TusError>
     where
         B: Body + Send + Unpin + 'static,
         B::Data: Buf + Send,
