@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Runs each fuzz target of tus-core/fuzz for a bounded time (default 60 s each) with
+# libFuzzer coverage instrumentation, on the stable toolchain (the same flags cargo-fuzz
+# passes with `--sanitizer none`). Crashes land in tus-core/fuzz/artifacts/<target>/.
+set -euo pipefail
+cd "$(dirname "$0")/../tus-core/fuzz"
+SECONDS_EACH=${1:-60}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/../../target/fuzz-cov}
+export RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
+ -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
+ -Cllvm-args=-sanitizer-coverage-trace-compares --cfg fuzzing -Cdebug-assertions -Coverflow-checks"
+# An explicit --target keeps RUSTFLAGS off build scripts and proc macros.
+host=$(rustc -vV | sed -n 's/^host: //p')
+cargo build --release --bins --target "$host"
+for target in $(sed -n 's/^name = "\(.*\)"$/\1/p' Cargo.toml | grep -v '^tus-core-fuzz$'); do
+    mkdir -p "corpus/$target" "artifacts/$target"
+    echo "==> fuzzing $target for ${SECONDS_EACH}s"
+    "$CARGO_TARGET_DIR/$host/release/$target" "corpus/$target" -artifact_prefix="artifacts/$target/" \
+        -max_total_time="$SECONDS_EACH" -max_len=4096 -print_final_stats=1 2>&1 | tail -4
+done
