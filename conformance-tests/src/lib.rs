@@ -271,9 +271,9 @@ impl Request {
     }
 
     fn expects_continue(&self) -> bool {
-        self.headers.iter().any(|(n, v)| {
-            n.eq_ignore_ascii_case("expect") && v.trim().eq_ignore_ascii_case("100-continue")
-        })
+        self.headers
+            .iter()
+            .any(|(n, v)| n.eq_ignore_ascii_case("expect") && v.trim().eq_ignore_ascii_case("100-continue"))
     }
 
     /// The request line and header block, including the final empty line.
@@ -403,8 +403,7 @@ impl Request {
         let mut conn = Conn::connect(&self.url.authority, self.timeout)
             .unwrap_or_else(|e| panic!("connect to {} failed: {e}", self.url.authority));
         conn.head_request = self.method.eq_ignore_ascii_case("HEAD");
-        conn.write_all(&self.head_bytes())
-            .unwrap_or_else(|e| panic!("writing the request head failed: {e}"));
+        conn.write_all(&self.head_bytes()).unwrap_or_else(|e| panic!("writing the request head failed: {e}"));
         conn
     }
 }
@@ -442,11 +441,7 @@ impl Response {
 
     /// All values of the header field `name` (case-insensitive), one per field line.
     pub fn header_all(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-            .collect()
+        self.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str()).collect()
     }
 
     /// All comma-separated elements of every field line named `name`, trimmed, empty elements
@@ -485,8 +480,7 @@ impl Response {
     /// # Panics
     /// Panics if it is missing or malformed.
     pub fn offset(&self) -> u64 {
-        self.u64_header("Upload-Offset")
-            .unwrap_or_else(|| panic!("no Upload-Offset in response:\n{}", self.dump()))
+        self.u64_header("Upload-Offset").unwrap_or_else(|| panic!("no Upload-Offset in response:\n{}", self.dump()))
     }
 
     /// The `Upload-Length` header, if present.
@@ -564,11 +558,7 @@ impl Response {
     pub fn expect_error_body(&self) -> &Response {
         assert!(!self.body.is_empty(), "error response has an empty body:\n{}", self.dump());
         let ct = self.header("Content-Type").unwrap_or_default().to_ascii_lowercase();
-        assert!(
-            ct.starts_with("text/plain"),
-            "error body is not text/plain ({ct:?}):\n{}",
-            self.dump()
-        );
+        assert!(ct.starts_with("text/plain"), "error body is not text/plain ({ct:?}):\n{}", self.dump());
         self
     }
 
@@ -577,8 +567,7 @@ impl Response {
     /// # Panics
     /// Panics if it is missing.
     pub fn location(&self) -> &str {
-        self.header("Location")
-            .unwrap_or_else(|| panic!("no Location in response:\n{}", self.dump()))
+        self.header("Location").unwrap_or_else(|| panic!("no Location in response:\n{}", self.dump()))
     }
 }
 
@@ -625,16 +614,27 @@ pub struct Conn {
 impl Conn {
     /// Connects to `authority` (`host:port`) with the given read/write timeout.
     pub fn connect(authority: &str, timeout: Duration) -> io::Result<Conn> {
-        let addr = authority
-            .to_socket_addrs()?
-            .next()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address"))?;
+        let addr =
+            authority.to_socket_addrs()?.next().ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address"))?;
         let stream = TcpStream::connect_timeout(&addr, timeout)?;
         stream.set_read_timeout(Some(timeout))?;
         stream.set_write_timeout(Some(timeout))?;
         stream.set_nodelay(true)?;
         let reader = BufReader::with_capacity(64 * 1024, stream.try_clone()?);
         Ok(Conn { stream, reader, head_request: false })
+    }
+
+    /// Sends a whole request on this (possibly reused) connection and reads its final response.
+    /// Set `Connection: keep-alive` on `req` to keep the connection usable afterwards.
+    pub fn send(&mut self, req: &Request) -> io::Result<Response> {
+        self.head_request = req.method.eq_ignore_ascii_case("HEAD");
+        let mut all = req.head_bytes();
+        all.extend_from_slice(&req.body_bytes());
+        let written = self.write_all(&all);
+        match (written, self.read_response()) {
+            (_, Ok(resp)) => Ok(resp),
+            (Err(e), Err(_)) | (Ok(()), Err(e)) => Err(e),
+        }
     }
 
     /// Writes raw bytes and flushes.
@@ -702,7 +702,9 @@ impl Conn {
             match self.reader.read(&mut buf) {
                 Ok(0) => return RawReply { data, closed: true },
                 Ok(n) => data.extend_from_slice(&buf[..n]),
-                Err(e) if is_timeout(&e) => return RawReply { data, closed: false },
+                Err(e) if is_timeout(&e) => {
+                    return RawReply { data, closed: false };
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => return RawReply { data, closed: true },
             }
@@ -756,8 +758,8 @@ impl RawReply {
 /// # Panics
 /// Panics if the connection cannot be established.
 pub fn raw_exchange(authority: &str, bytes: &[u8]) -> RawReply {
-    let mut conn = Conn::connect(authority, IO_TIMEOUT)
-        .unwrap_or_else(|e| panic!("connect to {authority} failed: {e}"));
+    let mut conn =
+        Conn::connect(authority, IO_TIMEOUT).unwrap_or_else(|e| panic!("connect to {authority} failed: {e}"));
     let _ = conn.write_all(bytes);
     conn.read_to_end()
 }
@@ -801,9 +803,7 @@ fn read_fields(
             return Ok(fields);
         }
         let text = String::from_utf8_lossy(line);
-        let (name, value) = text
-            .split_once(':')
-            .ok_or_else(|| invalid(format!("malformed header line {text:?}")))?;
+        let (name, value) = text.split_once(':').ok_or_else(|| invalid(format!("malformed header line {text:?}")))?;
         fields.push((name.to_owned(), value.trim().to_owned()));
     }
 }
@@ -819,35 +819,23 @@ fn read_message(reader: &mut BufReader<TcpStream>, head_request: bool) -> io::Re
     if !version.starts_with("HTTP/") {
         return Err(invalid(format!("malformed status line {text:?}")));
     }
-    let status: u16 = parts
-        .next()
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| invalid(format!("malformed status line {text:?}")))?;
+    let status: u16 =
+        parts.next().and_then(|s| s.parse().ok()).ok_or_else(|| invalid(format!("malformed status line {text:?}")))?;
     let reason = parts.next().unwrap_or_default().to_owned();
     let headers = read_fields(reader, &mut budget, &mut raw)?;
-    let mut resp = Response {
-        version,
-        status,
-        reason,
-        headers,
-        raw_head: raw,
-        ..Response::default()
-    };
+    let mut resp = Response { version, status, reason, headers, raw_head: raw, ..Response::default() };
     if head_request || (100..200).contains(&status) || status == 204 || status == 304 {
         return Ok(resp);
     }
-    let chunked = resp
-        .header_list("Transfer-Encoding")
-        .last()
-        .is_some_and(|te| te.eq_ignore_ascii_case("chunked"));
+    let chunked = resp.header_list("Transfer-Encoding").last().is_some_and(|te| te.eq_ignore_ascii_case("chunked"));
     if chunked {
         loop {
             let mut line_budget = 4096;
             let line = read_line(reader, &mut line_budget)?;
             let line = String::from_utf8_lossy(trim_crlf(&line)).into_owned();
             let size_text = line.split(';').next().unwrap_or_default().trim();
-            let size = usize::from_str_radix(size_text, 16)
-                .map_err(|_| invalid(format!("malformed chunk size {line:?}")))?;
+            let size =
+                usize::from_str_radix(size_text, 16).map_err(|_| invalid(format!("malformed chunk size {line:?}")))?;
             if size == 0 {
                 let mut trailer_raw = Vec::new();
                 let mut trailer_budget = MAX_HEAD_BYTES;
@@ -865,8 +853,7 @@ fn read_message(reader: &mut BufReader<TcpStream>, head_request: bool) -> io::Re
         }
     }
     if let Some(len) = resp.header("Content-Length") {
-        let len: usize =
-            len.parse().map_err(|_| invalid(format!("malformed Content-Length {len:?}")))?;
+        let len: usize = len.parse().map_err(|_| invalid(format!("malformed Content-Length {len:?}")))?;
         resp.body.resize(len, 0);
         reader.read_exact(&mut resp.body)?;
         return Ok(resp);
@@ -908,10 +895,8 @@ impl ScratchDir {
     fn new() -> ScratchDir {
         let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
         let n = DIR_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let path = env::temp_dir()
-            .join(format!("tus-conformance-{}-{n}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&path)
-            .unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display()));
+        let path = env::temp_dir().join(format!("tus-conformance-{}-{n}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&path).unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display()));
         ScratchDir(path)
     }
 }
@@ -1003,9 +988,7 @@ impl TestServer {
         if let Ok(more) = env::var("TUS_SERVER_ARGS") {
             cmd.args(more.split_whitespace());
         }
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot spawn {}: {e}", bin.display()));
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot spawn {}: {e}", bin.display()));
         let log = Log::default();
         let (tx, rx) = mpsc::channel::<String>();
         if let Some(stdout) = child.stdout.take() {
@@ -1351,8 +1334,7 @@ pub fn parse_metadata(value: &str) -> Result<BTreeMap<String, Vec<u8>>, String> 
 pub fn response_metadata(resp: &Response) -> BTreeMap<String, Vec<u8>> {
     match resp.header("Upload-Metadata") {
         None => BTreeMap::new(),
-        Some(v) => parse_metadata(v)
-            .unwrap_or_else(|e| panic!("server sent malformed Upload-Metadata: {e}")),
+        Some(v) => parse_metadata(v).unwrap_or_else(|e| panic!("server sent malformed Upload-Metadata: {e}")),
     }
 }
 
@@ -1365,8 +1347,7 @@ pub fn metadata_map(pairs: &[(&str, &[u8])]) -> BTreeMap<String, Vec<u8>> {
 // Dates
 // ---------------------------------------------------------------------------------------------
 
-const MONTHS: [&str; 12] =
-    ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
 const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
 
 fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
@@ -1438,10 +1419,7 @@ mod tests {
     fn chunked_body_framing() {
         let req = Request::new("PATCH", "http://127.0.0.1:1/files/x")
             .chunked(&[b"hello", b"", b" world"], &[("Upload-Checksum", "sha1 abc")]);
-        assert_eq!(
-            req.body_bytes(),
-            b"5\r\nhello\r\n6\r\n world\r\n0\r\nUpload-Checksum: sha1 abc\r\n\r\n".to_vec()
-        );
+        assert_eq!(req.body_bytes(), b"5\r\nhello\r\n6\r\n world\r\n0\r\nUpload-Checksum: sha1 abc\r\n\r\n".to_vec());
         let head = String::from_utf8(req.head_bytes()).unwrap();
         assert!(head.starts_with("PATCH /files/x HTTP/1.1\r\nHost: 127.0.0.1:1\r\n"));
         assert!(head.contains("Transfer-Encoding: chunked\r\n"));

@@ -5,9 +5,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use conformance_tests::{
-    CHECKSUM_ALGORITHMS, DEFAULT_EXTENSIONS, KNOWN_EXTENSIONS, OFFSET_OCTET_STREAM, Outcome,
-    Request, Response, TUS_RESUMABLE, TestServer, b64, get, head, offset, options, patch, poll,
-    pseudo_random,
+    CHECKSUM_ALGORITHMS, DEFAULT_EXTENSIONS, KNOWN_EXTENSIONS, OFFSET_OCTET_STREAM, Outcome, Request, Response,
+    TUS_RESUMABLE, TestServer, b64, get, head, offset, options, patch, poll, pseudo_random,
 };
 
 /// Waits until HEAD reports a non-zero offset that stays the same for two polls in a row.
@@ -103,6 +102,10 @@ fn a3_412_includes_tus_version() {
     for req in [
         Request::new("POST", s.url()).header("Upload-Length", "5").body(b""),
         Request::new("HEAD", &url),
+        Request::new("PATCH", &url)
+            .header("Content-Type", OFFSET_OCTET_STREAM)
+            .header("Upload-Offset", "0")
+            .body(b"hi"),
         Request::new("DELETE", &url),
     ] {
         let resp = req.header("Tus-Resumable", "0.0.1").send();
@@ -118,11 +121,8 @@ fn a3_412_includes_tus_version() {
 fn a4_412_has_no_side_effects() {
     let s = TestServer::start();
     // POST: nothing is created.
-    let resp = Request::new("POST", s.url())
-        .header("Tus-Resumable", "0.0.1")
-        .header("Upload-Length", "5")
-        .body(b"")
-        .send();
+    let resp =
+        Request::new("POST", s.url()).header("Tus-Resumable", "0.0.1").header("Upload-Length", "5").body(b"").send();
     resp.expect_status(412);
     assert!(!resp.has_header("Location"), "412 POST returned a Location:\n{resp}");
 
@@ -193,8 +193,7 @@ fn a6_tus_version_is_comma_list_containing_1_0_0() {
         for v in &versions {
             let parts: Vec<&str> = v.split('.').collect();
             assert!(
-                parts.len() == 3
-                    && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())),
+                parts.len() == 3 && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())),
                 "malformed version {v:?} in Tus-Version {raw:?}"
             );
         }
@@ -247,18 +246,9 @@ fn a9_invalid_upload_offset_rejected_400() {
     let s = TestServer::start();
     let url = s.create(5);
     patch(&url, 0, b"he").expect_status(204);
-    for bad in [
-        "-1",
-        "abc",
-        "1e3",
-        " ",
-        "",
-        "0x2",
-        "2.0",
-        "2 2",
-        "18446744073709551616",
-        "99999999999999999999999999999",
-    ] {
+    for bad in
+        ["-1", "abc", "1e3", " ", "", "0x2", "2.0", "2 2", "18446744073709551616", "99999999999999999999999999999"]
+    {
         let resp = patch_ct(&url, Some(OFFSET_OCTET_STREAM), bad, b"llo");
         assert_eq!(resp.status, 400, "Upload-Offset {bad:?}:\n{resp}");
         resp.expect_tus_resumable();
@@ -269,16 +259,7 @@ fn a9_invalid_upload_offset_rejected_400() {
 #[test]
 fn a9_invalid_upload_length_rejected_400() {
     let s = TestServer::start();
-    for bad in [
-        "-5",
-        "abc",
-        "1.5",
-        "1e3",
-        "",
-        "0x10",
-        "18446744073709551616",
-        "99999999999999999999999999999",
-    ] {
+    for bad in ["-5", "abc", "1.5", "1e3", "", "0x10", "18446744073709551616", "99999999999999999999999999999"] {
         let resp = s.post().header("Upload-Length", bad).body(b"").send();
         assert_eq!(resp.status, 400, "Upload-Length {bad:?}:\n{resp}");
         assert!(!resp.has_header("Location"), "Upload-Length {bad:?} created an upload");
@@ -311,6 +292,19 @@ fn a10_method_override_head() {
     assert_eq!(resp.offset(), 5);
     assert_eq!(resp.length(), Some(11));
     assert!(resp.body.is_empty(), "HEAD via override returned a body:\n{resp}");
+}
+
+#[test]
+fn a10_method_override_ignored_on_get() {
+    let s = TestServer::start();
+    let url = s.upload(b"hello");
+    let resp = Request::new("GET", &url)
+        .header("Tus-Resumable", TUS_RESUMABLE)
+        .header("X-HTTP-Method-Override", "DELETE")
+        .send();
+    resp.expect_status(200);
+    assert_eq!(resp.body, b"hello");
+    assert_eq!(offset(&url), 5, "a GET with X-HTTP-Method-Override deleted the upload");
 }
 
 #[test]
@@ -366,10 +360,7 @@ fn b4_head_cache_control_no_store() {
         head(&url)
     }] {
         let cc = resp.header_list("Cache-Control");
-        assert!(
-            cc.iter().any(|d| d.eq_ignore_ascii_case("no-store")),
-            "Cache-Control lacks no-store:\n{resp}"
-        );
+        assert!(cc.iter().any(|d| d.eq_ignore_ascii_case("no-store")), "Cache-Control lacks no-store:\n{resp}");
     }
 }
 
@@ -400,11 +391,8 @@ fn b7_head_response_has_no_body() {
     let path = conformance_tests::Url::parse(&url).path;
     let raw = conformance_tests::raw_exchange(
         s.authority(),
-        format!(
-            "HEAD {path} HTTP/1.1\r\nHost: {}\r\nTus-Resumable: 1.0.0\r\nConnection: close\r\n\r\n",
-            s.authority()
-        )
-        .as_bytes(),
+        format!("HEAD {path} HTTP/1.1\r\nHost: {}\r\nTus-Resumable: 1.0.0\r\nConnection: close\r\n\r\n", s.authority())
+            .as_bytes(),
     );
     assert!(raw.closed, "server kept the connection open despite Connection: close");
     assert_eq!(raw.status(), Some(200), "{}", raw.text());
@@ -560,10 +548,7 @@ fn c9_patch_unknown_upload_404() {
 fn c10_missing_upload_offset_400() {
     let s = TestServer::start();
     let url = s.create(11);
-    let resp = Request::tus("PATCH", &url)
-        .header("Content-Type", OFFSET_OCTET_STREAM)
-        .body(b"hello")
-        .send();
+    let resp = Request::tus("PATCH", &url).header("Content-Type", OFFSET_OCTET_STREAM).body(b"hello").send();
     resp.expect_status(400).expect_tus_resumable();
     assert_eq!(offset(&url), 0);
 }
@@ -643,6 +628,107 @@ fn c13_stalled_body_is_cut_after_timeout() {
     let mut want = b"abc".to_vec();
     want.extend_from_slice(&rest);
     assert_eq!(get(&url).body, want);
+}
+
+#[test]
+fn c12_clean_disconnect_keeps_every_byte() {
+    let s = TestServer::start();
+    let data = pseudo_random(100_000, 121);
+    let url = s.create(200_000);
+    let mut conn = Request::tus("PATCH", &url)
+        .header("Content-Type", OFFSET_OCTET_STREAM)
+        .header("Upload-Offset", "0")
+        .header("Content-Length", "200000")
+        .open();
+    conn.write_all(&data).unwrap();
+    thread::sleep(Duration::from_millis(200));
+    drop(conn);
+    // Every byte was written before the FIN, so every byte reached the server.
+    let kept = poll(Duration::from_secs(2), || {
+        let o = offset(&url);
+        (o == 100_000).then_some(o)
+    });
+    assert_eq!(kept, Some(100_000), "offset {} after 100000 bytes and a clean close", offset(&url));
+    assert_eq!(&get_after_completion(&url, 100_000, 200_000)[..100_000], &data[..]);
+}
+
+/// Fills the rest of an upload with zeros and downloads it.
+fn get_after_completion(url: &str, at: u64, total: u64) -> Vec<u8> {
+    patch(url, at, &vec![0u8; (total - at) as usize]).expect_status(204);
+    get(url).expect_status(200).body.clone()
+}
+
+#[test]
+fn c12_half_closed_body_answered_with_error_and_kept() {
+    let s = TestServer::start();
+    let url = s.create(100);
+    let mut conn = Request::tus("PATCH", &url)
+        .header("Content-Type", OFFSET_OCTET_STREAM)
+        .header("Upload-Offset", "0")
+        .header("Content-Length", "100")
+        .open();
+    conn.write_all(b"abc").unwrap();
+    thread::sleep(Duration::from_millis(100));
+    conn.shutdown_write().unwrap();
+    match conn.finish() {
+        Outcome::Response(resp) => {
+            assert!(resp.status >= 400, "a truncated PATCH body was answered with:\n{resp}");
+            resp.expect_tus_resumable();
+        }
+        Outcome::Closed(_) => {}
+        Outcome::TimedOut => panic!("no answer to a half-closed PATCH"),
+    }
+    let kept = poll(Duration::from_secs(2), || {
+        let o = offset(&url);
+        (o == 3).then_some(o)
+    });
+    assert_eq!(kept, Some(3), "the 3 bytes before the half-close were not kept");
+}
+
+#[test]
+fn c13_stalled_chunked_body_is_cut_after_timeout() {
+    let s = TestServer::spawn(&["--body-read-timeout", "1s"]);
+    let url = s.create(100);
+    let mut conn = Request::tus("PATCH", &url)
+        .header("Content-Type", OFFSET_OCTET_STREAM)
+        .header("Upload-Offset", "0")
+        .header("Transfer-Encoding", "chunked")
+        .open();
+    conn.write_all(b"5\r\nhello\r\n").unwrap();
+    conn.set_read_timeout(Duration::from_secs(8)).unwrap();
+    match conn.finish() {
+        Outcome::TimedOut => panic!("the server did not cut a chunked body stalled for 8 s"),
+        Outcome::Response(resp) => {
+            assert!(resp.status >= 400, "stalled PATCH answered with success:\n{resp}")
+        }
+        Outcome::Closed(_) => {}
+    }
+    let kept = poll(Duration::from_secs(2), || {
+        let o = offset(&url);
+        (o == 5).then_some(o)
+    });
+    assert_eq!(kept, Some(5), "the received chunk was not kept");
+}
+
+#[test]
+fn c13_slow_but_steady_body_not_cut() {
+    // The timeout is for a body that stalls, not for a slow one: 6 bytes over ~2.4 s, never
+    // idle for more than 0.4 s, with --body-read-timeout 1s.
+    let s = TestServer::spawn(&["--body-read-timeout", "1s"]);
+    let url = s.create(6);
+    let mut conn = Request::tus("PATCH", &url)
+        .header("Content-Type", OFFSET_OCTET_STREAM)
+        .header("Upload-Offset", "0")
+        .header("Content-Length", "6")
+        .open();
+    for byte in b"steady" {
+        thread::sleep(Duration::from_millis(400));
+        conn.write_all(&[*byte]).unwrap();
+    }
+    let resp = conn.read_response().expect("response to a slow but steady PATCH");
+    resp.expect_status(204);
+    assert_eq!(resp.offset(), 6);
+    assert_eq!(get(&url).body, b"steady");
 }
 
 #[test]

@@ -8,7 +8,7 @@ use http_body::Body;
 
 use super::Inner;
 use super::body::{BodyOutcome, BodyRules, chunk_stream};
-use super::response::{ResponseBody, tus_response};
+use super::response::{ResponseBody, error_response, tus_response};
 use crate::error::TusError;
 use crate::headers::{self, UploadChecksum, UploadLength, UploadOffset, names};
 use crate::id::UploadId;
@@ -37,18 +37,33 @@ impl Inner {
         if self.is_expired(&info) {
             return Err(TusError::Gone);
         }
+        // Every PATCH response of an upload that will expire says when, errors included.
+        let with_expiry = |mut res: Response<ResponseBody>, info: &UploadInfo| {
+            self.set_expires_header(res.headers_mut(), info);
+            res
+        };
         if info.is_final() {
             return Err(TusError::ModifyFinal);
         }
         if offset != info.offset {
-            return Err(TusError::MismatchedOffset { current: info.offset });
+            let error = TusError::MismatchedOffset { current: info.offset };
+            return Ok(with_expiry(error_response(&error, &parts.method), &info));
         }
         let was_complete = info.is_complete();
-        if let Some(length) = declared_length {
-            self.declare_length(&mut info, length).await?;
+        if let Some(length) = declared_length
+            && let Err(error) = self.declare_length(&mut info, length).await
+        {
+            return Ok(with_expiry(error_response(&error, &parts.method), &info));
         }
 
-        let written = self.receive_locked(&info, h, body, lock.as_ref()).await?;
+        let written = match self.receive_locked(&info, h, body, lock.as_ref()).await {
+            Ok(written) => written,
+            Err(error) => {
+                drop(lock);
+                let now = self.store.info(id).await.unwrap_or(info);
+                return Ok(with_expiry(error_response(&error, &parts.method), &now));
+            }
+        };
         drop(lock);
         // (Also when an empty PATCH completes a deferred upload by declaring its length.)
         if written.is_complete() && !was_complete {
@@ -57,8 +72,7 @@ impl Inner {
 
         let mut res = tus_response(StatusCode::NO_CONTENT);
         res.headers_mut().insert(names::UPLOAD_OFFSET, HeaderValue::from(written.offset));
-        self.set_expires_header(res.headers_mut(), &written);
-        Ok(res)
+        Ok(with_expiry(res, &written))
     }
 
     /// `Upload-Length` on a PATCH: set a deferred length once; repeating it is harmless,
