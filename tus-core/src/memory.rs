@@ -12,8 +12,8 @@ use futures_util::StreamExt as _;
 
 use crate::id::UploadId;
 use crate::store::{
-    AppendOptions, BodyError, ByteStream, ChunkStream, Concatenate, DeferLength, ListExpired, NewUpload, Store,
-    StoreError, Terminate, UploadInfo,
+    AppendOptions, BodyError, ByteStream, ChunkStream, Concatenate, DeferLength, ListExpired, NewUpload, RecordState,
+    Store, StoreError, Terminate, UploadInfo, UploadState,
 };
 
 /// An in-memory store.
@@ -99,11 +99,14 @@ impl Store for MemoryStore {
     }
 
     async fn read(&self, id: &UploadId, range: Range<u64>) -> Result<ByteStream, StoreError> {
-        let bytes = self.live(id, |_, data| {
+        let bytes = self.live(id, |info, data| {
+            if info.state == Some(UploadState::Quarantined) {
+                return Err(StoreError::Conflict("upload is quarantined".into()));
+            }
             let end = usize::try_from(range.end).unwrap_or(usize::MAX).min(data.len());
             let start = usize::try_from(range.start).unwrap_or(usize::MAX).min(end);
-            Bytes::copy_from_slice(&data[start..end])
-        })?;
+            Ok(Bytes::copy_from_slice(&data[start..end]))
+        })??;
         Ok(Box::pin(futures_util::stream::iter([Ok(bytes)])))
     }
 
@@ -118,6 +121,27 @@ impl Store for MemoryStore {
     }
     fn expirer(&self) -> Option<&dyn ListExpired> {
         Some(self)
+    }
+    fn state_recorder(&self) -> Option<&dyn RecordState> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl RecordState for MemoryStore {
+    async fn set_state(&self, id: &UploadId, state: UploadState) -> Result<(), StoreError> {
+        self.live(id, |info, _| info.state = Some(state))
+    }
+
+    async fn list_processing(&self) -> Result<Vec<UploadId>, StoreError> {
+        self.with(|map| {
+            map.values()
+                .filter_map(|e| match e {
+                    Entry::Live { info, .. } if info.state == Some(UploadState::Processing) => Some(info.id.clone()),
+                    _ => None,
+                })
+                .collect()
+        })
     }
 }
 

@@ -56,6 +56,36 @@ pub struct UploadInfo {
     pub created_at: SystemTime,
     /// When bytes were last stored (or the upload created); the expiry clock starts here.
     pub updated_at: SystemTime,
+    /// Post-upload processing state of a finished upload; `None` when no processing is
+    /// configured or the upload is not finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<UploadState>,
+}
+
+/// Where a finished upload stands in post-upload processing (content check, virus scan).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UploadState {
+    /// Finished; checks have not reached a verdict yet. Not servable.
+    Processing,
+    /// Checked and clean. Servable.
+    Clean,
+    /// A virus scanner found something; the data was moved out of the servable area.
+    Quarantined,
+    /// The content check refused it (type mismatch or not allowed). Not servable.
+    Rejected,
+}
+
+impl UploadState {
+    /// The state's name as shown in `Upload-State` and hook payloads.
+    pub fn name(self) -> &'static str {
+        match self {
+            UploadState::Processing => "processing",
+            UploadState::Clean => "clean",
+            UploadState::Quarantined => "quarantined",
+            UploadState::Rejected => "rejected",
+        }
+    }
 }
 
 impl UploadInfo {
@@ -117,6 +147,7 @@ impl NewUpload {
             concat: self.concat,
             created_at: now,
             updated_at: now,
+            state: None,
         }
     }
 }
@@ -243,6 +274,35 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     fn expirer(&self) -> Option<&dyn ListExpired> {
         None
     }
+
+    /// The processing-state capability (needed for post-upload checks and quarantine).
+    fn state_recorder(&self) -> Option<&dyn RecordState> {
+        None
+    }
+
+    /// The presigned-download capability (object stores that can hand out direct URLs).
+    fn presigner(&self) -> Option<&dyn PresignGet> {
+        None
+    }
+}
+
+/// Recording post-upload processing states, and quarantine.
+#[async_trait]
+pub trait RecordState: Send + Sync {
+    /// Persists `state` in the upload's info. For [`UploadState::Quarantined`] the data MUST
+    /// also leave the servable area first: afterwards [`Store::read`] fails for this upload and
+    /// no URL can reach the bytes (they are kept under a quarantine location for inspection).
+    async fn set_state(&self, id: &UploadId, state: UploadState) -> Result<(), StoreError>;
+
+    /// Uploads whose state is [`UploadState::Processing`]: checks interrupted by a restart.
+    async fn list_processing(&self) -> Result<Vec<UploadId>, StoreError>;
+}
+
+/// Handing out direct, expiring download URLs for finished uploads.
+#[async_trait]
+pub trait PresignGet: Send + Sync {
+    /// A URL that serves the upload's bytes (Range included) for `ttl`, without this server.
+    async fn presign_get(&self, id: &UploadId, ttl: std::time::Duration) -> Result<String, StoreError>;
 }
 
 /// Deleting uploads (the `termination` extension and the expiry reaper).
@@ -309,6 +369,12 @@ macro_rules! forward_store {
             }
             fn expirer(&self) -> Option<&dyn ListExpired> {
                 (**self).expirer()
+            }
+            fn state_recorder(&self) -> Option<&dyn RecordState> {
+                (**self).state_recorder()
+            }
+            fn presigner(&self) -> Option<&dyn PresignGet> {
+                (**self).presigner()
             }
         }
     };

@@ -12,7 +12,7 @@ use futures_util::StreamExt as _;
 
 use crate::headers::Metadata;
 use crate::id::UploadId;
-use crate::store::{AppendOptions, BodyError, ChunkStream, ConcatRole, NewUpload, Store, StoreError};
+use crate::store::{AppendOptions, BodyError, ChunkStream, ConcatRole, NewUpload, Store, StoreError, UploadState};
 
 /// Runs every test the store's capabilities allow.
 pub async fn run_all(store: &dyn Store) {
@@ -34,6 +34,9 @@ pub async fn run_all(store: &dyn Store) {
     }
     if store.expirer().is_some() {
         list_expired(store).await;
+    }
+    if store.state_recorder().is_some() {
+        record_state(store).await;
     }
 }
 
@@ -211,4 +214,28 @@ pub async fn list_expired(store: &dyn Store) {
     assert!(!listed.contains(&done), "finished upload listed");
     let past = SystemTime::now() - Duration::from_secs(3600);
     assert!(!expirer.list_expired(past).await.expect("list").contains(&idle));
+}
+
+/// Processing states persist; quarantined uploads keep their info but can no longer be read.
+pub async fn record_state(store: &dyn Store) {
+    let recorder = store.state_recorder().expect("capability");
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let id = new_upload(store, Some(4)).await;
+        store.append(&id, 0, chunks(&[b"data"], None), AppendOptions::default()).await.expect("append");
+        recorder.set_state(&id, UploadState::Processing).await.expect("set state");
+        ids.push(id);
+    }
+    let processing = recorder.list_processing().await.expect("list");
+    assert!(ids.iter().all(|id| processing.contains(id)), "processing uploads not listed");
+    assert_eq!(store.info(&ids[0]).await.expect("info").state, Some(UploadState::Processing));
+
+    recorder.set_state(&ids[0], UploadState::Clean).await.expect("set state");
+    assert_eq!(read_all(store, &ids[0], 0..4).await, b"data");
+    recorder.set_state(&ids[1], UploadState::Quarantined).await.expect("set state");
+    let info = store.info(&ids[1]).await.expect("info");
+    assert_eq!((info.state, info.offset, info.length), (Some(UploadState::Quarantined), 4, Some(4)));
+    assert!(store.read(&ids[1], 0..4).await.is_err(), "quarantined upload still readable");
+    let processing = recorder.list_processing().await.expect("list");
+    assert!(!processing.contains(&ids[0]) && !processing.contains(&ids[1]));
 }

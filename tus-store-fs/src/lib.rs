@@ -11,6 +11,7 @@
 //! | `<id>.info` | JSON: length, metadata, concatenation role, timestamps — or a tombstone |
 //! | `<id>.stage` | bytes of an all-or-nothing (checksummed) PATCH until they are verified |
 //! | `<id>.assembling` | a final upload being concatenated, renamed over `<id>` when done |
+//! | `quarantine/<id>` | the bytes of an upload a virus scan flagged, out of the servable area |
 //!
 //! # Durability
 //!
@@ -52,12 +53,14 @@ use futures_util::StreamExt as _;
 use serde::{Deserialize, Serialize};
 use tus_core::UploadId;
 use tus_core::store::{
-    AppendOptions, BodyError, ByteStream, ChunkStream, Concatenate, DeferLength, ListExpired, NewUpload, Store,
-    StoreError, Terminate, UploadInfo,
+    AppendOptions, BodyError, ByteStream, ChunkStream, Concatenate, DeferLength, ListExpired, NewUpload, RecordState,
+    Store, StoreError, Terminate, UploadInfo, UploadState,
 };
 
 /// Bytes gathered from the request before one write to disk.
 const WRITE_BUFFER: usize = 1024 * 1024;
+/// Subdirectory holding quarantined data.
+const QUARANTINE_DIR: &str = "quarantine";
 /// Bytes per chunk when reading an upload back.
 const READ_CHUNK: usize = 256 * 1024;
 
@@ -99,7 +102,7 @@ fn io_err(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> Error + us
 
 /// What `<id>.info` holds.
 #[derive(Debug, Serialize, Deserialize)]
-#[serde(tag = "state", rename_all = "snake_case")]
+#[serde(tag = "kind", rename_all = "snake_case")]
 enum InfoFile {
     /// A live upload; its `offset` field is ignored (the data file's length is the offset).
     Live(UploadInfo),
@@ -174,6 +177,9 @@ impl Dirs {
     fn assembling(&self, id: &UploadId) -> PathBuf {
         self.dir.join(format!("{id}.assembling"))
     }
+    fn quarantined(&self, id: &UploadId) -> PathBuf {
+        self.dir.join(QUARANTINE_DIR).join(id.as_str())
+    }
 
     fn read_info_file(&self, id: &UploadId) -> Result<InfoFile, Error> {
         let path = self.info_path(id);
@@ -190,7 +196,7 @@ impl Dirs {
             InfoFile::Live(info) => info,
             InfoFile::Gone { .. } => return Err(Error::Gone),
         };
-        let path = self.data(id);
+        let path = if info.state == Some(UploadState::Quarantined) { self.quarantined(id) } else { self.data(id) };
         match fs::metadata(&path) {
             Ok(meta) => {
                 info.offset = meta.len();
@@ -227,6 +233,15 @@ impl Dirs {
 
     fn sync_file(&self, f: &File, path: &Path) -> Result<(), Error> {
         if self.sync { f.sync_data().map_err(io_err("sync", path)) } else { Ok(()) }
+    }
+
+    /// IDs of every upload with an info file (live or tombstone).
+    fn info_ids(&self) -> Result<Vec<UploadId>, Error> {
+        let entries = fs::read_dir(&self.dir).map_err(io_err("list", &self.dir))?;
+        Ok(entries
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.strip_suffix(".info").and_then(|n| UploadId::parse(n).ok()))
+            .collect())
     }
 
     fn remove_if_exists(path: &Path) -> Result<(), Error> {
@@ -394,7 +409,9 @@ impl Store for FileStore {
         let start = range.start;
         let file = self
             .blocking(move |d| {
-                d.info(&id)?;
+                if d.info(&id)?.state == Some(UploadState::Quarantined) {
+                    return Err(Error::Conflict("upload is quarantined".into()));
+                }
                 let path = d.data(&id);
                 let mut f = File::open(&path).map_err(io_err("open", &path))?;
                 f.seek(SeekFrom::Start(start)).map_err(io_err("seek", &path))?;
@@ -420,6 +437,46 @@ impl Store for FileStore {
     fn expirer(&self) -> Option<&dyn ListExpired> {
         Some(self)
     }
+    fn state_recorder(&self) -> Option<&dyn RecordState> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl RecordState for FileStore {
+    async fn set_state(&self, id: &UploadId, state: UploadState) -> Result<(), StoreError> {
+        let id = id.clone();
+        self.blocking(move |d| {
+            let mut info = d.info(&id)?;
+            if state == UploadState::Quarantined && info.state != Some(UploadState::Quarantined) {
+                // Move the bytes out first: from here on nothing under `<dir>/<id>` serves them.
+                let target = d.quarantined(&id);
+                let qdir = d.dir.join(QUARANTINE_DIR);
+                fs::create_dir_all(&qdir).map_err(io_err("create", &qdir))?;
+                fs::rename(d.data(&id), &target).map_err(io_err("quarantine", &target))?;
+                // Keep an empty data file so the ID stays taken.
+                File::create(d.data(&id)).map_err(io_err("create", &d.data(&id)))?;
+            }
+            info.state = Some(state);
+            d.write_info(&id, &InfoFile::Live(info))
+        })
+        .await
+    }
+
+    async fn list_processing(&self) -> Result<Vec<UploadId>, StoreError> {
+        self.blocking(|d| {
+            let mut found = Vec::new();
+            for id in d.info_ids()? {
+                if let Ok(InfoFile::Live(info)) = d.read_info_file(&id)
+                    && info.state == Some(UploadState::Processing)
+                {
+                    found.push(id);
+                }
+            }
+            Ok(found)
+        })
+        .await
+    }
 }
 
 #[async_trait]
@@ -430,7 +487,7 @@ impl Terminate for FileStore {
             d.info(&id)?;
             // Tombstone first: from here on the upload answers 410, whatever happens next.
             d.write_info(&id, &InfoFile::Gone { at: SystemTime::now() })?;
-            for path in [d.data(&id), d.stage(&id), d.assembling(&id)] {
+            for path in [d.data(&id), d.stage(&id), d.assembling(&id), d.quarantined(&id)] {
                 Dirs::remove_if_exists(&path)?;
             }
             Ok(())

@@ -28,7 +28,7 @@ async fn files_follow_the_documented_layout() {
     assert_eq!(std::fs::read(dir.path().join(id.as_str())).unwrap(), b"hel");
     let info: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join(format!("{id}.info"))).unwrap()).unwrap();
-    assert_eq!(info["state"], "live");
+    assert_eq!(info["kind"], "live");
     assert_eq!(info["length"], 5);
     // Checksummed (all-or-nothing) appends leave no stage file behind.
     let stream = tus_core::testing::chunks(&[b"lo"], Some(tus_core::store::BodyError::Rejected));
