@@ -3,7 +3,10 @@
 use http::StatusCode;
 
 use crate::headers::HeaderError;
+use crate::hooks::{HookError, HookHttpResponse};
+use crate::signing::SignatureError;
 use crate::store::StoreError;
+use crate::store::UploadState;
 
 /// Everything a tus request can fail with. [`TusError::status`], [`TusError::code`] and
 /// [`TusError::message`] are the single mapping to HTTP; the handler renders every error
@@ -77,6 +80,24 @@ pub enum TusError {
     /// The request needs an extension this server does not offer.
     #[error("extension not supported")]
     NotImplemented,
+    /// A `pre-create` hook refused the upload (status and body may come from the hook).
+    #[error("upload rejected")]
+    UploadRejected(HookHttpResponse),
+    /// A `pre-terminate` hook refused the termination.
+    #[error("termination rejected")]
+    TerminationRejected(HookHttpResponse),
+    /// A `post-receive` hook stopped the upload; it was terminated.
+    #[error("upload stopped")]
+    UploadStopped,
+    /// A blocking hook failed; nothing was changed by the request.
+    #[error("hook failed")]
+    Hook(HookError),
+    /// The upload is finished but not (yet, or ever) servable.
+    #[error("upload is {}", .0.name())]
+    NotServable(UploadState),
+    /// A download without a valid signature while signing is required.
+    #[error("{0}")]
+    Signature(SignatureError),
     /// The store failed; logged in full, shown to the client as a generic 500.
     #[error("store error: {0}")]
     Store(StoreError),
@@ -107,6 +128,11 @@ impl TusError {
             NotFinished => 409,
             MethodNotAllowed => 405,
             NotImplemented => 501,
+            UploadRejected(_) | TerminationRejected(_) | UploadStopped => 400,
+            Hook(_) => 500,
+            NotServable(UploadState::Processing) => 409,
+            NotServable(_) => 403,
+            Signature(_) => 403,
             Store(_) => 500,
         };
         StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
@@ -137,6 +163,12 @@ impl TusError {
             NotFinished => "ERR_UPLOAD_NOT_FINISHED",
             MethodNotAllowed => "ERR_METHOD_NOT_ALLOWED",
             NotImplemented => "ERR_NOT_IMPLEMENTED",
+            UploadRejected(_) => "ERR_UPLOAD_REJECTED",
+            TerminationRejected(_) => "ERR_UPLOAD_TERMINATION_REJECTED",
+            UploadStopped => "ERR_UPLOAD_STOPPED",
+            Hook(_) => "ERR_HOOK_FAILED",
+            NotServable(_) => "ERR_UPLOAD_NOT_SERVABLE",
+            Signature(_) => "ERR_INVALID_SIGNATURE",
             Store(_) => "ERR_INTERNAL_SERVER_ERROR",
         }
     }
@@ -145,6 +177,7 @@ impl TusError {
     pub fn message(&self) -> String {
         match self {
             TusError::Store(_) => "internal server error".to_owned(),
+            TusError::Hook(_) => "a hook failed; nothing was changed".to_owned(),
             TusError::InvalidHeader(e) => e.to_string(),
             other => other.to_string(),
         }

@@ -29,16 +29,22 @@ pub mod checksum;
 pub mod error;
 pub mod handler;
 pub mod headers;
+pub mod hooks;
 pub mod id;
+pub mod inspect;
 pub mod locker;
 pub mod memory;
+pub mod signing;
 pub mod store;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
 pub use error::TusError;
 pub use handler::{LocationStyle, ResponseBody, TusConfig, TusService, TusServiceBuilder};
+pub use hooks::{HookEvent, HookResponse, HookType, Hooks};
 pub use id::UploadId;
+pub use inspect::{Inspect, Verdict};
 pub use locker::{Locker, MemoryLocker, UploadLock};
 pub use memory::MemoryStore;
-pub use store::{Store, StoreError, UploadInfo};
+pub use signing::UrlSigner;
+pub use store::{Store, StoreError, UploadInfo, UploadState};

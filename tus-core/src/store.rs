@@ -275,6 +275,13 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         None
     }
 
+    /// Where the store keeps an upload, for hook payloads (tusd's `Storage`: `Type`, and for
+    /// example `Path`, or `Bucket` and `Key`).
+    fn describe(&self, id: &UploadId) -> std::collections::BTreeMap<String, String> {
+        let _ = id;
+        std::collections::BTreeMap::new()
+    }
+
     /// The processing-state capability (needed for post-upload checks and quarantine).
     fn state_recorder(&self) -> Option<&dyn RecordState> {
         None
@@ -372,6 +379,9 @@ macro_rules! forward_store {
             }
             fn state_recorder(&self) -> Option<&dyn RecordState> {
                 (**self).state_recorder()
+            }
+            fn describe(&self, id: &UploadId) -> std::collections::BTreeMap<String, String> {
+                (**self).describe(id)
             }
             fn presigner(&self) -> Option<&dyn PresignGet> {
                 (**self).presigner()

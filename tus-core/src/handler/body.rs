@@ -8,13 +8,14 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use futures_util::stream;
 use http_body::Body;
 use http_body_util::BodyExt as _;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 use crate::checksum::{ChecksumAlgorithm, ChecksumHasher};
 use crate::error::TusError;
@@ -36,6 +37,10 @@ pub(crate) struct BodyRules<'a> {
     pub(crate) lock: &'a dyn UploadLock,
     /// Becomes `true` when the server shuts down.
     pub(crate) shutdown: watch::Receiver<bool>,
+    /// Fired when a `post-receive` hook asks to stop the upload.
+    pub(crate) stop_upload: &'a Notify,
+    /// Bytes passed on so far (for progress reports).
+    pub(crate) progress: &'a AtomicU64,
 }
 
 /// Why the body stream ended early, if it did.
@@ -57,9 +62,10 @@ impl BodyOutcome {
 
 struct State<'a, B> {
     body: B,
-    /// Completes when the lock holder is asked to release or the server shuts down. Created
-    /// once: per-frame futures and timers cost more than the frames themselves.
-    stop: Pin<Box<dyn Future<Output = ()> + Send + 'a>>,
+    /// Completes, with the reason, when the lock holder is asked to release, the server shuts
+    /// down or a hook stops the upload. Created once: per-frame futures and timers cost more
+    /// than the frames themselves.
+    stop: Pin<Box<dyn Future<Output = TusError> + Send + 'a>>,
     /// The sliding read deadline, pushed forward on every frame.
     deadline: Pin<Box<tokio::time::Sleep>>,
     rules: BodyRules<'a>,
@@ -84,11 +90,13 @@ where
         (None, false) => Vec::new(),
     };
     let lock = rules.lock;
+    let stop_upload = rules.stop_upload;
     let mut shutdown = rules.shutdown.clone();
     let stop = Box::pin(async move {
         tokio::select! {
-            () = lock.release_requested() => {}
-            _ = shutdown.wait_for(|stop| *stop) => {}
+            () = lock.release_requested() => TusError::Interrupted,
+            _ = shutdown.wait_for(|stop| *stop) => TusError::Interrupted,
+            () = stop_upload.notified() => TusError::UploadStopped,
         }
     });
     let deadline = Box::pin(tokio::time::sleep(rules.read_timeout));
@@ -120,7 +128,7 @@ where
         loop {
             let frame = tokio::select! {
                 biased;
-                () = &mut self.stop => return self.fail(TusError::Interrupted, BodyError::Interrupted),
+                why = &mut self.stop => return self.fail(why, BodyError::Interrupted),
                 () = &mut self.deadline => return self.fail(TusError::ReadTimeout, BodyError::Interrupted),
                 frame = self.body.frame() => frame,
             };
@@ -141,6 +149,7 @@ where
                         return self.fail(TusError::SizeExceeded, BodyError::Interrupted);
                     }
                     self.received += len;
+                    self.rules.progress.store(self.received, Ordering::Relaxed);
                     for (_, h) in &mut self.hashers {
                         h.update(&bytes);
                     }

@@ -6,16 +6,25 @@ use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
 use http_body::Body;
 
+use super::lifecycle::apply_hook_response;
 use super::response::{ResponseBody, error_response, tus_response};
 use super::{Inner, parse_metadata, request_host};
 use crate::error::TusError;
-use crate::headers::{self, UploadConcat, UploadDeferLength, UploadLength, names};
+use crate::hooks::{HookHttpRequest, HookHttpResponse, HookType};
+use std::time::SystemTime;
+
+use crate::headers::{self, Metadata, UploadConcat, UploadDeferLength, UploadLength, names};
+use crate::hooks::HookError;
 use crate::id::UploadId;
 use crate::store::{ConcatRole, NewUpload, StoreError, UploadInfo};
 
 impl Inner {
     /// POST: create an upload, and store the body if one came along.
-    pub(super) async fn post<B>(&self, req: Request<B>) -> Result<Response<ResponseBody>, TusError>
+    pub(super) async fn post<B>(
+        &self,
+        req: Request<B>,
+        hr: &HookHttpRequest,
+    ) -> Result<Response<ResponseBody>, TusError>
     where
         B: Body + Send + Unpin + 'static,
         B::Data: Buf + Send,
@@ -36,7 +45,7 @@ impl Inner {
                 if length.is_some() || defer.is_some() {
                     return Err(TusError::InvalidLengthHeaders);
                 }
-                return self.create_final(&urls, metadata, host.as_deref()).await;
+                return self.create_final(&urls, metadata, host.as_deref(), hr).await;
             }
             concat => {
                 let length = match (length, defer) {
@@ -60,11 +69,11 @@ impl Inner {
             super::patch::check_content_type(h)?;
         }
 
-        let info = self.store.create(upload).await?;
+        let (info, pre_create) = self.create_with_hooks(upload, hr).await?;
         let location = self.upload_url(host.as_deref(), &info.id);
-        tracing::info!(upload = %info.id, length = ?info.length, "upload created");
+        let mut finish = HookHttpResponse::default();
         if info.is_complete() {
-            self.on_complete(&info).await;
+            finish = self.on_complete(&info, hr).await?;
         }
 
         let mut offset = None;
@@ -72,9 +81,10 @@ impl Inner {
             // creation-with-upload: the body is a PATCH at offset 0. Even if it fails the
             // upload exists, so the response still carries `Location` for the client to resume.
             let (parts, body) = req.into_parts();
-            match self.receive(&info, &parts.headers, body).await {
-                Ok(written) => {
+            match self.receive(&info, &parts.headers, body, hr).await {
+                Ok((written, changes)) => {
                     offset = Some(written.offset);
+                    finish = changes;
                     tus_response(StatusCode::CREATED)
                 }
                 Err(e) => error_response(&e, &parts.method),
@@ -82,6 +92,8 @@ impl Inner {
         } else {
             tus_response(StatusCode::CREATED)
         };
+        apply_hook_response(&mut res, &pre_create);
+        apply_hook_response(&mut res, &finish);
         let headers = res.headers_mut();
         if let Ok(v) = HeaderValue::from_str(&location) {
             headers.insert(header::LOCATION, v);
@@ -101,6 +113,7 @@ impl Inner {
         urls: &[String],
         metadata: crate::headers::Metadata,
         host: Option<&str>,
+        hr: &HookHttpRequest,
     ) -> Result<Response<ResponseBody>, TusError> {
         if self.store.concatenater().is_none() {
             return Err(TusError::NotImplemented);
@@ -127,24 +140,54 @@ impl Inner {
         }
         let role = ConcatRole::Final { partials: partials.iter().map(|p| p.id.clone()).collect() };
         let upload = NewUpload::new(UploadId::random(), length).with_metadata(metadata).with_concat(role);
-        let info = self.store.create(upload).await?;
-        tracing::info!(upload = %info.id, parts = partials.len(), "final upload created");
+        let (info, pre_create) = self.create_with_hooks(upload, hr).await?;
 
         if partials.iter().all(UploadInfo::is_complete) {
-            let settled = self.settle_final(info.clone()).await?;
-            if settled.is_complete() {
-                self.on_complete(&settled).await;
-            }
+            self.settle_final(info.clone(), hr).await?;
         } else if let Ok(mut waiting) = self.waiting_finals.lock() {
             for p in partials.iter().filter(|p| !p.is_complete()) {
                 waiting.entry(p.id.clone()).or_default().push(info.id.clone());
             }
         }
         let mut res = tus_response(StatusCode::CREATED);
+        apply_hook_response(&mut res, &pre_create);
         if let Ok(v) = HeaderValue::from_str(&self.upload_url(host, &info.id)) {
             res.headers_mut().insert(header::LOCATION, v);
         }
         Ok(res)
+    }
+
+    /// Runs `pre-create` (which may refuse, or change the ID and metadata), creates the
+    /// upload, and fires `post-create`. Returns the response changes `pre-create` asked for.
+    async fn create_with_hooks(
+        &self,
+        mut upload: NewUpload,
+        hr: &HookHttpRequest,
+    ) -> Result<(UploadInfo, HookHttpResponse), TusError> {
+        let hook = self.blocking_hook(HookType::PreCreate, &upload.clone().into_info(SystemTime::now()), hr).await?;
+        if hook.reject_upload {
+            return Err(TusError::UploadRejected(hook.http_response));
+        }
+        let changes = hook.change_file_info;
+        if !changes.id.is_empty() {
+            upload.id = UploadId::parse(&changes.id).map_err(|_| {
+                TusError::Hook(HookError {
+                    hook: HookType::PreCreate,
+                    source: format!("ChangeFileInfo.ID {:?} is not a valid upload ID", changes.id).into(),
+                })
+            })?;
+        }
+        if let Some(meta) = changes.meta_data {
+            let mut metadata = Metadata::default();
+            for (k, v) in meta {
+                metadata.insert(k, v.into_bytes());
+            }
+            upload.metadata = metadata;
+        }
+        let info = self.store.create(upload).await?;
+        tracing::info!(upload = %info.id, length = ?info.length, final_upload = info.is_final(), "upload created");
+        self.notify(HookType::PostCreate, &info, hr);
+        Ok((info, hook.http_response))
     }
 
     /// The ID in a partial upload URL: absolute on this host, or a path under the base path.

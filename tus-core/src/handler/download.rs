@@ -6,13 +6,16 @@
 //! `X-Content-Type-Options: nosniff` plus a sandboxing CSP are always sent.
 
 use http::header::{self, HeaderMap, HeaderValue};
-use http::{Response, StatusCode};
+use std::time::SystemTime;
+
+use http::{Response, StatusCode, Uri};
 
 use super::Inner;
 use super::response::{ResponseBody, tus_response};
 use crate::error::TusError;
+use crate::hooks::HookHttpRequest;
 use crate::id::UploadId;
-use crate::store::UploadInfo;
+use crate::store::{UploadInfo, UploadState};
 
 /// Types a browser may show inline: passive media and plain text.
 const INLINE_TYPES: &[&str] =
@@ -20,11 +23,37 @@ const INLINE_TYPES: &[&str] =
 
 impl Inner {
     /// GET: the bytes of a finished upload.
-    pub(super) async fn get(&self, id: &UploadId, headers: &HeaderMap) -> Result<Response<ResponseBody>, TusError> {
-        let info = self.load_info(id).await?;
+    pub(super) async fn get(
+        &self,
+        id: &UploadId,
+        headers: &HeaderMap,
+        uri: &Uri,
+        hr: &HookHttpRequest,
+    ) -> Result<Response<ResponseBody>, TusError> {
+        // With signing on, nothing is served without a valid signature for this very upload.
+        let signed_until = match &self.signer {
+            Some(signer) => Some(signer.verify(id, uri.query()).map_err(TusError::Signature)?),
+            None => None,
+        };
+        let info = self.load_info(id, hr).await?;
         let Some(length) = info.length.filter(|_| info.is_complete()) else {
             return Err(TusError::NotFinished);
         };
+        if let Some(state) = info.state.filter(|s| *s != UploadState::Clean) {
+            return Err(TusError::NotServable(state));
+        }
+        if let (Some(until), Some(presigner)) = (signed_until, self.store.presigner()) {
+            // Object stores serve the bytes themselves: send the client there, for no longer
+            // than its signature allows.
+            let left = until.duration_since(SystemTime::now()).unwrap_or_default();
+            let url = presigner.presign_get(id, left.min(self.config.max_presign_ttl)).await?;
+            let mut res = tus_response(StatusCode::TEMPORARY_REDIRECT);
+            if let Ok(v) = HeaderValue::from_str(&url) {
+                res.headers_mut().insert(header::LOCATION, v);
+            }
+            res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            return Ok(res);
+        }
         let etag = format!("\"{}-{}\"", info.id, length);
         let mut res = tus_response(StatusCode::OK);
         let h = res.headers_mut();

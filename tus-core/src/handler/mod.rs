@@ -7,6 +7,7 @@
 mod body;
 mod create;
 mod download;
+mod lifecycle;
 mod patch;
 mod response;
 
@@ -14,7 +15,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
@@ -29,8 +30,11 @@ use self::response::{error_response, tus_response};
 use crate::checksum::ChecksumAlgorithm;
 use crate::error::TusError;
 use crate::headers::{self, Metadata, TUS_VERSION, TusResumable, UploadConcat, UploadExpires, names};
+use crate::hooks::{HookHttpRequest, HookType, Hooks};
 use crate::id::UploadId;
+use crate::inspect::Inspect;
 use crate::locker::{LockError, Locker, MemoryLocker, UploadLock};
+use crate::signing::UrlSigner;
 use crate::store::{ConcatRole, Store, StoreError, UploadInfo};
 
 /// How `Location` URLs are written.
@@ -72,6 +76,10 @@ pub struct TusConfig {
     pub max_metadata_size: usize,
     /// Most partial uploads one final upload may list. Default 1000.
     pub max_concat_parts: usize,
+    /// Lifetime of the signed download URL put into `post-finish` hook payloads. Default 1 h.
+    pub hook_download_url_ttl: Duration,
+    /// Longest lifetime of a presigned store URL a signed download redirects to. Default 15 min.
+    pub max_presign_ttl: Duration,
 }
 
 impl Default for TusConfig {
@@ -88,6 +96,8 @@ impl Default for TusConfig {
             body_read_timeout: Duration::from_secs(60),
             max_metadata_size: 64 * 1024,
             max_concat_parts: 1000,
+            hook_download_url_ttl: Duration::from_secs(3600),
+            max_presign_ttl: Duration::from_secs(15 * 60),
         }
     }
 }
@@ -98,6 +108,9 @@ pub struct TusServiceBuilder {
     store: Arc<dyn Store>,
     locker: Arc<dyn Locker>,
     config: TusConfig,
+    hooks: Option<Arc<dyn Hooks>>,
+    inspector: Option<Arc<dyn Inspect>>,
+    signer: Option<UrlSigner>,
 }
 
 impl TusServiceBuilder {
@@ -168,6 +181,25 @@ impl TusServiceBuilder {
         self
     }
 
+    /// Sends hook events to `hooks`.
+    pub fn hooks(mut self, hooks: impl Hooks) -> Self {
+        self.hooks = Some(Arc::new(hooks));
+        self
+    }
+
+    /// Inspects every finished upload before it may be served (needs a store that records
+    /// states; see [`crate::inspect`]).
+    pub fn inspector(mut self, inspector: impl Inspect) -> Self {
+        self.inspector = Some(Arc::new(inspector));
+        self
+    }
+
+    /// Requires signed URLs for downloads (see [`crate::signing`]).
+    pub fn url_signer(mut self, signer: UrlSigner) -> Self {
+        self.signer = Some(signer);
+        self
+    }
+
     /// Replaces the whole configuration.
     pub fn config(mut self, config: TusConfig) -> Self {
         self.config = config;
@@ -178,12 +210,16 @@ impl TusServiceBuilder {
     pub fn build(self) -> TusService {
         let (shutdown, _) = watch::channel(false);
         TusService {
-            inner: Arc::new(Inner {
+            inner: Arc::new_cyclic(|me| Inner {
                 store: self.store,
                 locker: self.locker,
                 config: self.config,
+                hooks: self.hooks,
+                inspector: self.inspector,
+                signer: self.signer,
                 shutdown,
                 waiting_finals: Mutex::default(),
+                me: me.clone(),
             }),
         }
     }
@@ -202,7 +238,12 @@ struct Inner {
     store: Arc<dyn Store>,
     locker: Arc<dyn Locker>,
     config: TusConfig,
+    hooks: Option<Arc<dyn Hooks>>,
+    inspector: Option<Arc<dyn Inspect>>,
+    signer: Option<UrlSigner>,
     shutdown: watch::Sender<bool>,
+    /// For spawning background work (hooks, processing) that outlives a request.
+    me: Weak<Inner>,
     /// Final uploads created over unfinished partials, by partial: settled as soon as a
     /// partial completes on this instance (and lazily on any HEAD/GET otherwise).
     waiting_finals: Mutex<HashMap<UploadId, Vec<UploadId>>>,
@@ -223,6 +264,9 @@ impl TusService {
             store: Arc::new(store),
             locker: Arc::new(MemoryLocker::new()),
             config: TusConfig::default(),
+            hooks: None,
+            inspector: None,
+            signer: None,
         }
     }
 
@@ -247,6 +291,19 @@ impl TusService {
     pub fn reaper(&self) -> impl Future<Output = ()> + Send + 'static {
         let inner = self.inner.clone();
         async move { inner.reap_forever().await }
+    }
+
+    /// Picks up processing of finished uploads a restart interrupted (their state is still
+    /// `processing`); call once at start. Returns how many were picked up.
+    pub async fn resume_processing(&self) -> Result<usize, TusError> {
+        self.inner.resume_processing().await
+    }
+
+    /// A signed download URL path+query for `id` (`/files/<id>?expires=..&sig=..`), valid for
+    /// `ttl`, or `None` if no signer is configured.
+    pub fn signed_download_path(&self, id: &UploadId, ttl: Duration) -> Option<String> {
+        let signed = self.inner.signer.as_ref()?.sign(id, ttl);
+        Some(format!("{}{}?{}", self.inner.config.base_path, id, signed.query))
     }
 
     /// Runs one pass of the reaper now, returning how many uploads it removed.
@@ -293,9 +350,10 @@ impl Inner {
         B::Data: Buf + Send,
     {
         let method = effective_method(&req);
+        let hook_request = lifecycle::hook_request(&req, &method, self.hooks.is_some());
         let result = match self.route(req.uri().path()) {
             None => Err(TusError::NotFound),
-            Some(target) => self.dispatch(&method, target, req).await,
+            Some(target) => self.dispatch(&method, target, req, &hook_request).await,
         };
         match result {
             Ok(res) => res,
@@ -317,6 +375,7 @@ impl Inner {
         method: &Method,
         target: Target,
         req: Request<B>,
+        hr: &HookHttpRequest,
     ) -> Result<Response<ResponseBody>, TusError>
     where
         B: Body + Send + Unpin + 'static,
@@ -329,11 +388,13 @@ impl Inner {
         }
         match (method, target) {
             (&Method::OPTIONS, _) => Ok(self.options()),
-            (&Method::POST, Target::Collection) => self.post(req).await,
-            (&Method::HEAD, Target::Upload(id)) => self.head(&id, request_host(&req).as_deref()).await,
-            (&Method::PATCH, Target::Upload(id)) => self.patch(&id, req).await,
-            (&Method::DELETE, Target::Upload(id)) if self.terminater().is_some() => self.delete(&id).await,
-            (&Method::GET, Target::Upload(id)) if self.config.download => self.get(&id, req.headers()).await,
+            (&Method::POST, Target::Collection) => self.post(req, hr).await,
+            (&Method::HEAD, Target::Upload(id)) => self.head(&id, request_host(&req).as_deref(), hr).await,
+            (&Method::PATCH, Target::Upload(id)) => self.patch(&id, req, hr).await,
+            (&Method::DELETE, Target::Upload(id)) if self.terminater().is_some() => self.delete(&id, hr).await,
+            (&Method::GET, Target::Upload(id)) if self.config.download => {
+                self.get(&id, req.headers(), req.uri(), hr).await
+            }
             _ => Err(TusError::MethodNotAllowed),
         }
     }
@@ -386,11 +447,16 @@ impl Inner {
     }
 
     /// HEAD: where an upload stands.
-    async fn head(&self, id: &UploadId, host: Option<&str>) -> Result<Response<ResponseBody>, TusError> {
+    async fn head(
+        &self,
+        id: &UploadId,
+        host: Option<&str>,
+        hr: &HookHttpRequest,
+    ) -> Result<Response<ResponseBody>, TusError> {
         // A HEAD usually means the client lost its connection and is about to resume: stop a
         // stale PATCH still holding the upload, so the offset we report is final.
         drop(self.lock(id).await);
-        let info = self.load_info(id).await?;
+        let info = self.load_info(id, hr).await?;
         let mut res = tus_response(StatusCode::OK);
         let h = res.headers_mut();
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -407,17 +473,28 @@ impl Inner {
         }
         self.set_concat_header(h, &info, host);
         self.set_expires_header(h, &info);
+        if let Some(state) = info.state {
+            h.insert(UPLOAD_STATE, HeaderValue::from_static(state.name()));
+        }
         Ok(res)
     }
 
     /// DELETE: terminate an upload.
-    async fn delete(&self, id: &UploadId) -> Result<Response<ResponseBody>, TusError> {
+    async fn delete(&self, id: &UploadId, hr: &HookHttpRequest) -> Result<Response<ResponseBody>, TusError> {
         let terminater = self.terminater().ok_or(TusError::MethodNotAllowed)?;
-        let _lock = self.lock(id).await?;
-        self.store.info(id).await?;
+        let lock = self.lock(id).await?;
+        let info = self.store.info(id).await?;
+        let hook = self.blocking_hook(HookType::PreTerminate, &info, hr).await?;
+        if hook.reject_termination {
+            return Err(TusError::TerminationRejected(hook.http_response));
+        }
         terminater.terminate(id).await?;
+        drop(lock);
         tracing::info!(upload = %id, "upload terminated");
-        Ok(tus_response(StatusCode::NO_CONTENT))
+        self.notify(HookType::PostTerminate, &info, hr);
+        let mut res = tus_response(StatusCode::NO_CONTENT);
+        lifecycle::apply_hook_response(&mut res, &hook.http_response);
+        Ok(res)
     }
 
     /// Takes the upload's lock, asking a current holder to let go.
@@ -430,13 +507,13 @@ impl Inner {
 
     /// The upload's info as clients should see it: expired uploads are gone, and a final
     /// upload whose partials have all finished is settled first.
-    async fn load_info(&self, id: &UploadId) -> Result<UploadInfo, TusError> {
+    async fn load_info(&self, id: &UploadId, hr: &HookHttpRequest) -> Result<UploadInfo, TusError> {
         let info = self.store.info(id).await?;
         if self.is_expired(&info) {
             return Err(TusError::Gone);
         }
         if info.is_final() && !info.is_complete() {
-            return self.settle_final(info).await;
+            return self.settle_final(info, hr).await;
         }
         Ok(info)
     }
@@ -477,7 +554,7 @@ impl Inner {
     }
 
     /// Concatenates a final upload if all its partials are complete; otherwise returns it as is.
-    async fn settle_final(&self, info: UploadInfo) -> Result<UploadInfo, TusError> {
+    async fn settle_final(&self, info: UploadInfo, hr: &HookHttpRequest) -> Result<UploadInfo, TusError> {
         let Some(ConcatRole::Final { partials }) = &info.concat else { return Ok(info) };
         let concatenater = self.store.concatenater().ok_or(TusError::NotImplemented)?;
         let mut parts = Vec::with_capacity(partials.len());
@@ -496,20 +573,20 @@ impl Inner {
         }
         concatenater.concatenate(&info.id, &parts).await?;
         tracing::info!(upload = %info.id, parts = parts.len(), "final upload concatenated");
+        let settled = self.store.info(&info.id).await?;
+        if let Err(e) = self.on_complete(&settled, hr).await {
+            tracing::warn!(upload = %info.id, error = %e, "pre-finish hook of a final upload failed");
+        }
         Ok(self.store.info(&info.id).await?)
     }
 
-    /// Called when an upload's last byte arrived.
-    async fn on_complete(&self, info: &UploadInfo) {
-        tracing::info!(upload = %info.id, length = ?info.length, "upload finished");
-        if !info.is_partial() {
-            return;
-        }
-        let finals = self.waiting_finals.lock().ok().and_then(|mut w| w.remove(&info.id)).unwrap_or_default();
+    /// Settles the final uploads waiting for `partial`, which just completed.
+    async fn settle_waiting_finals(&self, partial: &UploadId, hr: &HookHttpRequest) {
+        let finals = self.waiting_finals.lock().ok().and_then(|mut w| w.remove(partial)).unwrap_or_default();
         for final_id in finals {
             match self.store.info(&final_id).await {
                 Ok(f) => {
-                    if let Err(e) = self.settle_final(f).await {
+                    if let Err(e) = Box::pin(self.settle_final(f, hr)).await {
                         // Not lost: the next HEAD or GET of the final settles it.
                         tracing::warn!(upload = %final_id, error = %e, "could not settle final upload yet");
                     }
@@ -517,6 +594,13 @@ impl Inner {
                 Err(e) => tracing::debug!(upload = %final_id, error = %e, "waiting final upload vanished"),
             }
         }
+    }
+
+    /// A signed absolute download URL for `id` (for `post-finish` payloads), if signing is on.
+    fn signed_download_url(&self, id: &UploadId, hr: &HookHttpRequest) -> Option<String> {
+        let signed = self.signer.as_ref()?.sign(id, self.config.hook_download_url_ttl);
+        let host = hr.header.get("Host").and_then(|h| h.first()).map(String::as_str);
+        Some(format!("{}?{}", self.upload_url(host, id), signed.query))
     }
 
     async fn reap_forever(&self) {
@@ -564,6 +648,9 @@ fn effective_method<B>(req: &Request<B>) -> Method {
         _ => req.method().clone(),
     }
 }
+
+/// The response header showing a finished upload's processing state.
+pub const UPLOAD_STATE: http::header::HeaderName = http::header::HeaderName::from_static("upload-state");
 
 fn check_version(headers: &HeaderMap) -> Result<(), TusError> {
     match headers::get::<TusResumable>(headers) {

@@ -6,21 +6,38 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Request, Response, StatusCode};
 use http_body::Body;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
 use super::Inner;
 use super::body::{BodyOutcome, BodyRules, chunk_stream};
+use super::lifecycle::apply_hook_response;
 use super::response::{ResponseBody, error_response, tus_response};
 use crate::error::TusError;
 use crate::headers::{self, UploadChecksum, UploadLength, UploadOffset, names};
+use crate::hooks::{HookHttpRequest, HookHttpResponse, HookType};
 use crate::id::UploadId;
 use crate::locker::UploadLock;
 use crate::store::{AppendOptions, UploadInfo};
+
+/// How often `post-receive` reports progress during one request.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
 /// The only content type a PATCH body may have.
 pub(crate) const OFFSET_OCTET_STREAM: &str = "application/offset+octet-stream";
 
 impl Inner {
     /// PATCH: store the body at `Upload-Offset`.
-    pub(super) async fn patch<B>(&self, id: &UploadId, req: Request<B>) -> Result<Response<ResponseBody>, TusError>
+    pub(super) async fn patch<B>(
+        &self,
+        id: &UploadId,
+        req: Request<B>,
+        hr: &HookHttpRequest,
+    ) -> Result<Response<ResponseBody>, TusError>
     where
         B: Body + Send + Unpin + 'static,
         B::Data: Buf + Send,
@@ -56,7 +73,7 @@ impl Inner {
             return Ok(with_expiry(error_response(&error, &parts.method), &info));
         }
 
-        let written = match self.receive_locked(&info, h, body, lock.as_ref()).await {
+        let written = match self.receive_locked(&info, h, body, lock.as_ref(), hr).await {
             Ok(written) => written,
             Err(error) => {
                 drop(lock);
@@ -65,12 +82,12 @@ impl Inner {
             }
         };
         drop(lock);
+        let mut res = tus_response(StatusCode::NO_CONTENT);
         // (Also when an empty PATCH completes a deferred upload by declaring its length.)
         if written.is_complete() && !was_complete {
-            self.on_complete(&written).await;
+            let changes = self.on_complete(&written, hr).await?;
+            apply_hook_response(&mut res, &changes);
         }
-
-        let mut res = tus_response(StatusCode::NO_CONTENT);
         res.headers_mut().insert(names::UPLOAD_OFFSET, HeaderValue::from(written.offset));
         Ok(with_expiry(res, &written))
     }
@@ -98,18 +115,20 @@ impl Inner {
         info: &UploadInfo,
         headers: &HeaderMap,
         body: B,
-    ) -> Result<UploadInfo, TusError>
+        hr: &HookHttpRequest,
+    ) -> Result<(UploadInfo, HookHttpResponse), TusError>
     where
         B: Body + Send + Unpin + 'static,
         B::Data: Buf + Send,
     {
         let lock = self.lock(&info.id).await?;
-        let written = self.receive_locked(info, headers, body, lock.as_ref()).await?;
+        let written = self.receive_locked(info, headers, body, lock.as_ref(), hr).await?;
         drop(lock);
+        let mut changes = HookHttpResponse::default();
         if written.is_complete() {
-            self.on_complete(&written).await;
+            changes = self.on_complete(&written, hr).await?;
         }
-        Ok(written)
+        Ok((written, changes))
     }
 
     /// Streams a request body into the upload at its current offset; the caller holds `lock`.
@@ -120,6 +139,7 @@ impl Inner {
         headers: &HeaderMap,
         body: B,
         lock: &dyn UploadLock,
+        hr: &HookHttpRequest,
     ) -> Result<UploadInfo, TusError>
     where
         B: Body + Send + Unpin + 'static,
@@ -139,6 +159,8 @@ impl Inner {
             return Ok(info.clone());
         }
         let outcome = BodyOutcome::default();
+        let progress = AtomicU64::new(0);
+        let stop_upload = Arc::new(Notify::new());
         let all_or_nothing = checksum.is_some() || checksum_trailer;
         let rules = BodyRules {
             limit,
@@ -147,17 +169,42 @@ impl Inner {
             checksum_trailer,
             lock,
             shutdown: self.shutdown.subscribe(),
+            stop_upload: &stop_upload,
+            progress: &progress,
         };
         let stream = chunk_stream(body, rules, &outcome);
         let options = AppendOptions::default().with_all_or_nothing(all_or_nothing);
-        let offset = self.store.append(&info.id, info.offset, stream, options).await?;
+        let append = self.store.append(&info.id, info.offset, stream, options);
+        let mut at = info.clone();
+        let offset = if self.hook_enabled(HookType::PostReceive) {
+            // Progress for post-receive, about once a second while bytes flow.
+            tokio::pin!(append);
+            let mut tick = tokio::time::interval_at(Instant::now() + PROGRESS_EVERY, PROGRESS_EVERY);
+            loop {
+                tokio::select! {
+                    appended = &mut append => break appended,
+                    _ = tick.tick() => {
+                        at.offset = info.offset + progress.load(Ordering::Relaxed);
+                        self.notify_progress(&at, hr, Some(stop_upload.clone()));
+                    }
+                }
+            }
+        } else {
+            append.await
+        }?;
+        at.offset = offset;
+        self.notify_progress(&at, hr, Some(stop_upload.clone()));
         if let Some(error) = outcome.take() {
             tracing::debug!(upload = %info.id, offset, error = %error, "body ended early");
+            if matches!(error, TusError::UploadStopped)
+                && let Some(terminater) = self.store.terminater()
+            {
+                terminater.terminate(&info.id).await?;
+                tracing::info!(upload = %info.id, "upload stopped by a post-receive hook and terminated");
+            }
             return Err(error);
         }
-        let mut after = info.clone();
-        after.offset = offset;
-        Ok(after)
+        Ok(at)
     }
 }
 

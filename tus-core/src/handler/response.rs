@@ -124,5 +124,8 @@ pub(crate) fn error_response(error: &TusError, method: &Method) -> Response<Resp
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from(text.len()));
         *res.body_mut() = ResponseBody::full(text);
     }
+    if let TusError::UploadRejected(changes) | TusError::TerminationRejected(changes) = error {
+        super::lifecycle::apply_hook_response(&mut res, changes);
+    }
     res
 }
