@@ -970,6 +970,26 @@ impl TestServer {
     /// # Panics
     /// Panics if the binary is missing, the server exits early or prints no URL in time.
     pub fn spawn(extra: &[&str]) -> TestServer {
+        let dir = ScratchDir::new();
+        let path = dir.0.clone();
+        TestServer::spawn_at(&path, Some(dir), extra)
+    }
+
+    /// Like [`TestServer::spawn`], but storing uploads in `dir` (which outlives the server),
+    /// so a second server can be started over the same uploads.
+    pub fn spawn_in(dir: &std::path::Path, extra: &[&str]) -> TestServer {
+        TestServer::spawn_at(dir, None, extra)
+    }
+
+    /// Kills the server at once (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn spawn_at(upload_dir: &std::path::Path, dir: Option<ScratchDir>, extra: &[&str]) -> TestServer {
         let bin = server_binary();
         assert!(
             bin.is_file(),
@@ -977,10 +997,9 @@ impl TestServer {
              TUS_SERVER_BIN)",
             bin.display()
         );
-        let dir = ScratchDir::new();
         let mut cmd = Command::new(&bin);
         cmd.args(["--host", "127.0.0.1", "--port", "0", "--upload-dir"])
-            .arg(&dir.0)
+            .arg(upload_dir)
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -1040,7 +1059,7 @@ impl TestServer {
             base_path: parsed.path,
             url,
             log,
-            _dir: Some(dir),
+            _dir: dir,
         };
         server.wait_until_accepting();
         server

@@ -70,6 +70,80 @@ pub struct Cli {
     /// Log format.
     #[arg(long, env = "TUS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// POST hook events as JSON (tusd's format) to this URL.
+    #[arg(long, env = "TUS_HOOKS_HTTP", conflicts_with = "hooks_dir")]
+    pub hooks_http: Option<http::Uri>,
+
+    /// Time allowed for one hook call (HTTP attempt or executable run).
+    #[arg(long, env = "TUS_HOOKS_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub hooks_timeout: Duration,
+
+    /// Retries of an HTTP hook call that failed with a network error or a 5xx answer.
+    #[arg(long, env = "TUS_HOOKS_HTTP_RETRIES", default_value_t = 3)]
+    pub hooks_http_retries: u32,
+
+    /// Run `<dir>/<hook-name>` for each hook event (JSON on stdin, JSON answer on stdout).
+    #[arg(long, env = "TUS_HOOKS_DIR")]
+    pub hooks_dir: Option<PathBuf>,
+
+    /// Hook events to send (comma-separated; default all).
+    #[arg(
+        long,
+        env = "TUS_HOOKS_ENABLED_EVENTS",
+        default_value = "pre-create,post-create,post-receive,pre-finish,post-finish,pre-terminate,post-terminate"
+    )]
+    pub hooks_enabled_events: String,
+
+    /// Check finished uploads' real type against `filetype` and allow only these types
+    /// (comma-separated MIME patterns, e.g. `image/*,application/pdf`). Mismatches are always
+    /// rejected once any post-upload check is on.
+    #[arg(long, env = "TUS_ALLOWED_TYPES", value_delimiter = ',')]
+    pub allowed_types: Vec<String>,
+
+    /// Scan finished uploads with clamd (`tcp://127.0.0.1:3310` or `unix:/path/clamd.sock`);
+    /// infected uploads are quarantined.
+    #[arg(long, env = "TUS_CLAMD_ADDRESS")]
+    pub clamd_address: Option<crate::scan::ClamdAddress>,
+
+    /// Largest upload clamd is asked to scan (set to clamd's StreamMaxLength); larger uploads
+    /// are rejected as "too large to scan".
+    #[arg(long, env = "TUS_CLAMD_MAX_STREAM", default_value_t = 100 * 1024 * 1024)]
+    pub clamd_max_stream: u64,
+
+    /// Time allowed for one clamd scan.
+    #[arg(long, env = "TUS_CLAMD_TIMEOUT", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub clamd_timeout: Duration,
+
+    /// Require signed URLs for downloads, with the keys in this file (one per line: the first
+    /// signs, all verify; rotate by adding the new key on top).
+    #[arg(long, env = "TUS_SIGNING_KEY_FILE")]
+    pub signing_key_file: Option<PathBuf>,
+
+    /// The signing key itself (prefer the environment variable over the flag: argv is visible
+    /// to other users).
+    #[arg(long, env = "TUS_SIGNING_KEY", hide_env_values = true, conflicts_with = "signing_key_file")]
+    pub signing_key: Option<String>,
+
+    /// What to do instead of serving (default: serve).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Print a signed download URL for an upload (same key flags as the server).
+    SignUrl {
+        /// The upload ID.
+        id: String,
+        /// How long the URL stays valid.
+        #[arg(long, default_value = "15m", value_parser = humantime::parse_duration)]
+        ttl: Duration,
+        /// The server's public base URL (default: built from --host and --port).
+        #[arg(long)]
+        public_url: Option<String>,
+    },
 }
 
 /// How log lines are written (to stderr).

@@ -15,16 +15,21 @@
 //! ```
 
 pub mod cli;
+pub mod hooks;
+pub mod scan;
 
 use std::future::Future;
 use std::time::Duration;
 
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tus_core::{LocationStyle, TusService};
+use tus_core::hooks::RemoteAddr;
+use tus_core::inspect::InspectChain;
+use tus_core::{LocationStyle, TusService, TusServiceBuilder, UrlSigner};
 use tus_store_fs::FileStore;
 
 pub use cli::{Cli, LogFormat};
@@ -35,6 +40,9 @@ pub enum ServerError {
     /// Opening the upload directory or the listening socket failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// A flag's value is unusable.
+    #[error("{0}")]
+    Config(String),
 }
 
 /// The tus service the flags describe, over the filesystem store.
@@ -53,7 +61,48 @@ pub fn build_service(cli: &Cli) -> Result<TusService, ServerError> {
     if let Some(expiration) = cli.expiration {
         builder = builder.expiration(expiration);
     }
+    builder = with_pipeline(builder, cli)?;
     Ok(builder.build())
+}
+
+/// Adds hooks, post-upload checks and URL signing, as the flags ask.
+fn with_pipeline(mut builder: TusServiceBuilder, cli: &Cli) -> Result<TusServiceBuilder, ServerError> {
+    let events = hooks::parse_events(&cli.hooks_enabled_events).map_err(ServerError::Config)?;
+    if let Some(url) = &cli.hooks_http {
+        builder = builder.hooks(hooks::HttpHooks::new(url.clone(), cli.hooks_timeout, cli.hooks_http_retries, events));
+    } else if let Some(dir) = &cli.hooks_dir {
+        builder = builder.hooks(hooks::ExecHooks::new(dir.clone(), cli.hooks_timeout, events));
+    }
+    if !cli.allowed_types.is_empty() || cli.clamd_address.is_some() {
+        let mut chain = InspectChain::new().then(scan::ContentCheck::new(cli.allowed_types.clone()));
+        if let Some(address) = &cli.clamd_address {
+            chain = chain.then(scan::ClamdScanner::new(address.clone(), cli.clamd_max_stream, cli.clamd_timeout));
+        }
+        builder = builder.inspector(chain);
+    }
+    if let Some(signer) = url_signer(cli)? {
+        builder = builder.url_signer(signer);
+    }
+    Ok(builder)
+}
+
+/// The URL signer the key flags describe, if any.
+pub fn url_signer(cli: &Cli) -> Result<Option<UrlSigner>, ServerError> {
+    let keys: Vec<String> = match (&cli.signing_key_file, &cli.signing_key) {
+        (Some(path), _) => {
+            std::fs::read_to_string(path)?.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect()
+        }
+        (None, Some(key)) => vec![key.clone()],
+        (None, None) => return Ok(None),
+    };
+    let weak = |e: tus_core::signing::WeakKey| ServerError::Config(e.to_string());
+    let mut keys = keys.into_iter();
+    let first = keys.next().ok_or_else(|| ServerError::Config("the signing key file has no key".into()))?;
+    let mut signer = UrlSigner::new(first.into_bytes()).map_err(weak)?;
+    for key in keys {
+        signer = signer.with_previous_key(key.into_bytes()).map_err(weak)?;
+    }
+    Ok(Some(signer))
 }
 
 /// Serves `service` on `listener` until `shutdown` completes, then stops accepting, asks
@@ -69,6 +118,11 @@ pub async fn serve(
     builder.http1().timer(TokioTimer::new()).header_read_timeout(cli.header_read_timeout);
     let graceful = GracefulShutdown::new();
     let reaper = tokio::spawn(service.reaper());
+    match service.resume_processing().await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(uploads = n, "resumed post-upload processing interrupted by a restart"),
+        Err(e) => tracing::warn!(error = %e, "could not resume post-upload processing"),
+    }
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -84,7 +138,12 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service.clone()));
+        // Hooks report the client's address.
+        let with_peer = tower::util::MapRequest::new(service.clone(), move |mut req: http::Request<Incoming>| {
+            req.extensions_mut().insert(RemoteAddr(peer));
+            req
+        });
+        let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(with_peer));
         let conn = graceful.watch(conn.into_owned());
         tokio::spawn(async move {
             if let Err(e) = conn.await {

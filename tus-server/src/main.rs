@@ -4,7 +4,8 @@ use std::io::Write as _;
 use std::process::ExitCode;
 
 use clap::Parser as _;
-use tus_server::{Cli, LogFormat, ServerError, build_service, serve};
+use tus_server::cli::Command;
+use tus_server::{Cli, LogFormat, ServerError, build_service, serve, url_signer};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -20,6 +21,9 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<(), ServerError> {
+    if let Some(Command::SignUrl { id, ttl, public_url }) = &cli.command {
+        return sign_url(&cli, id, *ttl, public_url.as_deref());
+    }
     let service = build_service(&cli)?;
     let listener = tokio::net::TcpListener::bind((cli.host, cli.port)).await?;
     let addr = listener.local_addr()?;
@@ -33,6 +37,22 @@ async fn run(cli: Cli) -> Result<(), ServerError> {
     out.flush()?;
     tracing::info!(upload_dir = %cli.upload_dir.display(), extensions = ?service.extensions(), "ready");
     serve(listener, service, &cli, shutdown_signal()).await
+}
+
+/// `tus-server sign-url <id>`: prints a signed download URL.
+fn sign_url(cli: &Cli, id: &str, ttl: std::time::Duration, public_url: Option<&str>) -> Result<(), ServerError> {
+    let id = tus_core::UploadId::parse(id).map_err(|_| ServerError::Config(format!("invalid upload ID {id:?}")))?;
+    let signer = url_signer(cli)?
+        .ok_or_else(|| ServerError::Config("no signing key: set TUS_SIGNING_KEY or --signing-key-file".into()))?;
+    let base = match public_url {
+        Some(url) => url.trim_end_matches('/').to_owned(),
+        None => format!("http://{}:{}", cli.host, cli.port),
+    };
+    let path = cli.base_path.trim_matches('/');
+    let signed = signer.sign(&id, ttl);
+    let mut out = std::io::stdout();
+    writeln!(out, "{base}/{path}/{id}?{}", signed.query)?;
+    Ok(())
 }
 
 async fn shutdown_signal() {
