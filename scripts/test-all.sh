@@ -6,6 +6,19 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
+# Installs Debian packages the tests need, if missing (CI machines start without them).
+apt_install() {
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@"
+}
+
+step "services the tests start themselves: ClamAV's clamd (Debian clamav-daemon)"
+if [ ! -x /usr/sbin/clamd ] && ! command -v clamd >/dev/null 2>&1; then
+    apt_install clamav-daemon
+fi
+
 step "formatting"
 cargo fmt --all -- --check
 

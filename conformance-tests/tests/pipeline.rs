@@ -3,6 +3,7 @@
 //!
 //! Needs `clamd` (Debian package `clamav-daemon`; `scripts/test-all.sh` installs it). Each test
 //! starts its own clamd on 127.0.0.1 with a database holding only the EICAR test signature.
+#![allow(clippy::unwrap_used)] // test fixtures: a failed setup step should just fail the test
 
 use std::io::{Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
