@@ -40,7 +40,7 @@ pub mod store;
 pub mod testing;
 
 pub use error::TusError;
-pub use handler::{LocationStyle, ResponseBody, TusConfig, TusService, TusServiceBuilder};
+pub use handler::{CorsConfig, CorsOrigins, LocationStyle, ResponseBody, TusConfig, TusService, TusServiceBuilder};
 pub use hooks::{HookEvent, HookResponse, HookType, Hooks};
 pub use id::UploadId;
 pub use inspect::{Inspect, Verdict};

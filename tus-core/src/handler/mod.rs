@@ -5,6 +5,7 @@
 //! function; the service itself never fails (`Error = Infallible`).
 
 mod body;
+mod cors;
 mod create;
 mod download;
 mod lifecycle;
@@ -25,6 +26,7 @@ use http::{Method, Request, Response, StatusCode};
 use http_body::Body;
 use tokio::sync::watch;
 
+pub use self::cors::{CorsConfig, CorsOrigins};
 pub use self::response::{BoxError, ResponseBody};
 use self::response::{error_response, tus_response};
 use crate::checksum::ChecksumAlgorithm;
@@ -80,6 +82,8 @@ pub struct TusConfig {
     pub hook_download_url_ttl: Duration,
     /// Longest lifetime of a presigned store URL a signed download redirects to. Default 15 min.
     pub max_presign_ttl: Duration,
+    /// CORS grants; `None` sends no CORS headers. Default: any origin, no credentials.
+    pub cors: Option<CorsConfig>,
 }
 
 impl Default for TusConfig {
@@ -98,6 +102,7 @@ impl Default for TusConfig {
             max_concat_parts: 1000,
             hook_download_url_ttl: Duration::from_secs(3600),
             max_presign_ttl: Duration::from_secs(15 * 60),
+            cors: Some(CorsConfig::default()),
         }
     }
 }
@@ -178,6 +183,12 @@ impl TusServiceBuilder {
     /// Replaces the locker (default: [`MemoryLocker`]).
     pub fn locker(mut self, locker: impl Locker) -> Self {
         self.locker = Arc::new(locker);
+        self
+    }
+
+    /// CORS settings (`None`: no CORS headers at all).
+    pub fn cors(mut self, cors: Option<CorsConfig>) -> Self {
+        self.config.cors = cors;
         self
     }
 
@@ -351,14 +362,20 @@ impl Inner {
     {
         let method = effective_method(&req);
         let hook_request = lifecycle::hook_request(&req, &method, self.hooks.is_some());
+        // Only what CORS needs from the request outlives it.
+        let origin_headers = self.config.cors.as_ref().map(|_| cors_request_headers(req.headers()));
         let result = match self.route(req.uri().path()) {
             None => Err(TusError::NotFound),
             Some(target) => self.dispatch(&method, target, req, &hook_request).await,
         };
-        match result {
+        let mut res = match result {
             Ok(res) => res,
             Err(e) => error_response(&e, &method),
+        };
+        if let (Some(cors), Some(headers)) = (&self.config.cors, &origin_headers) {
+            cors.apply(&method, headers, &mut res);
         }
+        res
     }
 
     fn route(&self, path: &str) -> Option<Target> {
@@ -636,6 +653,16 @@ impl Inner {
         }
         Ok(removed)
     }
+}
+
+fn cors_request_headers(headers: &HeaderMap) -> HeaderMap {
+    let mut kept = HeaderMap::new();
+    for name in [header::ORIGIN, header::ACCESS_CONTROL_REQUEST_METHOD] {
+        if let Some(v) = headers.get(&name) {
+            kept.insert(name, v.clone());
+        }
+    }
+    kept
 }
 
 /// The method a request stands for: `X-HTTP-Method-Override` is honoured on POST only, so a
