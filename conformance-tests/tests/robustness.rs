@@ -486,3 +486,49 @@ fn hostile_oversized_declared_body_rejected_early() {
     }
     assert_eq!(offset(&url), 0);
 }
+
+// ---------------------------------------------------------------------------------------------
+// CORS (browser clients)
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn cors_default_grants_any_origin_without_credentials() {
+    let s = TestServer::start();
+    let pre = Request::new("OPTIONS", s.url())
+        .header("Origin", "https://app.example")
+        .header("Access-Control-Request-Method", "POST")
+        .header("Access-Control-Request-Headers", "tus-resumable,upload-length,upload-metadata")
+        .send();
+    pre.expect_status(204);
+    assert_eq!(pre.header("Access-Control-Allow-Origin"), Some("*"));
+    let allowed = pre.header("Access-Control-Allow-Headers").unwrap_or("").to_ascii_lowercase();
+    for h in ["tus-resumable", "upload-length", "upload-metadata", "upload-offset", "upload-checksum"] {
+        assert!(allowed.contains(h), "{h} not allowed: {allowed}");
+    }
+    assert!(pre.header("Access-Control-Allow-Methods").unwrap_or("").contains("PATCH"));
+    assert!(pre.header("Access-Control-Max-Age").is_some());
+    assert!(pre.header("Access-Control-Allow-Credentials").is_none());
+
+    let post = s.post().header("Upload-Length", "1").header("Origin", "https://app.example").send();
+    post.expect_status(201);
+    let exposed = post.header("Access-Control-Expose-Headers").unwrap_or("").to_ascii_lowercase();
+    for h in ["location", "upload-offset", "upload-length", "tus-resumable", "upload-expires"] {
+        assert!(exposed.contains(h), "{h} not exposed: {exposed}");
+    }
+    assert!(post.header_all("Vary").iter().any(|v| v.contains("Origin")));
+}
+
+#[test]
+fn cors_allow_list_grants_only_listed_origins() {
+    let s = TestServer::spawn(&["--cors-allow-origin", "https://good.example", "--cors-allow-credentials"]);
+    let good = s.post().header("Upload-Length", "1").header("Origin", "https://good.example").send();
+    good.expect_status(201);
+    assert_eq!(good.header("Access-Control-Allow-Origin"), Some("https://good.example"));
+    assert_eq!(good.header("Access-Control-Allow-Credentials"), Some("true"));
+    let evil = Request::new("OPTIONS", s.url())
+        .header("Origin", "https://evil.example")
+        .header("Access-Control-Request-Method", "POST")
+        .send();
+    assert!(evil.header("Access-Control-Allow-Origin").is_none());
+    assert!(evil.header("Access-Control-Allow-Methods").is_none());
+}

@@ -52,7 +52,42 @@ pub mod names {
         UPLOAD_EXPIRES = "upload-expires";
         /// `X-HTTP-Method-Override`: the method a POST stands in for.
         X_HTTP_METHOD_OVERRIDE = "x-http-method-override";
+        /// IETF draft: the draft version a request speaks.
+        UPLOAD_DRAFT_INTEROP_VERSION = "upload-draft-interop-version";
+        /// IETF draft (interop ≥ 4): `?1` once the request carries the last byte.
+        UPLOAD_COMPLETE = "upload-complete";
+        /// IETF draft interop 3: the inverse of `Upload-Complete`.
+        UPLOAD_INCOMPLETE = "upload-incomplete";
+        /// IETF draft: the server's limits, a structured dictionary.
+        UPLOAD_LIMIT = "upload-limit";
     }
+}
+
+/// A Structured Field (RFC 9651) Boolean item (`?1` / `?0`), parameters ignored; `None` for
+/// anything else, which the IETF draft says to treat as if the field were absent.
+pub fn parse_sf_bool(value: &HeaderValue) -> Option<bool> {
+    match sf_bare_item(value)? {
+        "?1" => Some(true),
+        "?0" => Some(false),
+        _ => None,
+    }
+}
+
+/// A Structured Field Integer item that is non-negative (at most 15 digits, per RFC 9651),
+/// parameters ignored; `None` for anything else.
+pub fn parse_sf_uint(value: &HeaderValue) -> Option<u64> {
+    let item = sf_bare_item(value)?;
+    if item.len() > 15 {
+        return None;
+    }
+    parse_u64(item)
+}
+
+/// The bare item of a Structured Field item: surrounding spaces trimmed, `;params` cut off.
+fn sf_bare_item(value: &HeaderValue) -> Option<&str> {
+    let s = value.to_str().ok()?.trim_matches(' ');
+    let bare = s.split(';').next().unwrap_or(s);
+    (!bare.is_empty()).then_some(bare)
 }
 
 /// A header value that does not follow the grammar of its header.
@@ -449,6 +484,20 @@ mod tests {
         assert_eq!(UploadChecksum::decode(&hv("nosuchalgo AAAA")), Err(HeaderError::UnsupportedChecksumAlgorithm));
         for bad in ["sha1", "sha1 !!!!", "sha1 AAAA", "sha1  Kq5sNclPz7QV2+lfQIuc6R7oRu0="] {
             assert_eq!(UploadChecksum::decode(&hv(bad)), Err(HeaderError::Invalid(names::UPLOAD_CHECKSUM)), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn structured_field_items() {
+        assert_eq!(parse_sf_bool(&hv("?1")), Some(true));
+        assert_eq!(parse_sf_bool(&hv("?0;x=1")), Some(false));
+        for bad in ["true", "1", "?2", "", "?"] {
+            assert_eq!(parse_sf_bool(&hv(bad)), None, "{bad:?}");
+        }
+        assert_eq!(parse_sf_uint(&hv("42")), Some(42));
+        assert_eq!(parse_sf_uint(&hv(" 7 ")), Some(7));
+        for bad in ["-1", "\"5\"", "1.5", "abc", "1234567890123456"] {
+            assert_eq!(parse_sf_uint(&hv(bad)), None, "{bad:?}");
         }
     }
 

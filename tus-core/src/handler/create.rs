@@ -159,7 +159,7 @@ impl Inner {
 
     /// Runs `pre-create` (which may refuse, or change the ID and metadata), creates the
     /// upload, and fires `post-create`. Returns the response changes `pre-create` asked for.
-    async fn create_with_hooks(
+    pub(super) async fn create_with_hooks(
         &self,
         mut upload: NewUpload,
         hr: &HookHttpRequest,

@@ -8,6 +8,7 @@ mod body;
 mod cors;
 mod create;
 mod download;
+mod ietf;
 mod lifecycle;
 mod patch;
 mod response;
@@ -398,6 +399,9 @@ impl Inner {
         B: Body + Send + Unpin + 'static,
         B::Data: Buf + Send,
     {
+        if let Some(draft) = ietf::Draft::of(req.headers()) {
+            return self.ietf(draft, method, target, req, hr).await;
+        }
         // Every tus request must speak our version; OPTIONS is exempt by the spec and GET is a
         // plain download a browser link must be able to make.
         if *method != Method::OPTIONS && *method != Method::GET {

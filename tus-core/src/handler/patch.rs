@@ -133,7 +133,7 @@ impl Inner {
 
     /// Streams a request body into the upload at its current offset; the caller holds `lock`.
     /// Returns the upload's info afterwards.
-    async fn receive_locked<B>(
+    pub(super) async fn receive_locked<B>(
         &self,
         info: &UploadInfo,
         headers: &HeaderMap,

@@ -1,0 +1,427 @@
+//! The IETF "Resumable Uploads for HTTP" draft (draft-ietf-httpbis-resumable-upload), interop
+//! versions 3 to 8 (drafts -01 to -11), served side by side with tus 1.0 on the same endpoint
+//! and stores: a request carrying `Upload-Draft-Interop-Version: <n>` is handled as draft `n`.
+//!
+//! What differs between versions:
+//!
+//! | interop | draft | differences handled here |
+//! |---|---|---|
+//! | 3 | -01 | `Upload-Incomplete` (inverted) instead of `Upload-Complete` |
+//! | 4, 5 | -02, -03 | `Upload-Complete`; any PATCH content type |
+//! | 6 | -04, -05 | PATCH needs `application/partial-upload`; problem details; `Upload-Limit` `expires` |
+//! | 7, 8 | -06 … -11 | `Upload-Limit` `max-age`; OPTIONS carries `Accept-Patch` |
+//!
+//! Offset retrieval always answers `204` (required up to interop 4, allowed after). The interim
+//! `104 Upload Resumption Supported` is **not** sent: hyper's server API has no way to emit an
+//! informational response other than `100 Continue`. Clients therefore learn the upload URL
+//! from the final `201` response; a client whose creation request is cut off before that
+//! cannot resume it and starts over (tus-js-client's draft modes create with an empty body
+//! first, so they are unaffected).
+
+use bytes::Buf;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body::Body;
+
+use super::lifecycle::apply_hook_response;
+use super::patch::{content_length, has_body};
+use super::response::{ResponseBody, error_response, tus_response};
+use super::{Inner, Target, request_host};
+use crate::error::TusError;
+use crate::headers::{HeaderError, Metadata, names, parse_sf_bool, parse_sf_uint};
+use crate::hooks::HookHttpRequest;
+use crate::id::UploadId;
+use crate::locker::UploadLock;
+use crate::store::{NewUpload, UploadInfo};
+
+/// `Accept-Patch` (RFC 5789), which interop 8 requires in OPTIONS responses.
+const ACCEPT_PATCH: header::HeaderName = header::HeaderName::from_static("accept-patch");
+
+/// The media type of an append's body from interop version 6 on.
+const PARTIAL_UPLOAD: &str = "application/partial-upload";
+
+const PROBLEM_MISMATCHING_OFFSET: &str = "https://iana.org/assignments/http-problem-types#mismatching-upload-offset";
+const PROBLEM_INCONSISTENT_LENGTH: &str = "https://iana.org/assignments/http-problem-types#inconsistent-upload-length";
+const PROBLEM_COMPLETED_UPLOAD: &str = "https://iana.org/assignments/http-problem-types#completed-upload";
+
+/// The draft a request speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Draft(u64);
+
+impl Draft {
+    /// The oldest and newest supported interop versions.
+    pub(crate) const SUPPORTED: std::ops::RangeInclusive<u64> = 3..=8;
+
+    /// The draft named by `Upload-Draft-Interop-Version`, if it is one we speak.
+    pub(crate) fn of(headers: &HeaderMap) -> Option<Draft> {
+        let version = headers.get(names::UPLOAD_DRAFT_INTEROP_VERSION).and_then(parse_sf_uint)?;
+        Self::SUPPORTED.contains(&version).then_some(Draft(version))
+    }
+
+    /// Whether the request says it carries the upload's last byte.
+    fn complete(self, headers: &HeaderMap) -> Option<bool> {
+        if self.0 == 3 {
+            headers.get(names::UPLOAD_INCOMPLETE).and_then(parse_sf_bool).map(|incomplete| !incomplete)
+        } else {
+            headers.get(names::UPLOAD_COMPLETE).and_then(parse_sf_bool)
+        }
+    }
+
+    fn set_complete(self, headers: &mut HeaderMap, complete: bool) {
+        let (name, value) =
+            if self.0 == 3 { (names::UPLOAD_INCOMPLETE, !complete) } else { (names::UPLOAD_COMPLETE, complete) };
+        headers.insert(name, HeaderValue::from_static(if value { "?1" } else { "?0" }));
+    }
+
+    fn stamp(self, res: &mut Response<ResponseBody>) {
+        res.headers_mut().insert(names::UPLOAD_DRAFT_INTEROP_VERSION, HeaderValue::from(self.0));
+    }
+
+    fn problem_details(self) -> bool {
+        self.0 >= 6
+    }
+}
+
+fn missing(name: http::header::HeaderName) -> TusError {
+    TusError::InvalidHeader(HeaderError::Invalid(name))
+}
+
+/// An RFC 9457 problem-details response (from interop 6 on; plain text before).
+fn problem(draft: Draft, status: StatusCode, kind: &str, title: &str, extra: &[(&str, u64)]) -> Response<ResponseBody> {
+    let mut res = tus_response(status);
+    let body = if draft.problem_details() {
+        let mut json = serde_json::Map::new();
+        json.insert("type".into(), kind.into());
+        json.insert("title".into(), title.into());
+        for (k, v) in extra {
+            json.insert((*k).into(), (*v).into());
+        }
+        res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        serde_json::Value::Object(json).to_string()
+    } else {
+        res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+        format!("{title}\n")
+    };
+    res.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    *res.body_mut() = ResponseBody::full(body);
+    res
+}
+
+impl Inner {
+    /// Handles a request that speaks interop version `draft`.
+    pub(super) async fn ietf<B>(
+        &self,
+        draft: Draft,
+        method: &Method,
+        target: Target,
+        req: Request<B>,
+        hr: &HookHttpRequest,
+    ) -> Result<Response<ResponseBody>, TusError>
+    where
+        B: Body + Send + Unpin + 'static,
+        B::Data: Buf + Send,
+    {
+        let mut res = match (method, target) {
+            (&Method::OPTIONS, _) => Ok(self.ietf_options(draft)),
+            (&Method::POST, Target::Collection) => self.ietf_create(draft, req, hr).await,
+            (&Method::HEAD, Target::Upload(id)) => self.ietf_head(draft, &id, hr).await,
+            (&Method::PATCH, Target::Upload(id)) => self.ietf_append(draft, &id, req, hr).await,
+            (&Method::DELETE, Target::Upload(id)) if self.terminater().is_some() => self.delete(&id, hr).await,
+            (&Method::GET, Target::Upload(id)) if self.config.download => {
+                self.get(&id, req.headers(), req.uri(), hr).await
+            }
+            _ => Err(TusError::MethodNotAllowed),
+        }?;
+        draft.stamp(&mut res);
+        Ok(res)
+    }
+
+    /// `Upload-Limit` for `draft`: `min-size=0`, `max-size` if there is a maximum, and the
+    /// remaining lifetime of `info` (or the full period) when uploads expire.
+    fn upload_limit(&self, draft: Draft, info: Option<&UploadInfo>) -> HeaderValue {
+        let mut parts = vec!["min-size=0".to_owned()];
+        if let Some(max) = self.config.max_size {
+            parts.push(format!("max-size={max}"));
+        }
+        let age = match info {
+            Some(info) => {
+                self.expires_at(info).map(|at| at.duration_since(std::time::SystemTime::now()).unwrap_or_default())
+            }
+            None => self.expiration(),
+        };
+        if let Some(age) = age {
+            let key = if draft.0 >= 7 { "max-age" } else { "expires" };
+            parts.push(format!("{key}={}", age.as_secs()));
+        }
+        HeaderValue::from_str(&parts.join(", ")).unwrap_or_else(|_| HeaderValue::from_static("min-size=0"))
+    }
+
+    fn ietf_options(&self, draft: Draft) -> Response<ResponseBody> {
+        let mut res = self.options();
+        res.headers_mut().insert(ACCEPT_PATCH, HeaderValue::from_static(PARTIAL_UPLOAD));
+        res.headers_mut().insert(names::UPLOAD_LIMIT, self.upload_limit(draft, None));
+        res
+    }
+
+    /// Offset retrieval.
+    async fn ietf_head(
+        &self,
+        draft: Draft,
+        id: &UploadId,
+        hr: &HookHttpRequest,
+    ) -> Result<Response<ResponseBody>, TusError> {
+        // As for tus: a HEAD stops a stale request still writing, so the offset is final.
+        drop(self.lock(id).await);
+        let info = self.load_info(id, hr).await?;
+        let mut res = tus_response(StatusCode::NO_CONTENT);
+        self.describe_upload(draft, &mut res, &info);
+        res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        Ok(res)
+    }
+
+    fn describe_upload(&self, draft: Draft, res: &mut Response<ResponseBody>, info: &UploadInfo) {
+        let h = res.headers_mut();
+        h.insert(names::UPLOAD_OFFSET, HeaderValue::from(info.offset));
+        if let Some(len) = info.length {
+            h.insert(names::UPLOAD_LENGTH, HeaderValue::from(len));
+        }
+        h.insert(names::UPLOAD_LIMIT, self.upload_limit(draft, Some(info)));
+        draft.set_complete(h, info.is_complete());
+    }
+
+    /// Upload creation: any POST to the endpoint with `Upload-Complete`.
+    async fn ietf_create<B>(
+        &self,
+        draft: Draft,
+        req: Request<B>,
+        hr: &HookHttpRequest,
+    ) -> Result<Response<ResponseBody>, TusError>
+    where
+        B: Body + Send + Unpin + 'static,
+        B::Data: Buf + Send,
+    {
+        let h = req.headers();
+        let complete = draft.complete(h).ok_or(missing(names::UPLOAD_COMPLETE))?;
+        let declared = h.get(names::UPLOAD_LENGTH).and_then(parse_sf_uint);
+        let length = match (complete, content_length(h), declared) {
+            (true, Some(cl), Some(l)) if cl != l => {
+                return Ok(problem(
+                    draft,
+                    StatusCode::BAD_REQUEST,
+                    PROBLEM_INCONSISTENT_LENGTH,
+                    "Upload-Length does not match the content",
+                    &[],
+                ));
+            }
+            (true, Some(cl), _) => Some(cl),
+            (_, _, declared) => declared,
+        };
+        if length.is_some_and(|n| self.config.max_size.is_some_and(|max| n > max)) {
+            let mut res = error_response(&TusError::SizeExceeded, &Method::POST);
+            res.headers_mut().insert(names::UPLOAD_LIMIT, self.upload_limit(draft, None));
+            return Ok(res);
+        }
+        if length.is_none() && self.store.length_deferrer().is_none() {
+            return Err(TusError::NotImplemented);
+        }
+        let upload = NewUpload::new(UploadId::random(), length).with_metadata(representation_metadata(h));
+        let host = request_host(&req);
+        let body_expected = has_body(h, req.body());
+        let (info, pre_create) = self.create_with_hooks(upload, hr).await?;
+        let location = self.upload_url(host.as_deref(), &info.id);
+        let mut changes = pre_create.clone();
+        if info.is_complete() {
+            changes = self.on_complete(&info, hr).await?;
+        }
+        let (parts, body) = req.into_parts();
+        let lock = self.lock(&info.id).await?;
+        let mut res = match self.ietf_receive(lock, &info, complete, body_expected, &parts.headers, body, hr).await {
+            Ok((written, finish)) => {
+                let mut res = tus_response(StatusCode::CREATED);
+                self.describe_upload(draft, &mut res, &written);
+                apply_hook_response(&mut res, &pre_create);
+                apply_hook_response(&mut res, &finish);
+                apply_hook_response(&mut res, &changes);
+                res
+            }
+            Err(e) => {
+                // The upload exists: tell the client where, so it can resume.
+                let mut res = error_response(&e, &parts.method);
+                draft.set_complete(res.headers_mut(), false);
+                res
+            }
+        };
+        if let Ok(v) = HeaderValue::from_str(&location) {
+            res.headers_mut().insert(header::LOCATION, v);
+        }
+        Ok(res)
+    }
+
+    /// Upload append.
+    async fn ietf_append<B>(
+        &self,
+        draft: Draft,
+        id: &UploadId,
+        req: Request<B>,
+        hr: &HookHttpRequest,
+    ) -> Result<Response<ResponseBody>, TusError>
+    where
+        B: Body + Send + Unpin + 'static,
+        B::Data: Buf + Send,
+    {
+        let h = req.headers();
+        if draft.0 >= 6 {
+            let essence = h
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(|v| v.split(';').next().unwrap_or("").trim());
+            if !essence.is_some_and(|t| t.eq_ignore_ascii_case(PARTIAL_UPLOAD)) {
+                return Err(TusError::InvalidContentType);
+            }
+        }
+        let offset = h.get(names::UPLOAD_OFFSET).and_then(parse_sf_uint).ok_or(missing(names::UPLOAD_OFFSET))?;
+        let complete = draft.complete(h).ok_or(missing(names::UPLOAD_COMPLETE))?;
+        let declared = h.get(names::UPLOAD_LENGTH).and_then(parse_sf_uint);
+        let body_expected = has_body(h, req.body());
+
+        let lock = self.lock(id).await?;
+        let mut info = self.store.info(id).await?;
+        if self.is_expired(&info) {
+            return Err(TusError::Gone);
+        }
+        if info.is_final() {
+            return Err(TusError::ModifyFinal);
+        }
+        if info.is_complete() {
+            if !body_expected && complete && offset == info.offset {
+                // A retried final append: the upload already has it all.
+                let mut res = tus_response(StatusCode::NO_CONTENT);
+                self.describe_upload(draft, &mut res, &info);
+                return Ok(res);
+            }
+            return Ok(problem(
+                draft,
+                StatusCode::BAD_REQUEST,
+                PROBLEM_COMPLETED_UPLOAD,
+                "upload is already complete",
+                &[],
+            ));
+        }
+        if offset != info.offset {
+            let mut res = problem(
+                draft,
+                StatusCode::CONFLICT,
+                PROBLEM_MISMATCHING_OFFSET,
+                "offset from request does not match offset of resource",
+                &[("expected-offset", info.offset), ("provided-offset", offset)],
+            );
+            res.headers_mut().insert(names::UPLOAD_OFFSET, HeaderValue::from(info.offset));
+            draft.set_complete(res.headers_mut(), false);
+            return Ok(res);
+        }
+        // The length, if this request tells it, must agree with what is known.
+        let implied = match (complete, content_length(h)) {
+            (true, Some(cl)) => offset.checked_add(cl),
+            _ => None,
+        };
+        for told in [implied, declared].into_iter().flatten() {
+            match info.length {
+                Some(known) if known != told => {
+                    return Ok(problem(
+                        draft,
+                        StatusCode::BAD_REQUEST,
+                        PROBLEM_INCONSISTENT_LENGTH,
+                        "upload length changed",
+                        &[],
+                    ));
+                }
+                Some(_) => {}
+                None if told < info.offset => {
+                    return Ok(problem(
+                        draft,
+                        StatusCode::BAD_REQUEST,
+                        PROBLEM_INCONSISTENT_LENGTH,
+                        "length below offset",
+                        &[],
+                    ));
+                }
+                None => {
+                    let deferrer = self.store.length_deferrer().ok_or(TusError::NotImplemented)?;
+                    deferrer.declare_length(id, told).await?;
+                    info.length = Some(told);
+                }
+            }
+        }
+        let (parts, body) = req.into_parts();
+        match self.ietf_receive(lock, &info, complete, body_expected, &parts.headers, body, hr).await {
+            Ok((written, finish)) => {
+                let mut res = tus_response(StatusCode::NO_CONTENT);
+                self.describe_upload(draft, &mut res, &written);
+                apply_hook_response(&mut res, &finish);
+                Ok(res)
+            }
+            Err(e) => {
+                let mut res = error_response(&e, &parts.method);
+                draft.set_complete(res.headers_mut(), false);
+                Ok(res)
+            }
+        }
+    }
+
+    /// Streams a creation's or append's content into `info` under `lock`, then settles
+    /// completion: `Upload-Complete: ?1` fixes the length at the received end.
+    #[allow(clippy::too_many_arguments)]
+    async fn ietf_receive<B>(
+        &self,
+        lock: Box<dyn UploadLock>,
+        info: &UploadInfo,
+        complete: bool,
+        body_expected: bool,
+        headers: &HeaderMap,
+        body: B,
+        hr: &HookHttpRequest,
+    ) -> Result<(UploadInfo, crate::hooks::HookHttpResponse), TusError>
+    where
+        B: Body + Send + Unpin + 'static,
+        B::Data: Buf + Send,
+    {
+        let was_complete = info.is_complete();
+        let mut written = if body_expected {
+            self.receive_locked(info, headers, body, lock.as_ref(), hr).await?
+        } else {
+            info.clone()
+        };
+        if complete && written.length.is_none() {
+            let deferrer = self.store.length_deferrer().ok_or(TusError::NotImplemented)?;
+            deferrer.declare_length(&written.id, written.offset).await?;
+            written.length = Some(written.offset);
+        }
+        drop(lock);
+        let mut finish = crate::hooks::HookHttpResponse::default();
+        if written.is_complete() && !was_complete {
+            finish = self.on_complete(&written, hr).await?;
+        }
+        Ok((written, finish))
+    }
+}
+
+/// `Content-Type` and `Content-Disposition` of a creation request describe the uploaded
+/// representation; they become the `filetype` and `filename` metadata tus clients use.
+fn representation_metadata(headers: &HeaderMap) -> Metadata {
+    let mut metadata = Metadata::default();
+    if let Some(t) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok())
+        && !t.starts_with(PARTIAL_UPLOAD)
+    {
+        metadata.insert("filetype", t.as_bytes().to_vec());
+    }
+    let disposition = headers.get(header::CONTENT_DISPOSITION).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let filename = disposition
+        .split(';')
+        .filter_map(|p| p.trim().strip_prefix("filename="))
+        .map(|f| f.trim_matches('"'))
+        .find(|f| !f.is_empty());
+    if let Some(name) = filename {
+        metadata.insert("filename", name.as_bytes().to_vec());
+    }
+    metadata
+}
