@@ -103,6 +103,11 @@ pub enum TusError {
     Store(StoreError),
 }
 
+/// A response extension naming the [`TusError::code`] an error response was rendered from,
+/// so middleware (metrics, access logs) can count errors by code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ErrorCode(pub &'static str);
+
 /// The tus "checksum mismatch" status.
 pub const CHECKSUM_MISMATCH: u16 = 460;
 

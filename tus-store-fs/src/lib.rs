@@ -440,6 +440,15 @@ impl Store for FileStore {
     fn state_recorder(&self) -> Option<&dyn RecordState> {
         Some(self)
     }
+    fn describe(&self, id: &UploadId) -> std::collections::BTreeMap<String, String> {
+        // The same keys tusd's filestore reports to hooks.
+        [
+            ("Type".to_owned(), "filestore".to_owned()),
+            ("Path".to_owned(), self.inner.data(id).display().to_string()),
+            ("InfoPath".to_owned(), self.inner.info_path(id).display().to_string()),
+        ]
+        .into()
+    }
 }
 
 #[async_trait]

@@ -318,6 +318,11 @@ impl TusService {
         Some(format!("{}{}?{}", self.inner.config.base_path, id, signed.query))
     }
 
+    /// How often [`TusService::reaper`] runs a pass, if expiration is on.
+    pub fn reap_interval(&self) -> Option<Duration> {
+        self.inner.expiration().map(|period| (period / 4).clamp(Duration::from_secs(1), Duration::from_secs(60)))
+    }
+
     /// Runs one pass of the reaper now, returning how many uploads it removed.
     pub async fn reap_expired(&self) -> Result<usize, TusError> {
         self.inner.reap_once().await
@@ -626,6 +631,7 @@ impl Inner {
 
     async fn reap_forever(&self) {
         let Some(period) = self.expiration() else { return };
+        // Keep in step with `TusService::reap_interval`.
         let every = (period / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
         loop {
             tokio::time::sleep(every).await;

@@ -105,6 +105,7 @@ pub(crate) fn error_response(error: &TusError, method: &Method) -> Response<Resp
         tracing::debug!(code = error.code(), error = %error, "request rejected");
     }
     let mut res = tus_response(status);
+    res.extensions_mut().insert(crate::error::ErrorCode(error.code()));
     let headers = res.headers_mut();
     match error {
         TusError::UnsupportedVersion => {
