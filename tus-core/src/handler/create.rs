@@ -8,7 +8,7 @@ use http_body::Body;
 
 use super::lifecycle::apply_hook_response;
 use super::response::{ResponseBody, error_response, tus_response};
-use super::{Inner, parse_metadata, request_host};
+use super::{Inner, parse_metadata};
 use crate::error::TusError;
 use crate::hooks::{HookHttpRequest, HookHttpResponse, HookType};
 use std::time::SystemTime;
@@ -35,7 +35,7 @@ impl Inner {
         let length = headers::get::<UploadLength>(h)?;
         let defer = headers::get::<UploadDeferLength>(h)?;
         let has_body = super::patch::has_body(h, req.body());
-        let host = request_host(&req);
+        let host = self.request_origin(&req);
 
         let upload = match concat {
             Some(UploadConcat::Final(urls)) => {
@@ -191,7 +191,8 @@ impl Inner {
     }
 
     /// The ID in a partial upload URL: absolute on this host, or a path under the base path.
-    fn partial_id(&self, url: &str, host: Option<&str>) -> Option<UploadId> {
+    fn partial_id(&self, url: &str, origin: Option<&str>) -> Option<UploadId> {
+        let host = origin.and_then(|o| o.split_once("://")).map(|(_, authority)| authority);
         let path = match url.split_once("://") {
             Some((scheme, rest)) => {
                 if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {

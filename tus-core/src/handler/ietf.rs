@@ -26,7 +26,7 @@ use http_body::Body;
 use super::lifecycle::apply_hook_response;
 use super::patch::{content_length, has_body};
 use super::response::{ResponseBody, error_response, tus_response};
-use super::{Inner, Target, request_host};
+use super::{Inner, Target};
 use crate::error::TusError;
 use crate::headers::{HeaderError, Metadata, names, parse_sf_bool, parse_sf_uint};
 use crate::hooks::HookHttpRequest;
@@ -225,7 +225,7 @@ impl Inner {
             return Err(TusError::NotImplemented);
         }
         let upload = NewUpload::new(UploadId::random(), length).with_metadata(representation_metadata(h));
-        let host = request_host(&req);
+        let host = self.request_origin(&req);
         let body_expected = has_body(h, req.body());
         let (info, pre_create) = self.create_with_hooks(upload, hr).await?;
         let location = self.upload_url(host.as_deref(), &info.id);

@@ -85,6 +85,9 @@ pub struct TusConfig {
     pub max_presign_ttl: Duration,
     /// CORS grants; `None` sends no CORS headers. Default: any origin, no credentials.
     pub cors: Option<CorsConfig>,
+    /// Build `Location` URLs from `Forwarded` / `X-Forwarded-Host` / `X-Forwarded-Proto`
+    /// (only behind a proxy that sets them). Default `false`.
+    pub trust_forwarded: bool,
 }
 
 impl Default for TusConfig {
@@ -104,6 +107,7 @@ impl Default for TusConfig {
             hook_download_url_ttl: Duration::from_secs(3600),
             max_presign_ttl: Duration::from_secs(15 * 60),
             cors: Some(CorsConfig::default()),
+            trust_forwarded: false,
         }
     }
 }
@@ -184,6 +188,12 @@ impl TusServiceBuilder {
     /// Replaces the locker (default: [`MemoryLocker`]).
     pub fn locker(mut self, locker: impl Locker) -> Self {
         self.locker = Arc::new(locker);
+        self
+    }
+
+    /// Trust `Forwarded` / `X-Forwarded-*` headers for `Location` URLs (behind a proxy only).
+    pub fn trust_forwarded_headers(mut self, yes: bool) -> Self {
+        self.config.trust_forwarded = yes;
         self
     }
 
@@ -415,7 +425,7 @@ impl Inner {
         match (method, target) {
             (&Method::OPTIONS, _) => Ok(self.options()),
             (&Method::POST, Target::Collection) => self.post(req, hr).await,
-            (&Method::HEAD, Target::Upload(id)) => self.head(&id, request_host(&req).as_deref(), hr).await,
+            (&Method::HEAD, Target::Upload(id)) => self.head(&id, self.request_origin(&req).as_deref(), hr).await,
             (&Method::PATCH, Target::Upload(id)) => self.patch(&id, req, hr).await,
             (&Method::DELETE, Target::Upload(id)) if self.terminater().is_some() => self.delete(&id, hr).await,
             (&Method::GET, Target::Upload(id)) if self.config.download => {
@@ -570,13 +580,32 @@ impl Inner {
         headers::set(headers, &value);
     }
 
-    /// The URL of an upload, absolute when configured and a host is known.
-    fn upload_url(&self, host: Option<&str>, id: &UploadId) -> String {
+    /// The URL of an upload, absolute when configured and the request's origin is known.
+    fn upload_url(&self, origin: Option<&str>, id: &UploadId) -> String {
         let path = format!("{}{}", self.config.base_path, id);
-        match (self.config.location, host) {
-            (LocationStyle::Absolute, Some(host)) => format!("{}://{}{}", self.config.scheme, host, path),
+        match (self.config.location, origin) {
+            (LocationStyle::Absolute, Some(origin)) => format!("{origin}{path}"),
             _ => path,
         }
+    }
+
+    /// `scheme://host` the client addressed: from `Host` (or the URI's authority), or, when
+    /// trusted, from the proxy's `Forwarded` / `X-Forwarded-*` headers.
+    fn request_origin<B>(&self, req: &Request<B>) -> Option<String> {
+        let headers = req.headers();
+        if self.config.trust_forwarded
+            && let Some((proto, host)) = forwarded_origin(headers)
+        {
+            return Some(format!("{}://{host}", proto.unwrap_or(&self.config.scheme)));
+        }
+        let host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_owned)
+            .or_else(|| req.uri().authority().map(|a| a.to_string()))
+            .filter(|h| valid_host(h))?;
+        let scheme = req.uri().scheme_str().unwrap_or(&self.config.scheme);
+        Some(format!("{scheme}://{host}"))
     }
 
     /// Concatenates a final upload if all its partials are complete; otherwise returns it as is.
@@ -625,8 +654,9 @@ impl Inner {
     /// A signed absolute download URL for `id` (for `post-finish` payloads), if signing is on.
     fn signed_download_url(&self, id: &UploadId, hr: &HookHttpRequest) -> Option<String> {
         let signed = self.signer.as_ref()?.sign(id, self.config.hook_download_url_ttl);
-        let host = hr.header.get("Host").and_then(|h| h.first()).map(String::as_str);
-        Some(format!("{}?{}", self.upload_url(host, id), signed.query))
+        let origin =
+            hr.header.get("Host").and_then(|h| h.first()).map(|host| format!("{}://{host}", self.config.scheme));
+        Some(format!("{}?{}", self.upload_url(origin.as_deref(), id), signed.query))
     }
 
     async fn reap_forever(&self) {
@@ -696,13 +726,38 @@ fn check_version(headers: &HeaderMap) -> Result<(), TusError> {
     }
 }
 
-/// The host a request addressed (`Host`, or the authority of an absolute-form / HTTP/2 URI).
-fn request_host<B>(req: &Request<B>) -> Option<String> {
-    req.headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .map(str::to_owned)
-        .or_else(|| req.uri().authority().map(|a| a.to_string()))
+/// Characters a host (with optional port, or an IPv6 literal) may contain.
+fn valid_host(host: &str) -> bool {
+    !host.is_empty() && host.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]_".contains(&b))
+}
+
+/// `(proto, host)` from `Forwarded` (RFC 7239, first element) or `X-Forwarded-Host` /
+/// `X-Forwarded-Proto`; values that are not a plain host or `http`/`https` are ignored.
+fn forwarded_origin(headers: &HeaderMap) -> Option<(Option<&'static str>, String)> {
+    let proto = |p: &str| match p.trim().trim_matches('"').to_ascii_lowercase().as_str() {
+        "http" => Some("http"),
+        "https" => Some("https"),
+        _ => None,
+    };
+    if let Some(fwd) = headers.get(header::FORWARDED).and_then(|v| v.to_str().ok()) {
+        let first = fwd.split(',').next().unwrap_or("");
+        let (mut host, mut scheme) = (None, None);
+        for pair in first.split(';') {
+            match pair.split_once('=') {
+                Some((k, v)) if k.trim().eq_ignore_ascii_case("host") => host = Some(v.trim().trim_matches('"')),
+                Some((k, v)) if k.trim().eq_ignore_ascii_case("proto") => scheme = proto(v),
+                _ => {}
+            }
+        }
+        if let Some(host) = host.filter(|h| valid_host(h)) {
+            return Some((scheme, host.to_owned()));
+        }
+    }
+    let first = |name: &str| {
+        headers.get(name).and_then(|v| v.to_str().ok()).map(|v| v.split(',').next().unwrap_or("").trim().to_owned())
+    };
+    let host = first("x-forwarded-host").filter(|h| valid_host(h))?;
+    Some((first("x-forwarded-proto").as_deref().and_then(proto), host))
 }
 
 /// Parses `Upload-Metadata` under the size limit.
@@ -711,4 +766,25 @@ fn parse_metadata(headers: &HeaderMap, max: usize) -> Result<Metadata, TusError>
         return Err(TusError::MetadataTooLarge);
     }
     Ok(headers::get::<Metadata>(headers)?.unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        pairs.iter().map(|(k, v)| (header::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap())).collect()
+    }
+
+    #[test]
+    fn forwarded_headers_give_the_public_origin() {
+        let h = headers(&[("forwarded", "for=1.2.3.4;host=uploads.example.com;proto=https, for=5.6.7.8")]);
+        assert_eq!(forwarded_origin(&h), Some((Some("https"), "uploads.example.com".to_owned())));
+        let h = headers(&[("x-forwarded-host", "a.example:8443, b.example"), ("x-forwarded-proto", "https")]);
+        assert_eq!(forwarded_origin(&h), Some((Some("https"), "a.example:8443".to_owned())));
+        let h = headers(&[("x-forwarded-host", "evil.example/path"), ("x-forwarded-proto", "javascript")]);
+        assert_eq!(forwarded_origin(&h), None);
+        let h = headers(&[("x-forwarded-host", "ok.example"), ("x-forwarded-proto", "gopher")]);
+        assert_eq!(forwarded_origin(&h), Some((None, "ok.example".to_owned())));
+    }
 }
