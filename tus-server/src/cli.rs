@@ -26,6 +26,36 @@ pub struct Cli {
     #[arg(long, env = "TUS_UPLOAD_DIR", default_value = "./data")]
     pub upload_dir: PathBuf,
 
+    /// Store uploads in this S3 bucket instead of `--upload-dir` (credentials from the standard
+    /// AWS environment variables / profile chain).
+    #[arg(long, env = "TUS_S3_BUCKET")]
+    pub s3_bucket: Option<String>,
+
+    /// S3 endpoint URL, for S3-compatible servers (MinIO, R2, test servers). Default: AWS.
+    #[arg(long, env = "TUS_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+
+    /// S3 region. Default: `AWS_REGION` / `AWS_DEFAULT_REGION`, else `us-east-1`.
+    #[arg(long, env = "TUS_S3_REGION")]
+    pub s3_region: Option<String>,
+
+    /// Prefix of every S3 key the server writes (e.g. `tus/`).
+    #[arg(long, env = "TUS_S3_OBJECT_PREFIX", default_value = "")]
+    pub s3_object_prefix: String,
+
+    /// Path-style S3 URLs (`endpoint/bucket/key`); most S3-compatible servers need this.
+    #[arg(long, env = "TUS_S3_FORCE_PATH_STYLE")]
+    pub s3_force_path_style: bool,
+
+    /// Preferred S3 part size in bytes (5 MiB to 5 GiB; grown per upload when needed).
+    #[arg(long, env = "TUS_S3_PART_SIZE", default_value_t = tus_store_s3::DEFAULT_PART_SIZE)]
+    pub s3_part_size: u64,
+
+    /// Parts uploading to S3 concurrently per upload (memory per upload is at most
+    /// part size × (this + 1)).
+    #[arg(long, env = "TUS_S3_MAX_PARTS_IN_FLIGHT", default_value_t = tus_store_s3::DEFAULT_MAX_PARTS_IN_FLIGHT)]
+    pub s3_max_parts_in_flight: usize,
+
     /// Largest accepted upload, in bytes (advertised as Tus-Max-Size). Default: no limit.
     #[arg(long, env = "TUS_MAX_SIZE")]
     pub max_size: Option<u64>,
@@ -124,6 +154,54 @@ pub struct Cli {
     /// to other users).
     #[arg(long, env = "TUS_SIGNING_KEY", hide_env_values = true, conflicts_with = "signing_key_file")]
     pub signing_key: Option<String>,
+
+    /// Origins allowed to upload from a browser (repeatable, or comma-separated in the
+    /// variable). Default: any origin, without credentials.
+    #[arg(long, env = "TUS_CORS_ALLOW_ORIGIN", value_delimiter = ',')]
+    pub cors_allow_origin: Vec<String>,
+
+    /// Let the listed origins send credentials (cookies, HTTP auth). Needs --cors-allow-origin.
+    #[arg(long, env = "TUS_CORS_ALLOW_CREDENTIALS", requires = "cors_allow_origin")]
+    pub cors_allow_credentials: bool,
+
+    /// How long browsers may cache a CORS preflight.
+    #[arg(long, env = "TUS_CORS_MAX_AGE", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub cors_max_age: Duration,
+
+    /// Send no CORS headers at all (e.g. when a proxy in front handles CORS).
+    #[arg(long, env = "TUS_CORS_DISABLE", conflicts_with = "cors_allow_origin")]
+    pub cors_disable: bool,
+
+    /// Share upload locks with other instances through this Redis (`redis://host:port/db`);
+    /// needed when several instances serve the same store. Default: in-process locks.
+    #[arg(long, env = "TUS_REDIS_URL")]
+    pub redis_url: Option<String>,
+
+    /// Lease of a Redis upload lock: how long a crashed instance can keep an upload locked.
+    /// Renewed every third of it while the holder works.
+    #[arg(long, env = "TUS_REDIS_LOCK_LEASE", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub redis_lock_lease: Duration,
+
+    /// Most client connections open at once; further ones wait in the accept queue.
+    #[arg(long, env = "TUS_MAX_CONNECTIONS", default_value_t = 4096)]
+    pub max_connections: usize,
+
+    /// Largest request head (request line and headers) in bytes; larger ones get 431.
+    #[arg(long, env = "TUS_MAX_HEADER_SIZE", default_value_t = 64 * 1024)]
+    pub max_header_size: usize,
+
+    /// Serve HTTPS (HTTP/1.1 and HTTP/2) with this PEM certificate chain (needs --tls-key).
+    #[arg(long, env = "TUS_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "TUS_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Trust `Forwarded` / `X-Forwarded-Host` / `X-Forwarded-Proto` for `Location` URLs. Only
+    /// behind a proxy that sets (and strips client-sent) forwarding headers.
+    #[arg(long, env = "TUS_BEHIND_PROXY")]
+    pub behind_proxy: bool,
 
     /// What to do instead of serving (default: serve).
     #[command(subcommand)]

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 use tus_server::cli::Command;
-use tus_server::{Cli, LogFormat, ServerError, build_service, serve, url_signer};
+use tus_server::{Cli, LogFormat, ServerError, build_app, serve, url_signer};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -24,7 +24,7 @@ async fn run(cli: Cli) -> Result<(), ServerError> {
     if let Some(Command::SignUrl { id, ttl, public_url }) = &cli.command {
         return sign_url(&cli, id, *ttl, public_url.as_deref());
     }
-    let service = build_service(&cli)?;
+    let app = build_app(&cli).await?;
     let listener = tokio::net::TcpListener::bind((cli.host, cli.port)).await?;
     let addr = listener.local_addr()?;
     let host = match addr {
@@ -33,10 +33,11 @@ async fn run(cli: Cli) -> Result<(), ServerError> {
     };
     // The one line scripts and tests read to find the server.
     let mut out = std::io::stdout();
-    writeln!(out, "tus-server listening on http://{host}{}", service.config().base_path)?;
+    let scheme = if cli.tls_cert.is_some() { "https" } else { "http" };
+    writeln!(out, "tus-server listening on {scheme}://{host}{}", app.tus.config().base_path)?;
     out.flush()?;
-    tracing::info!(upload_dir = %cli.upload_dir.display(), extensions = ?service.extensions(), "ready");
-    serve(listener, service, &cli, shutdown_signal()).await
+    tracing::info!(upload_dir = %cli.upload_dir.display(), extensions = ?app.tus.extensions(), "ready");
+    serve(listener, app, &cli, shutdown_signal()).await
 }
 
 /// `tus-server sign-url <id>`: prints a signed download URL.

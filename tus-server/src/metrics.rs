@@ -1,0 +1,263 @@
+//! Prometheus metrics (`/metrics`), with the official `prometheus-client` crate.
+//!
+//! | metric | labels | source |
+//! |---|---|---|
+//! | `tus_requests_total` | method, status | every response |
+//! | `tus_errors_total` | code | error responses (`ERR_*` codes) |
+//! | `tus_bytes_received_total` | | bytes stores accepted |
+//! | `tus_uploads_total` | event (created, finished, terminated, expired) | hooks and the reaper |
+//! | `tus_open_connections` | | accepted, not yet closed connections |
+//! | `tus_patches_in_flight` | | PATCH requests being handled |
+//! | `tus_hook_invocations_total` | hook, outcome (ok, failed) | configured hook transport |
+//! | `tus_store_request_seconds` | op (create, info, append, read) | store calls |
+
+use std::fmt;
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use tus_core::UploadId;
+use tus_core::hooks::{HookError, HookEvent, HookResponse, HookType, Hooks};
+use tus_core::store::{
+    AppendOptions, ByteStream, ChunkStream, Concatenate, DeferLength, ListExpired, NewUpload, PresignGet, RecordState,
+    Store, StoreError, Terminate, UploadInfo,
+};
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    method: String,
+    status: u16,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CodeLabels {
+    code: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EventLabels {
+    event: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HookLabels {
+    hook: String,
+    outcome: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OpLabels {
+    op: String,
+}
+
+/// Every metric the server keeps.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    errors: Family<CodeLabels, Counter>,
+    bytes_received: Counter,
+    uploads: Family<EventLabels, Counter>,
+    /// Connections accepted and not yet closed.
+    pub open_connections: Gauge,
+    /// PATCH requests being handled.
+    pub patches_in_flight: Gauge,
+    hooks: Family<HookLabels, Counter>,
+    store_seconds: Family<OpLabels, Histogram>,
+}
+
+impl fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+fn latency_histogram() -> Histogram {
+    // 0.5 ms .. ~16 s
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+}
+
+impl Metrics {
+    /// A fresh, registered set of metrics.
+    pub fn new() -> Arc<Metrics> {
+        let mut registry = Registry::with_prefix("tus");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let errors = Family::<CodeLabels, Counter>::default();
+        let bytes_received = Counter::default();
+        let uploads = Family::<EventLabels, Counter>::default();
+        let open_connections = Gauge::default();
+        let patches_in_flight = Gauge::default();
+        let hooks = Family::<HookLabels, Counter>::default();
+        let store_seconds = Family::<OpLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        registry.register("requests", "HTTP requests by method and status", requests.clone());
+        registry.register("errors", "Error responses by tus error code", errors.clone());
+        registry.register("bytes_received", "Upload bytes accepted by the store", bytes_received.clone());
+        registry.register("uploads", "Upload lifecycle events", uploads.clone());
+        registry.register("open_connections", "Open client connections", open_connections.clone());
+        registry.register("patches_in_flight", "PATCH requests being handled", patches_in_flight.clone());
+        registry.register("hook_invocations", "Hook calls by hook and outcome", hooks.clone());
+        registry.register("store_request_seconds", "Store call latency", store_seconds.clone());
+        Arc::new(Metrics {
+            registry,
+            requests,
+            errors,
+            bytes_received,
+            uploads,
+            open_connections,
+            patches_in_flight,
+            hooks,
+            store_seconds,
+        })
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+
+    /// Counts one response.
+    pub fn request(&self, method: &http::Method, status: http::StatusCode, error_code: Option<&str>) {
+        self.requests.get_or_create(&RequestLabels { method: method.to_string(), status: status.as_u16() }).inc();
+        if let Some(code) = error_code {
+            self.errors.get_or_create(&CodeLabels { code: code.to_owned() }).inc();
+        }
+    }
+
+    /// Counts uploads removed by the expiry reaper.
+    pub fn expired(&self, n: usize) {
+        self.uploads.get_or_create(&EventLabels { event: "expired".into() }).inc_by(n as u64);
+    }
+
+    fn upload_event(&self, event: &str) {
+        self.uploads.get_or_create(&EventLabels { event: event.into() }).inc();
+    }
+
+    fn store_call(&self, op: &str, started: Instant) {
+        self.store_seconds.get_or_create(&OpLabels { op: op.into() }).observe(started.elapsed().as_secs_f64());
+    }
+}
+
+/// Counts lifecycle events and hook outcomes, forwarding to the configured transport (if any).
+#[derive(Debug)]
+pub struct MetricsHooks {
+    metrics: Arc<Metrics>,
+    inner: Option<Arc<dyn Hooks>>,
+}
+
+impl MetricsHooks {
+    /// Wraps `inner` (the transport the flags chose, if any).
+    pub fn new(metrics: Arc<Metrics>, inner: Option<Arc<dyn Hooks>>) -> Self {
+        MetricsHooks { metrics, inner }
+    }
+}
+
+#[async_trait]
+impl Hooks for MetricsHooks {
+    fn enabled(&self, hook: HookType) -> bool {
+        matches!(hook, HookType::PostCreate | HookType::PostFinish | HookType::PostTerminate)
+            || self.inner.as_ref().is_some_and(|h| h.enabled(hook))
+    }
+
+    async fn call(&self, event: &HookEvent) -> Result<HookResponse, HookError> {
+        match event.hook {
+            HookType::PostCreate => self.metrics.upload_event("created"),
+            HookType::PostFinish => self.metrics.upload_event("finished"),
+            HookType::PostTerminate => self.metrics.upload_event("terminated"),
+            _ => {}
+        }
+        let Some(inner) = self.inner.as_ref().filter(|h| h.enabled(event.hook)) else {
+            return Ok(HookResponse::default());
+        };
+        let result = inner.call(event).await;
+        let outcome = if result.is_ok() { "ok" } else { "failed" };
+        self.metrics.hooks.get_or_create(&HookLabels { hook: event.hook.name().into(), outcome: outcome.into() }).inc();
+        result
+    }
+}
+
+/// A store decorator timing the core operations and counting accepted bytes.
+#[derive(Debug)]
+pub struct TimedStore<S> {
+    inner: S,
+    metrics: Arc<Metrics>,
+}
+
+impl<S> TimedStore<S> {
+    /// Wraps `inner`.
+    pub fn new(inner: S, metrics: Arc<Metrics>) -> Self {
+        TimedStore { inner, metrics }
+    }
+}
+
+#[async_trait]
+#[deny(clippy::missing_trait_methods)]
+impl<S: Store> Store for TimedStore<S> {
+    async fn create(&self, upload: NewUpload) -> Result<UploadInfo, StoreError> {
+        let started = Instant::now();
+        let result = self.inner.create(upload).await;
+        self.metrics.store_call("create", started);
+        result
+    }
+
+    async fn info(&self, id: &UploadId) -> Result<UploadInfo, StoreError> {
+        let started = Instant::now();
+        let result = self.inner.info(id).await;
+        self.metrics.store_call("info", started);
+        result
+    }
+
+    async fn append(
+        &self,
+        id: &UploadId,
+        offset: u64,
+        data: ChunkStream<'_>,
+        options: AppendOptions,
+    ) -> Result<u64, StoreError> {
+        let started = Instant::now();
+        let result = self.inner.append(id, offset, data, options).await;
+        self.metrics.store_call("append", started);
+        if let Ok(end) = &result {
+            self.metrics.bytes_received.inc_by(end.saturating_sub(offset));
+        }
+        result
+    }
+
+    async fn read(&self, id: &UploadId, range: Range<u64>) -> Result<ByteStream, StoreError> {
+        let started = Instant::now();
+        let result = self.inner.read(id, range).await;
+        self.metrics.store_call("read", started);
+        result
+    }
+
+    fn terminater(&self) -> Option<&dyn Terminate> {
+        self.inner.terminater()
+    }
+    fn concatenater(&self) -> Option<&dyn Concatenate> {
+        self.inner.concatenater()
+    }
+    fn length_deferrer(&self) -> Option<&dyn DeferLength> {
+        self.inner.length_deferrer()
+    }
+    fn expirer(&self) -> Option<&dyn ListExpired> {
+        self.inner.expirer()
+    }
+    fn describe(&self, id: &UploadId) -> std::collections::BTreeMap<String, String> {
+        self.inner.describe(id)
+    }
+    fn state_recorder(&self) -> Option<&dyn RecordState> {
+        self.inner.state_recorder()
+    }
+    fn presigner(&self) -> Option<&dyn PresignGet> {
+        self.inner.presigner()
+    }
+}

@@ -1,0 +1,95 @@
+//! The HTTP application the binary serves: the tus service plus `/metrics`, `/health` and
+//! `/ready`, with per-request metrics and the client's address for hooks.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use tower_service::Service as _;
+use tus_core::error::ErrorCode;
+use tus_core::hooks::RemoteAddr;
+use tus_core::{ResponseBody, Store, StoreError, TusService, UploadId};
+
+use crate::metrics::Metrics;
+use crate::redis_lock::RedisLocker;
+
+/// What `/ready` checks.
+#[derive(Debug, Clone)]
+pub struct Readiness {
+    /// The store (probed with an info lookup of a random ID).
+    pub store: Arc<dyn Store>,
+    /// The Redis locker, if one is used.
+    pub redis: Option<RedisLocker>,
+}
+
+impl Readiness {
+    /// Whether the store and the lock backend answer.
+    pub async fn check(&self) -> Result<(), String> {
+        let probe = tokio::time::timeout(Duration::from_secs(3), self.store.info(&UploadId::random())).await;
+        match probe {
+            Ok(Ok(_) | Err(StoreError::NotFound | StoreError::Gone)) => {}
+            Ok(Err(e)) => return Err(format!("store: {e}")),
+            Err(_) => return Err("store: timed out".into()),
+        }
+        if let Some(redis) = &self.redis
+            && !redis.ping().await
+        {
+            return Err("redis: unreachable".into());
+        }
+        Ok(())
+    }
+}
+
+/// The tus service with the operational endpoints next to it.
+#[derive(Debug, Clone)]
+pub struct App {
+    /// The tus protocol handler.
+    pub tus: TusService,
+    /// Metrics shared with the store and hook decorators.
+    pub metrics: Arc<Metrics>,
+    /// Readiness probe.
+    pub readiness: Readiness,
+}
+
+impl App {
+    /// Handles one request from `peer`.
+    pub async fn handle(&self, mut req: Request<Incoming>, peer: std::net::SocketAddr) -> Response<ResponseBody> {
+        if req.method() == Method::GET {
+            match req.uri().path() {
+                "/metrics" => return text(StatusCode::OK, self.metrics.render(), "text/plain; version=0.0.4"),
+                "/health" => return text(StatusCode::OK, "ok\n".into(), "text/plain"),
+                "/ready" => {
+                    return match self.readiness.check().await {
+                        Ok(()) => text(StatusCode::OK, "ready\n".into(), "text/plain"),
+                        Err(why) => text(StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}\n"), "text/plain"),
+                    };
+                }
+                _ => {}
+            }
+        }
+        req.extensions_mut().insert(RemoteAddr(peer));
+        let method = req.method().clone();
+        let patch = method == Method::PATCH;
+        if patch {
+            self.metrics.patches_in_flight.inc();
+        }
+        let res = match self.tus.clone().call(req).await {
+            Ok(res) => res,
+            Err(never) => match never {},
+        };
+        if patch {
+            self.metrics.patches_in_flight.dec();
+        }
+        self.metrics.request(&method, res.status(), res.extensions().get::<ErrorCode>().map(|c| c.0));
+        res
+    }
+}
+
+fn text(status: StatusCode, body: String, content_type: &'static str) -> Response<ResponseBody> {
+    let mut res = Response::new(ResponseBody::full(body));
+    *res.status_mut() = status;
+    res.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(content_type));
+    res.headers_mut().insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
+    res
+}
