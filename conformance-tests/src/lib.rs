@@ -102,9 +102,12 @@ pub const CHECKSUM_ALGORITHMS: &[&str] = &["md5", "sha1", "crc32", "sha256", "sh
 // URLs
 // ---------------------------------------------------------------------------------------------
 
-/// An `http://` URL split into its authority (`host:port`) and request target (path + query).
+/// An `http://` (or `https://`) URL split into its authority (`host:port`) and request target
+/// (path + query). The raw client itself speaks plain HTTP only; TLS tests use curl.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Url {
+    /// `http` or `https`.
+    pub scheme: String,
     /// `host:port` (or just `host`), as written in the URL.
     pub authority: String,
     /// The path and query, always starting with `/`.
@@ -112,29 +115,30 @@ pub struct Url {
 }
 
 impl Url {
-    /// Parses an absolute `http://` URL.
+    /// Parses an absolute `http://` or `https://` URL.
     ///
     /// # Panics
-    /// Panics if the URL does not start with `http://`.
+    /// Panics if the URL starts with neither.
     pub fn parse(url: &str) -> Url {
-        let rest = url
-            .strip_prefix("http://")
-            .unwrap_or_else(|| panic!("only absolute http:// URLs are supported, got {url:?}"));
+        let (scheme, rest) = url
+            .split_once("://")
+            .filter(|(scheme, _)| *scheme == "http" || *scheme == "https")
+            .unwrap_or_else(|| panic!("only absolute http(s):// URLs are supported, got {url:?}"));
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
         };
-        Url { authority: authority.to_owned(), path: path.to_owned() }
+        Url { scheme: scheme.to_owned(), authority: authority.to_owned(), path: path.to_owned() }
     }
 
-    /// The origin, `http://<authority>`.
+    /// The origin, `<scheme>://<authority>`.
     pub fn origin(&self) -> String {
-        format!("http://{}", self.authority)
+        format!("{}://{}", self.scheme, self.authority)
     }
 
     /// The URL again, as a string.
     pub fn as_string(&self) -> String {
-        format!("http://{}{}", self.authority, self.path)
+        format!("{}://{}{}", self.scheme, self.authority, self.path)
     }
 }
 
@@ -920,7 +924,7 @@ fn push_log(log: &Log, line: String) {
 
 /// Extracts the first `http://…` token from a line of server output.
 pub fn extract_url(line: &str) -> Option<String> {
-    let start = line.find("http://")?;
+    let start = line.find("http://").or_else(|| line.find("https://"))?;
     let url: String = line[start..]
         .chars()
         .take_while(|c| !c.is_whitespace() && !c.is_control() && !matches!(c, '"' | '\'' | '>'))
@@ -979,6 +983,33 @@ impl TestServer {
     /// so a second server can be started over the same uploads.
     pub fn spawn_in(dir: &std::path::Path, extra: &[&str]) -> TestServer {
         TestServer::spawn_at(dir, None, extra)
+    }
+
+    /// The server process's ID, if this test spawned it.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Sends SIGTERM and waits (at most `within`) for the server to exit; returns its exit code.
+    ///
+    /// # Panics
+    /// Panics if the server was not spawned by the test or does not exit in time.
+    pub fn terminate(&mut self, within: Duration) -> Option<i32> {
+        let mut child = self.child.take().expect("only a spawned server can be terminated");
+        let sent = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        assert!(sent.is_ok_and(|s| s.success()), "could not send SIGTERM");
+        let deadline = Instant::now() + within;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("tus-server did not exit within {within:?} of SIGTERM");
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Kills the server at once (SIGKILL), as a crash would.

@@ -1,0 +1,191 @@
+// Shared helpers of the real-client tests: spawning tus-server / example-uppy on 127.0.0.1,
+// HTTP checks (HEAD, GET) and small utilities. Everything has a bounded timeout.
+import { spawn } from 'node:child_process'
+import { createHash, randomBytes } from 'node:crypto'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+const here = path.dirname(fileURLToPath(import.meta.url))
+/** The repository root. */
+export const repo = path.resolve(here, '../../..')
+/** Screenshots and process logs (gitignored). */
+export const artifacts = path.join(repo, 'conformance-tests/artifacts')
+
+export const MiB = 1024 * 1024
+
+/** Where the tus-server binary is: `TUS_SERVER_BIN` or `<repo>/target/debug/tus-server`. */
+export function tusServerBin() {
+  return requireFile(
+    process.env.TUS_SERVER_BIN || path.join(repo, 'target/debug/tus-server'),
+    'tus-server binary (set TUS_SERVER_BIN or run `cargo build -p tus-server`)',
+  )
+}
+
+/** Where the example-uppy binary is: `EXAMPLE_UPPY_BIN` or `<repo>/target/debug/example-uppy`. */
+export function exampleUppyBin() {
+  return requireFile(
+    process.env.EXAMPLE_UPPY_BIN || path.join(repo, 'target/debug/example-uppy'),
+    'example-uppy binary (set EXAMPLE_UPPY_BIN or run `cargo build -p example-uppy`)',
+  )
+}
+
+/** Extra tus-server flags from `TUS_SERVER_ARGS` (whitespace-separated), e.g. to select the S3 store. */
+export function tusServerExtraArgs() {
+  return (process.env.TUS_SERVER_ARGS || '').split(/\s+/).filter(Boolean)
+}
+
+function requireFile(file, what) {
+  if (!fs.existsSync(file)) throw new Error(`missing ${what}: ${file} does not exist`)
+  return file
+}
+
+const running = new Set()
+process.on('exit', () => {
+  for (const child of running) child.kill('SIGKILL')
+})
+
+/**
+ * Spawns `bin args`, waits (at most `timeoutMs`) until its stdout printed a line starting with
+ * each of `prefixes`, and returns `{ urls: {prefix: rest-of-line}, stop(), logFile, dir }`.
+ * stderr goes to `<artifacts>/logs/<name>.log`.
+ */
+export async function startProcess(name, bin, args, prefixes, { timeoutMs = 20_000 } = {}) {
+  fs.mkdirSync(path.join(artifacts, 'logs'), { recursive: true })
+  const logFile = path.join(artifacts, 'logs', `${name}.log`)
+  const logFd = fs.openSync(logFile, 'w')
+  const child = spawn(bin, args, { stdio: ['ignore', 'pipe', logFd] })
+  fs.closeSync(logFd)
+  running.add(child)
+  const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })))
+  exited.then(() => running.delete(child))
+
+  const urls = {}
+  let buffered = ''
+  const ready = new Promise((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`${name} did not print ${prefixes.join(', ')} within ${timeoutMs} ms (log: ${logFile})`)),
+      timeoutMs,
+    )
+    child.once('error', (e) => {
+      clearTimeout(timer)
+      reject(new Error(`${name}: cannot start ${bin}: ${e.message}`))
+    })
+    exited.then(({ code, signal }) => {
+      clearTimeout(timer)
+      const tail = fs.readFileSync(logFile, 'utf8').slice(-2000)
+      reject(new Error(`${name} exited early (code ${code}, signal ${signal}): ${tail}`))
+    })
+    child.stdout.setEncoding('utf8')
+    child.stdout.on('data', (data) => {
+      buffered += data
+      let nl
+      while ((nl = buffered.indexOf('\n')) >= 0) {
+        const line = buffered.slice(0, nl).trim()
+        buffered = buffered.slice(nl + 1)
+        for (const prefix of prefixes) {
+          if (line.startsWith(prefix)) urls[prefix] = line.slice(prefix.length).trim()
+        }
+        if (prefixes.every((p) => p in urls)) {
+          clearTimeout(timer)
+          resolve()
+        }
+      }
+    })
+  })
+  try {
+    await ready
+  } catch (e) {
+    child.kill('SIGKILL')
+    throw e
+  }
+
+  async function stop() {
+    if (child.exitCode !== null || child.signalCode !== null) return
+    child.kill('SIGTERM')
+    const killer = setTimeout(() => child.kill('SIGKILL'), 10_000)
+    await exited
+    clearTimeout(killer)
+  }
+  return { urls, stop, logFile, child }
+}
+
+/**
+ * Starts tus-server on 127.0.0.1 with a fresh upload dir, plus `TUS_SERVER_ARGS` and `extraArgs`.
+ * Returns `{ endpoint, stop() }`; `stop` also removes the upload dir.
+ */
+export async function startTusServer(name, extraArgs = []) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tus-clients-'))
+  const args = ['--host', '127.0.0.1', '--port', '0', '--upload-dir', dir, ...tusServerExtraArgs(), ...extraArgs]
+  const prefix = 'tus-server listening on'
+  let proc
+  try {
+    proc = await startProcess(name, tusServerBin(), args, [prefix])
+  } catch (e) {
+    fs.rmSync(dir, { recursive: true, force: true })
+    throw e
+  }
+  const endpoint = proc.urls[prefix]
+  assertLoopback(endpoint)
+  return {
+    endpoint,
+    logFile: proc.logFile,
+    async stop() {
+      await proc.stop()
+      fs.rmSync(dir, { recursive: true, force: true })
+    },
+  }
+}
+
+/** Throws unless `url` is on 127.0.0.1. */
+export function assertLoopback(url) {
+  const host = new URL(url).hostname
+  if (host !== '127.0.0.1') throw new Error(`server is not on 127.0.0.1: ${url}`)
+}
+
+/** fetch with a timeout (default 30 s). */
+export async function fetchT(url, init = {}, timeoutMs = 30_000) {
+  return fetch(url, { ...init, signal: AbortSignal.timeout(timeoutMs) })
+}
+
+/** HEAD with `Tus-Resumable: 1.0.0`; returns the response. */
+export async function head(url) {
+  return fetchT(url, { method: 'HEAD', headers: { 'Tus-Resumable': '1.0.0' } })
+}
+
+/** GETs the upload's bytes; throws unless 200. */
+export async function download(url) {
+  const res = await fetchT(url, {}, 60_000)
+  if (res.status !== 200) throw new Error(`GET ${url} answered ${res.status}: ${await res.text()}`)
+  return Buffer.from(await res.arrayBuffer())
+}
+
+/** Hex sha256. */
+export function sha256(buf) {
+  return createHash('sha256').update(buf).digest('hex')
+}
+
+/** `n` random bytes. */
+export function random(n) {
+  return randomBytes(n)
+}
+
+/**
+ * Decodes an `Upload-Metadata` header into `{ key: value }` (a key without a value, or with an
+ * empty one, maps to '').
+ */
+export function parseMetadata(header) {
+  const out = {}
+  if (!header) return out
+  for (const pair of header.split(',')) {
+    const [key, value = ''] = pair.trim().split(' ')
+    if (key) out[key] = Buffer.from(value, 'base64').toString('utf8')
+  }
+  return out
+}
+
+/** Resolves after `ms`. */
+export function sleep(ms) {
+  return new Promise((resolve) => setTimeout(resolve, ms))
+}
