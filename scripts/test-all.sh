@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Runs every check and test of the workspace, as CI does (`.ci/run` calls this script).
-# Needs only the Rust toolchain; installs cargo-nextest if it is missing.
+# Every check and test of the workspace, as CI runs it (`.ci/run` calls this script) on a fresh
+# machine: installs what the tests need (Debian packages, a moto venv, npm and PyPI packages),
+# starts the shared S3 test server on 127.0.0.1, and stops it again on exit. Tests that need a
+# service of their own (clamd, redis-server) start it themselves.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
-# Installs Debian packages the tests need, if missing (CI machines start without them).
+# Installs Debian packages, if any are missing (CI machines start without them).
 apt_install() {
     local sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -14,10 +16,50 @@ apt_install() {
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@"
 }
 
-step "services the tests start themselves: ClamAV's clamd (Debian clamav-daemon)"
-if [ ! -x /usr/sbin/clamd ] && ! command -v clamd >/dev/null 2>&1; then
-    apt_install clamav-daemon
+step "system packages: clamd, redis-server, curl, openssl, chromium, node, python venv"
+debs=()
+[ -x /usr/sbin/clamd ] || command -v clamd >/dev/null 2>&1 || debs+=(clamav-daemon)
+command -v redis-server >/dev/null 2>&1 || debs+=(redis-server)
+command -v curl >/dev/null 2>&1 || debs+=(curl)
+command -v openssl >/dev/null 2>&1 || debs+=(openssl)
+[ -x /usr/bin/chromium ] || debs+=(chromium)
+command -v node >/dev/null 2>&1 || debs+=(nodejs)
+command -v npm >/dev/null 2>&1 || debs+=(npm)
+python3 -c 'import ensurepip' >/dev/null 2>&1 || debs+=(python3-venv)
+if [ ${#debs[@]} -gt 0 ]; then apt_install "${debs[@]}"; fi
+
+# ---- the shared S3 test server: moto ------------------------------------------------------------
+# moto (PyPI `moto[server]`, enforces S3's 5 MiB minimum part size) runs from a venv kept in
+# target/moto-venv (reused on re-runs). The tus-store-s3 tests and the multi-instance tests find
+# it via TUS_TEST_MOTO_ENDPOINT. s3s-fs 0.14.1 (verifies SigV4 and Content-MD5) runs in-process in
+# the tus-store-s3 tests, and as the `s3s_fs_server` example for the conformance suite below.
+step "S3 test server: moto (venv in target/moto-venv)"
+pids=()
+work=$(mktemp -d)
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+wait_for_port() {
+    for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done
+    echo "nothing listens on 127.0.0.1:$1" >&2
+    return 1
+}
+MOTO_VENV=target/moto-venv
+if [ ! -x "$MOTO_VENV/bin/moto_server" ]; then
+    python3 -m venv "$MOTO_VENV"
+    "$MOTO_VENV/bin/pip" install -q 'moto[server]'
 fi
+moto_port=$(free_port)
+"$MOTO_VENV/bin/moto_server" -H 127.0.0.1 -p "$moto_port" >"$work/moto.log" 2>&1 &
+pids+=($!)
+wait_for_port "$moto_port"
+export TUS_TEST_MOTO_ENDPOINT="http://127.0.0.1:$moto_port"
+# Any credentials do for moto and s3s-fs (the tests' s3s-fs accepts test/test).
+export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true
+echo "moto at $TUS_TEST_MOTO_ENDPOINT"
 
 step "formatting"
 cargo fmt --all -- --check
@@ -28,9 +70,59 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "build (the conformance tests spawn target/debug/tus-server)"
 cargo build --workspace --all-targets
 
-step "tests"
+step "tests: unit, store suites (fs, moto, s3s-fs), handler, conformance on the fs store, multi-instance"
 if ! cargo nextest --version >/dev/null 2>&1; then
     cargo install cargo-nextest --locked
 fi
 cargo nextest run --workspace --no-fail-fast
 cargo test --workspace --doc
+
+# ---- the conformance suite against the S3 store, on moto and on s3s-fs --------------------------
+step "conformance suite against the S3 store on moto and on s3s-fs"
+"$MOTO_VENV/bin/python" -c "import urllib.request as u; u.urlopen(u.Request('$TUS_TEST_MOTO_ENDPOINT/tus-conformance', method='PUT'))"
+target/debug/examples/s3s_fs_server "$work/s3s-fs" tus-conformance >"$work/s3s-fs.out" 2>"$work/s3s-fs.log" &
+pids+=($!)
+for _ in $(seq 100); do grep -q http "$work/s3s-fs.out" 2>/dev/null && break; sleep 0.1; done
+s3s_endpoint=$(grep -o 'http://[^ ]*' "$work/s3s-fs.out")
+for endpoint in "$TUS_TEST_MOTO_ENDPOINT" "$s3s_endpoint"; do
+    echo "--- S3 endpoint $endpoint"
+    TUS_SERVER_ARGS="--s3-bucket tus-conformance --s3-endpoint $endpoint --s3-force-path-style" \
+        cargo nextest run -p conformance-tests --no-fail-fast -E 'not binary(cluster)'
+done
+
+# ---- real clients: tus-js-client, Uppy in headless Chromium, tuspy (conformance-tests/clients) ----
+# `npm ci` when package-lock.json changed since the last one; tuspy + pytest in the venv
+# conformance-tests/clients/.venv. The tests spawn target/debug/tus-server and
+# target/debug/example-uppy on 127.0.0.1 (TUS_SERVER_ARGS selects tus-server's store), bundle
+# Uppy with esbuild into examples/uppy/dist (driving Debian chromium with npm playwright-core; no
+# browser is ever downloaded), and save screenshots and logs in conformance-tests/artifacts.
+step "real clients: tus-js-client and Uppy in Chromium (node --test), tuspy (pytest), on fs and S3"
+clients=conformance-tests/clients
+echo "node $(node --version), npm $(npm --version), $(/usr/bin/chromium --version 2>/dev/null)"
+lock_sum=$(sha256sum "$clients/package-lock.json" | cut -d' ' -f1)
+if [ "$(cat "$clients/node_modules/.lock-sha256" 2>/dev/null)" != "$lock_sum" ]; then
+    (cd "$clients" && npm ci --no-audit --no-fund)
+    echo "$lock_sum" >"$clients/node_modules/.lock-sha256"
+fi
+req_sum=$(sha256sum "$clients/python/requirements.txt" | cut -d' ' -f1)
+if [ "$(cat "$clients/.venv/.requirements-sha256" 2>/dev/null)" != "$req_sum" ]; then
+    rm -rf "$clients/.venv"
+    python3 -m venv "$clients/.venv"
+    "$clients/.venv/bin/pip" install -q -r "$clients/python/requirements.txt"
+    echo "$req_sum" >"$clients/.venv/.requirements-sha256"
+fi
+clients_failed=0
+run_clients() {
+    (cd "$clients" && timeout --kill-after=10 900 node --test --test-concurrency=1 test/*.test.mjs) || clients_failed=1
+    (cd "$clients" && timeout --kill-after=10 300 .venv/bin/python -m pytest -q python/) || clients_failed=1
+}
+echo "--- filesystem store"
+run_clients
+echo "--- S3 store on moto"
+TUS_SERVER_ARGS="--s3-bucket tus-conformance --s3-endpoint $TUS_TEST_MOTO_ENDPOINT --s3-force-path-style" run_clients
+if [ "$clients_failed" -ne 0 ]; then
+    echo "real-client tests failed (logs and screenshots: conformance-tests/artifacts)" >&2
+    exit 1
+fi
+echo
+echo "all tests passed"
