@@ -24,7 +24,7 @@ use http::{Method, Request, Response, StatusCode};
 use http_body::Body;
 
 use super::lifecycle::apply_hook_response;
-use super::patch::{content_length, has_body};
+use super::patch::{content_length, content_type_is, has_body};
 use super::response::{ResponseBody, error_response, tus_response};
 use super::{Inner, Target};
 use crate::error::TusError;
@@ -270,14 +270,8 @@ impl Inner {
         B::Data: Buf + Send,
     {
         let h = req.headers();
-        if draft.0 >= 6 {
-            let essence = h
-                .get(header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .map(|v| v.split(';').next().unwrap_or("").trim());
-            if !essence.is_some_and(|t| t.eq_ignore_ascii_case(PARTIAL_UPLOAD)) {
-                return Err(TusError::InvalidContentType);
-            }
+        if draft.0 >= 6 && !content_type_is(h, PARTIAL_UPLOAD) {
+            return Err(TusError::InvalidContentType);
         }
         let offset = h.get(names::UPLOAD_OFFSET).and_then(parse_sf_uint).ok_or(missing(names::UPLOAD_OFFSET))?;
         let complete = draft.complete(h).ok_or(missing(names::UPLOAD_COMPLETE))?;

@@ -210,14 +210,16 @@ impl Inner {
 
 /// 415 unless the body is `application/offset+octet-stream` (parameters ignored).
 pub(super) fn check_content_type(headers: &HeaderMap) -> Result<(), TusError> {
-    let essence = headers
+    if content_type_is(headers, OFFSET_OCTET_STREAM) { Ok(()) } else { Err(TusError::InvalidContentType) }
+}
+
+/// Whether the body's media type (parameters ignored) is `expected`.
+pub(super) fn content_type_is(headers: &HeaderMap, expected: &str) -> bool {
+    headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(';').next().unwrap_or("").trim());
-    match essence {
-        Some(t) if t.eq_ignore_ascii_case(OFFSET_OCTET_STREAM) => Ok(()),
-        _ => Err(TusError::InvalidContentType),
-    }
+        .map(|v| v.split(';').next().unwrap_or("").trim())
+        .is_some_and(|t| t.eq_ignore_ascii_case(expected))
 }
 
 /// `Content-Length`, if present and valid.
