@@ -90,6 +90,15 @@ for endpoint in "$TUS_TEST_MOTO_ENDPOINT" "$s3s_endpoint"; do
         cargo nextest run -p conformance-tests --no-fail-fast -E 'not binary(cluster)'
 done
 
+# ---- reliability: fault injection and a short soak (quick variants; issue 8) --------------------
+# target/debug/reliability (built above with the workspace) drives target/debug/tus-server: SIGKILL
+# + restart mid-upload on the fs store and on moto, 120 PATCHes cut mid-body (close, reset, stall),
+# racing PATCH/HEAD/GET/DELETE, a full disk (8 MiB tmpfs in a private mount namespace, needs
+# `unshare -rm`), and 50 clients for 20 s with the server's RSS sampled. About 2 minutes.
+# The full run (README, "Reliability and security") is not part of CI.
+step "reliability harness (quick): crash fs + S3, network cuts, races, disk full, soak"
+timeout --kill-after=10 600 target/debug/reliability --quick all
+
 # ---- real clients: tus-js-client, Uppy in headless Chromium, tuspy (conformance-tests/clients) ----
 # `npm ci` when package-lock.json changed since the last one; tuspy + pytest in the venv
 # conformance-tests/clients/.venv. The tests spawn target/debug/tus-server and

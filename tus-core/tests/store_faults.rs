@@ -1,0 +1,198 @@
+//! Store failures in process: a store that fails mid-append (S3 answering 5xx after some parts,
+//! a disk filling up) or fails to read its info. The client must get a 5xx it can retry, the
+//! upload must stay resumable, and nothing acknowledged may be lost. (The real full-disk case
+//! on the filesystem store is the `disk-full` mode of the `reliability` harness.)
+#![allow(clippy::unwrap_used)]
+
+use std::ops::Range;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::StreamExt as _;
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt as _, Empty, Full};
+use tus_core::store::{AppendOptions, ByteStream, ChunkStream, NewUpload, Terminate};
+use tus_core::{MemoryStore, Store, StoreError, TusService, UploadId, UploadInfo};
+
+/// No limit on the bytes an append may store before failing.
+const NO_FAULT: u64 = u64::MAX;
+
+/// A [`MemoryStore`] that can be told to fail.
+#[derive(Debug, Clone, Default)]
+struct FailingStore {
+    inner: MemoryStore,
+    /// Each append stores at most this many bytes, then fails (like S3 answering 503 after a
+    /// few parts, or a disk that fills up). `NO_FAULT` (or 0 = unset) means no fault.
+    fail_after: Arc<AtomicU64>,
+    /// `info` fails (S3 unreachable).
+    fail_info: Arc<AtomicBool>,
+}
+
+fn outage() -> StoreError {
+    StoreError::Generic { store: "failing", source: "503 SlowDown: please reduce your request rate".into() }
+}
+
+impl FailingStore {
+    fn heal(&self) {
+        self.fail_after.store(NO_FAULT, Ordering::SeqCst);
+        self.fail_info.store(false, Ordering::SeqCst);
+    }
+}
+
+#[async_trait]
+impl Store for FailingStore {
+    async fn create(&self, upload: NewUpload) -> Result<UploadInfo, StoreError> {
+        self.inner.create(upload).await
+    }
+
+    async fn info(&self, id: &UploadId) -> Result<UploadInfo, StoreError> {
+        if self.fail_info.load(Ordering::SeqCst) {
+            return Err(outage());
+        }
+        self.inner.info(id).await
+    }
+
+    async fn append(
+        &self,
+        id: &UploadId,
+        offset: u64,
+        data: ChunkStream<'_>,
+        options: AppendOptions,
+    ) -> Result<u64, StoreError> {
+        let budget = match self.fail_after.load(Ordering::SeqCst) {
+            0 | NO_FAULT => return self.inner.append(id, offset, data, options).await,
+            n => n,
+        };
+        if options.all_or_nothing {
+            // A verified append that fails keeps nothing.
+            return Err(outage());
+        }
+        // Store the first `budget` bytes, then fail.
+        let limited = data.scan(budget, |left, chunk| {
+            if *left == 0 {
+                return std::future::ready(None);
+            }
+            let out = chunk.map(|c| {
+                let n = (c.len() as u64).min(*left);
+                *left -= n;
+                c.slice(..n as usize)
+            });
+            std::future::ready(Some(out))
+        });
+        let stored = self.inner.append(id, offset, Box::pin(limited), options).await?;
+        assert!(stored <= offset + budget);
+        Err(outage())
+    }
+
+    async fn read(&self, id: &UploadId, range: Range<u64>) -> Result<ByteStream, StoreError> {
+        self.inner.read(id, range).await
+    }
+
+    fn terminater(&self) -> Option<&dyn Terminate> {
+        self.inner.terminater()
+    }
+}
+
+fn service(store: &FailingStore) -> TusService {
+    TusService::builder(store.clone()).build()
+}
+
+async fn create(svc: &TusService, length: u64) -> String {
+    let req = Request::post("http://h/files/")
+        .header("tus-resumable", "1.0.0")
+        .header("upload-length", length.to_string())
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let res = svc.handle(req).await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    res.headers()["location"].to_str().unwrap().to_owned()
+}
+
+async fn head(svc: &TusService, url: &str) -> (StatusCode, Option<u64>) {
+    let req = Request::head(url).header("tus-resumable", "1.0.0").body(Empty::<Bytes>::new()).unwrap();
+    let res = svc.handle(req).await;
+    let offset = res.headers().get("upload-offset").map(|v| v.to_str().unwrap().parse().unwrap());
+    (res.status(), offset)
+}
+
+async fn patch(svc: &TusService, url: &str, offset: u64, data: &[u8], checksum: Option<&str>) -> StatusCode {
+    let mut req = Request::patch(url)
+        .header("tus-resumable", "1.0.0")
+        .header("content-type", "application/offset+octet-stream")
+        .header("upload-offset", offset.to_string());
+    if let Some(c) = checksum {
+        req = req.header("upload-checksum", c);
+    }
+    let res = svc.handle(req.body(Full::new(Bytes::copy_from_slice(data))).unwrap()).await;
+    res.status()
+}
+
+async fn download(svc: &TusService, url: &str) -> Vec<u8> {
+    let res = svc.handle(Request::get(url).body(Empty::<Bytes>::new()).unwrap()).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    res.into_body().collect().await.unwrap().to_bytes().to_vec()
+}
+
+fn data(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 31 % 251) as u8).collect()
+}
+
+#[tokio::test]
+async fn append_failing_mid_write_answers_5xx_keeps_what_was_stored_and_resumes() {
+    let store = FailingStore::default();
+    store.heal();
+    let svc = service(&store);
+    let bytes = data(1000);
+    let url = create(&svc, 1000).await;
+    assert_eq!(patch(&svc, &url, 0, &bytes[..300], None).await, StatusCode::NO_CONTENT);
+    let acked = 300;
+
+    // The store fails after 200 more bytes: a retryable 5xx, and HEAD keeps what was stored.
+    store.fail_after.store(200, Ordering::SeqCst);
+    let status = patch(&svc, &url, acked, &bytes[300..], None).await;
+    assert!(status.is_server_error(), "a failing store answered {status}");
+    let (status, offset) = head(&svc, &url).await;
+    assert_eq!(status, StatusCode::OK);
+    let offset = offset.unwrap();
+    assert!((acked..=acked + 200).contains(&offset), "offset {offset} after a failed append");
+
+    // Still failing: the retry fails the same way, nothing is lost.
+    let status = patch(&svc, &url, offset, &bytes[offset as usize..], None).await;
+    assert!(status.is_server_error());
+    let offset = head(&svc, &url).await.1.unwrap();
+    assert!(offset >= acked);
+
+    // A checksummed PATCH against a failing store keeps nothing of itself.
+    let before = offset;
+    let status = patch(&svc, &url, before, &bytes[before as usize..], Some("sha1 AAAAAAAAAAAAAAAAAAAAAAAAAAA=")).await;
+    assert!(status.is_server_error() || status.is_client_error(), "{status}");
+    assert_eq!(head(&svc, &url).await.1, Some(before));
+
+    // The store recovers: the client resumes from HEAD and the bytes are exactly right.
+    store.heal();
+    let offset = head(&svc, &url).await.1.unwrap();
+    assert_eq!(patch(&svc, &url, offset, &bytes[offset as usize..], None).await, StatusCode::NO_CONTENT);
+    assert_eq!(download(&svc, &url).await, bytes);
+}
+
+#[tokio::test]
+async fn info_failing_answers_5xx_and_changes_nothing() {
+    let store = FailingStore::default();
+    store.heal();
+    let svc = service(&store);
+    let bytes = data(100);
+    let url = create(&svc, 100).await;
+    assert_eq!(patch(&svc, &url, 0, &bytes[..40], None).await, StatusCode::NO_CONTENT);
+
+    store.fail_info.store(true, Ordering::SeqCst);
+    let (status, _) = head(&svc, &url).await;
+    assert!(status.is_server_error(), "HEAD with an unreachable store answered {status}");
+    let status = patch(&svc, &url, 40, &bytes[40..], None).await;
+    assert!(status.is_server_error(), "PATCH with an unreachable store answered {status}");
+    store.heal();
+    assert_eq!(head(&svc, &url).await, (StatusCode::OK, Some(40)));
+    assert_eq!(patch(&svc, &url, 40, &bytes[40..], None).await, StatusCode::NO_CONTENT);
+    assert_eq!(download(&svc, &url).await, bytes);
+}
