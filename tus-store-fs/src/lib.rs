@@ -58,7 +58,7 @@ use tus_core::store::{
 };
 
 /// Bytes gathered from the request before one write to disk.
-const WRITE_BUFFER: usize = 1024 * 1024;
+const WRITE_BUFFER: usize = 256 * 1024;
 /// Subdirectory holding quarantined data.
 const QUARANTINE_DIR: &str = "quarantine";
 /// Bytes per chunk when reading an upload back.
@@ -252,10 +252,10 @@ impl Dirs {
     }
 }
 
-/// Buffers in flight between the request and the disk, per append. Receiving the next
-/// megabyte overlaps with writing the previous one; memory per PATCH stays bounded at
-/// `(WRITE_QUEUE + 2) * WRITE_BUFFER`.
-const WRITE_QUEUE: usize = 2;
+/// Buffers in flight between the request and the disk, per append. Receiving the next buffer
+/// overlaps with writing the previous one; memory per PATCH stays bounded at
+/// `(WRITE_QUEUE + 2) * WRITE_BUFFER` (768 KiB), so 200 concurrent uploads stay under 150 MiB.
+const WRITE_QUEUE: usize = 1;
 
 /// Writes buffers to an open file from a blocking thread while the request keeps streaming.
 struct ChunkWriter {
