@@ -70,19 +70,30 @@ impl App {
         }
         req.extensions_mut().insert(RemoteAddr(peer));
         let method = req.method().clone();
-        let patch = method == Method::PATCH;
-        if patch {
-            self.metrics.patches_in_flight.inc();
-        }
+        // A guard, so the gauge also comes down when hyper drops this future (client gone).
+        let _in_flight = (method == Method::PATCH).then(|| InFlight::new(&self.metrics.patches_in_flight));
         let res = match self.tus.clone().call(req).await {
             Ok(res) => res,
             Err(never) => match never {},
         };
-        if patch {
-            self.metrics.patches_in_flight.dec();
-        }
         self.metrics.request(&method, res.status(), res.extensions().get::<ErrorCode>().map(|c| c.0));
         res
+    }
+}
+
+/// Counts one request in a gauge for as long as it lives.
+struct InFlight(prometheus_client::metrics::gauge::Gauge);
+
+impl InFlight {
+    fn new(gauge: &prometheus_client::metrics::gauge::Gauge) -> Self {
+        gauge.inc();
+        InFlight(gauge.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 
