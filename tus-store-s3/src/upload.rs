@@ -77,10 +77,16 @@ impl Pipeline<'_> {
     /// Streams `input` after `head` (earlier bytes not yet in a part) into parts.
     pub(crate) async fn run(&mut self, head: Bytes, mut input: Input<'_>) -> Result<Outcome, Error> {
         let part_size = self.part_size as usize;
-        let mut buf = BytesMut::with_capacity(part_size);
+        let mut buf = BytesMut::with_capacity(part_size.max(head.len()));
         buf.extend_from_slice(&head);
         drop(head);
         let mut in_flight: JoinSet<Result<(i32, Option<String>), Error>> = JoinSet::new();
+        // The tail kept so far can exceed the part size: a deferred-length upload collects its
+        // tail for parts planned at the maximum size, and shrinks them once its length is known.
+        while buf.len() >= part_size {
+            let part = buf.split_to(part_size).freeze();
+            self.start_part(&mut in_flight, part).await?;
+        }
         let mut end = None;
         while let Some(item) = input.next().await {
             match item {

@@ -38,6 +38,7 @@ on_both!(four_plus_four_mib_plus_one_byte, four_four_one);
 on_both!(seventeen_mib_in_uneven_appends, seventeen_mib);
 on_both!(zero_byte_upload, zero_bytes);
 on_both!(deferred_length, deferred);
+on_both!(deferred_tail_larger_than_final_part_size, deferred_tail_outgrows_parts);
 on_both!(concatenation_of_small_partials, concat_small);
 on_both!(concatenation_with_part_copy, concat_copy);
 on_both!(resume_after_interrupted_append, resume_after_interrupt);
@@ -163,6 +164,24 @@ async fn deferred(server: Server) {
     let got = store.append(&id, len as u64, owned(vec![pattern(len, 1)], None), AppendOptions::default()).await;
     assert_eq!(got.expect("append"), len as u64 + 1);
     assert_finished(&server, &store, &id, len + 1).await;
+}
+
+/// A deferred upload collects a tail for parts planned at the maximum size; when its length is
+/// declared the parts shrink below that tail, which must then be cut into several parts
+/// (tus-js-client's deferred Node-stream upload hit this: 10 MiB tail, 8 MiB parts).
+async fn deferred_tail_outgrows_parts(server: Server) {
+    let store = server.store();
+    let id = UploadId::random();
+    store.create(NewUpload::new(id.clone(), None)).await.expect("create");
+    let first = 10 * MIB;
+    let got = store.append(&id, 0, owned(vec![pattern(0, first)], None), AppendOptions::default()).await;
+    assert_eq!(got.expect("append"), first as u64);
+    let len = 17 * MIB + 12345;
+    store.length_deferrer().expect("capability").declare_length(&id, len as u64).await.expect("declare");
+    let rest = owned(vec![pattern(first, len - first)], None);
+    let got = store.append(&id, first as u64, rest, AppendOptions::default()).await;
+    assert_eq!(got.expect("append"), len as u64);
+    assert_finished(&server, &store, &id, len).await;
 }
 
 async fn concatenate(store: &S3Store, sizes: &[usize]) -> (UploadId, Vec<u8>) {
