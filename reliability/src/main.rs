@@ -446,7 +446,10 @@ fn network(opts: &Opts) -> Res<String> {
             thread::spawn(move || {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= uploads {
+                    // Uploads that finish in fewer cuts than planned leave a shortfall: keep
+                    // adding uploads (up to 4× the plan) until the wanted number of cuts happened.
+                    let cut_so_far: usize = cuts.lock().map(|c| c.values().sum()).unwrap_or(0);
+                    if i >= uploads && (cut_so_far >= cuts_wanted || i >= uploads * 4 || Instant::now() > deadline) {
                         break;
                     }
                     let mut rng = Rng::new(seed.wrapping_add(i as u64));
@@ -534,9 +537,11 @@ fn network(opts: &Opts) -> Res<String> {
     }
     let cuts = cuts.lock().map(|c| c.clone()).unwrap_or_default();
     let total: usize = cuts.values().sum();
+    // Every worker's last ticket found no more work.
+    let uploaded = next.load(Ordering::Relaxed).saturating_sub(workers);
     let failures = failures.lock().map(|f| f.clone()).unwrap_or_default();
     let summary = format!(
-        "[network] {total} PATCHes cut ({} closed mid-body, {} reset, {} stalled past the 1 s read timeout) on {uploads} \
+        "[network] {total} PATCHes cut ({} closed mid-body, {} reset, {} stalled past the 1 s read timeout) on {uploaded} \
          uploads; all finished identical: {}; slowest HEAD after a cut {:?}",
         cuts.get(&Cut::Close).unwrap_or(&0),
         cuts.get(&Cut::Reset).unwrap_or(&0),
