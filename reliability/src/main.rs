@@ -307,8 +307,10 @@ fn crash(opts: &Opts, s3: bool) -> Res<String> {
         // The S3 store takes longer to start and to move bytes: crash it less often.
         let (lo, hi) = if s3 { (1500, 5000) } else { (200, 1500) };
         thread::spawn(move || -> Res<()> {
+            // The first crash comes early, so even a run that goes faster than planned is
+            // crashed at least once; later ones at the mode's pace.
+            let mut wait = rng.range(100, 400);
             while !done.load(Ordering::Relaxed) {
-                let wait = rng.range(lo, hi);
                 let until = Instant::now() + Duration::from_millis(wait);
                 while Instant::now() < until && !done.load(Ordering::Relaxed) {
                     thread::sleep(Duration::from_millis(10));
@@ -321,6 +323,7 @@ fn crash(opts: &Opts, s3: bool) -> Res<String> {
                 kills.fetch_add(1, Ordering::Relaxed);
                 thread::sleep(Duration::from_millis(rng.range(0, 300)));
                 s.start()?;
+                wait = rng.range(lo, hi);
             }
             Ok(())
         })
