@@ -29,7 +29,7 @@ use super::response::{ResponseBody, error_response, tus_response};
 use super::{Inner, Target};
 use crate::error::TusError;
 use crate::headers::{HeaderError, Metadata, names, parse_sf_bool, parse_sf_uint};
-use crate::hooks::HookHttpRequest;
+use crate::hooks::{HookHttpRequest, HookHttpResponse};
 use crate::id::UploadId;
 use crate::locker::UploadLock;
 use crate::store::{NewUpload, UploadInfo};
@@ -229,10 +229,9 @@ impl Inner {
         let body_expected = has_body(h, req.body());
         let (info, pre_create) = self.create_with_hooks(upload, hr).await?;
         let location = self.upload_url(host.as_deref(), &info.id);
-        let mut changes = pre_create.clone();
-        if info.is_complete() {
-            changes = self.on_complete(&info, hr).await?;
-        }
+        // A zero-length upload is complete at creation; its pre-finish changes apply too.
+        let created_complete =
+            if info.is_complete() { self.on_complete(&info, hr).await? } else { HookHttpResponse::default() };
         let (parts, body) = req.into_parts();
         let lock = self.lock(&info.id).await?;
         let mut res = match self.ietf_receive(lock, &info, complete, body_expected, &parts.headers, body, hr).await {
@@ -241,7 +240,7 @@ impl Inner {
                 self.describe_upload(draft, &mut res, &written);
                 apply_hook_response(&mut res, &pre_create);
                 apply_hook_response(&mut res, &finish);
-                apply_hook_response(&mut res, &changes);
+                apply_hook_response(&mut res, &created_complete);
                 res
             }
             Err(e) => {

@@ -10,8 +10,7 @@ use super::Inner;
 use super::response::ResponseBody;
 use crate::error::TusError;
 use crate::hooks::{
-    EventDetails, HookError, HookEvent, HookHttpRequest, HookHttpResponse, HookResponse, HookType, HookUpload,
-    RemoteAddr,
+    EventDetails, HookEvent, HookHttpRequest, HookHttpResponse, HookResponse, HookType, HookUpload, RemoteAddr,
 };
 use crate::id::UploadId;
 use crate::inspect::Verdict;
@@ -225,11 +224,5 @@ async fn retry<T, E: std::fmt::Display, F: std::future::Future<Output = Result<T
                 delay = (delay * 2).min(MAX_RETRY_DELAY);
             }
         }
-    }
-}
-
-impl From<HookError> for TusError {
-    fn from(e: HookError) -> Self {
-        TusError::Hook(e)
     }
 }
