@@ -177,7 +177,7 @@ fn cases(ctx: &Ctx) -> Vec<Case> {
         ("ID with trailing encoded space", format!("{base}{done_id}%20")),
         ("tilde home directory", format!("{base}~root")),
         ("10 KB ID", format!("{base}{}", "a".repeat(10_000))),
-        ("stage file of a real upload", format!("{base}{open_id}.stage")),
+        ("marker file of a real upload", format!("{base}{open_id}.unverified")),
     ] {
         t.push(case(format!("HEAD {name}"), Http(tus_at("HEAD", &target)), Status(S400_404_414)));
         t.push(case(

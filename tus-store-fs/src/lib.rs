@@ -9,7 +9,7 @@
 //! |---|---|
 //! | `<id>` | the upload's bytes, in order; **its length is the upload's offset** |
 //! | `<id>.info` | JSON: length, metadata, concatenation role, timestamps — or a tombstone |
-//! | `<id>.stage` | bytes of an all-or-nothing (checksummed) PATCH until they are verified |
+//! | `<id>.unverified` | present while a checksummed PATCH streams into `<id>`: the offset before it |
 //! | `<id>.assembling` | a final upload being concatenated, renamed over `<id>` when done |
 //! | `quarantine/<id>` | the bytes of an upload a virus scan flagged, out of the servable area |
 //!
@@ -21,10 +21,16 @@
 //! more, and never fewer than were acknowledged. `FileStore::builder(dir).sync(false)` trades
 //! that guarantee for speed (the bytes then reach the disk when the OS flushes them).
 //!
+//! While a synced append streams in, writeback of each buffer starts at once (Linux), so the
+//! disk works while the rest of the PATCH arrives and the final `fdatasync` has little left.
+//!
 //! Info files are replaced atomically (write to a temp file, sync, rename, sync the
-//! directory). Checksummed appends go to `<id>.stage` and are appended to `<id>` only once
-//! verified (with `copy_file_range` through `std::io::copy`, so without passing through user
-//! space); finals are assembled the same way into `<id>.assembling` and renamed into place.
+//! directory). Checksummed appends write straight into `<id>` (one copy of the bytes, not
+//! two) after recording the offset before them in `<id>.unverified`: while that marker
+//! exists the offset is capped at it, so unverified bytes never count, even after a crash;
+//! a rejected append is cut off again, and the next append cuts off what a crash left behind.
+//! Finals are assembled into `<id>.assembling` (with `copy_file_range` through
+//! `std::io::copy`) and renamed into place.
 //!
 //! Terminated and expired uploads leave a small tombstone `<id>.info` so they answer `410
 //! Gone`; tombstones are removed by the expiry pass once they are older than the expiry cutoff.
@@ -171,8 +177,8 @@ impl Dirs {
     fn info_path(&self, id: &UploadId) -> PathBuf {
         self.dir.join(format!("{id}.info"))
     }
-    fn stage(&self, id: &UploadId) -> PathBuf {
-        self.dir.join(format!("{id}.stage"))
+    fn unverified(&self, id: &UploadId) -> PathBuf {
+        self.dir.join(format!("{id}.unverified"))
     }
     fn assembling(&self, id: &UploadId) -> PathBuf {
         self.dir.join(format!("{id}.assembling"))
@@ -207,7 +213,55 @@ impl Dirs {
             Err(e) if e.kind() == io::ErrorKind::NotFound => info.offset = 0,
             Err(e) => return Err(io_err("stat", &path)(e)),
         }
+        if let Some(verified) = self.unverified_from(id)? {
+            info.offset = info.offset.min(verified);
+        }
         Ok(info)
+    }
+
+    /// The offset recorded in `<id>.unverified`, if a checksummed append is (or was, before
+    /// a crash) streaming into the data file. An unreadable marker was never completed, and
+    /// the marker is completed before any byte is written, so it caps nothing.
+    fn unverified_from(&self, id: &UploadId) -> Result<Option<u64>, Error> {
+        let path = self.unverified(id);
+        match fs::read_to_string(&path) {
+            Ok(text) => Ok(text.trim().parse().ok()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err("read", &path)(e)),
+        }
+    }
+
+    /// Records that bytes past `offset` are unverified; durable before any of them is written.
+    fn mark_unverified(&self, id: &UploadId, offset: u64) -> Result<(), Error> {
+        let path = self.unverified(id);
+        let mut f = File::create(&path).map_err(io_err("create", &path))?;
+        f.write_all(offset.to_string().as_bytes()).map_err(io_err("write", &path))?;
+        self.sync_file(&f, &path)?;
+        self.sync_dir()
+    }
+
+    /// Drops the marker: the bytes behind it are now verified (or were cut off).
+    fn clear_unverified(&self, id: &UploadId) -> Result<(), Error> {
+        Self::remove_if_exists(&self.unverified(id))?;
+        self.sync_dir()
+    }
+
+    /// Cuts off what an append interrupted by a crash left past its marker. Called with the
+    /// upload locked, so no append is running and any marker is stale.
+    fn settle_unverified(&self, id: &UploadId) -> Result<(), Error> {
+        let Some(from) = self.unverified_from(id)? else {
+            return match self.unverified(id).exists() {
+                true => self.clear_unverified(id),
+                false => Ok(()),
+            };
+        };
+        let path = self.data(id);
+        let f = OpenOptions::new().write(true).open(&path).map_err(io_err("open", &path))?;
+        if f.metadata().map_err(io_err("stat", &path))?.len() > from {
+            f.set_len(from).map_err(io_err("truncate", &path))?;
+            self.sync_file(&f, &path)?;
+        }
+        self.clear_unverified(id)
     }
 
     /// Replaces `<id>.info` atomically.
@@ -264,11 +318,18 @@ struct ChunkWriter {
 }
 
 impl ChunkWriter {
-    fn spawn(mut file: File, path: PathBuf) -> Self {
+    /// `file` is positioned at `start`; with `writeback`, each buffer is sent on to the disk
+    /// as soon as it is written instead of waiting for the final sync.
+    fn spawn(mut file: File, path: PathBuf, start: u64, writeback: bool) -> Self {
         let (queue, mut buffers) = tokio::sync::mpsc::channel::<Bytes>(WRITE_QUEUE);
         let task = tokio::task::spawn_blocking(move || {
+            let mut pos = start;
             while let Some(buf) = buffers.blocking_recv() {
                 file.write_all(&buf).map_err(io_err("write", &path))?;
+                if writeback {
+                    start_writeback(&file, pos, buf.len() as u64);
+                }
+                pos += buf.len() as u64;
             }
             Ok(file)
         });
@@ -298,6 +359,21 @@ impl ChunkWriter {
         Ok(self.task.await.map_err(Error::from)??)
     }
 }
+
+/// Starts writing `len` bytes at `pos` to the disk without waiting for them. On Linux
+/// `POSIX_FADV_DONTNEED` starts asynchronous writeback of the dirty range (and lets the page
+/// cache drop it once clean: uploads are rarely read back soon). A failure here only loses
+/// the head start; the sync that follows reports real I/O errors.
+#[cfg(target_os = "linux")]
+fn start_writeback(file: &File, pos: u64, len: u64) {
+    use rustix::fs::{Advice, fadvise};
+    if let Err(e) = fadvise(file, pos, std::num::NonZeroU64::new(len), Advice::DontNeed) {
+        tracing::debug!(error = %e, "starting writeback failed");
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn start_writeback(_file: &File, _pos: u64, _len: u64) {}
 
 #[async_trait]
 impl Store for FileStore {
@@ -330,26 +406,25 @@ impl Store for FileStore {
         mut data: ChunkStream<'_>,
         options: AppendOptions,
     ) -> Result<u64, StoreError> {
-        let staged = options.all_or_nothing;
-        let target = if staged { self.inner.stage(id) } else { self.inner.data(id) };
+        let checked = options.all_or_nothing;
         let opened = {
-            let (id, target) = (id.clone(), target.clone());
+            let id = id.clone();
             self.blocking(move |d| {
+                d.settle_unverified(&id)?;
                 let current = d.info(&id)?.offset;
                 if current != offset {
                     return Err(Error::Conflict(format!("offset is {current}, not {offset}")));
                 }
-                let mut opts = OpenOptions::new();
-                if staged {
-                    opts.write(true).create(true).truncate(true)
-                } else {
-                    opts.append(true)
-                };
-                opts.open(&target).map_err(io_err("open", &target))
+                if checked {
+                    d.mark_unverified(&id, offset)?;
+                }
+                let path = d.data(&id);
+                Ok((OpenOptions::new().append(true).open(&path).map_err(io_err("open", &path))?, path))
             })
             .await?
         };
-        let mut writer = ChunkWriter::spawn(opened, target);
+        let (file, path) = opened;
+        let mut writer = ChunkWriter::spawn(file, path, offset, self.inner.sync);
         let mut buf = BytesMut::with_capacity(WRITE_BUFFER);
         let mut ended = None;
         while let Some(item) = data.next().await {
@@ -370,7 +445,7 @@ impl Store for FileStore {
         drop(data);
         let keep = match ended {
             None => true,
-            Some(BodyError::Interrupted) => !staged,
+            Some(BodyError::Interrupted) => !checked,
             Some(BodyError::Rejected) => false,
         };
         if keep && !buf.is_empty() {
@@ -379,25 +454,14 @@ impl Store for FileStore {
         let file = writer.finish().await?;
         let id = id.clone();
         self.blocking(move |d| {
-            let data_path = d.data(&id);
-            if staged {
-                let stage_path = d.stage(&id);
-                if keep {
-                    // Verified: move the staged bytes behind the data (in-kernel copy).
-                    drop(file);
-                    let mut src = File::open(&stage_path).map_err(io_err("open", &stage_path))?;
-                    let mut dst =
-                        OpenOptions::new().append(true).open(&data_path).map_err(io_err("open", &data_path))?;
-                    io::copy(&mut src, &mut dst).map_err(io_err("copy", &data_path))?;
-                    d.sync_file(&dst, &data_path)?;
-                }
-                Dirs::remove_if_exists(&stage_path)?;
-            } else if keep {
-                d.sync_file(&file, &data_path)?;
-            } else {
-                // Rejected after some bytes were written: cut them off again.
-                file.set_len(offset).map_err(io_err("truncate", &data_path))?;
-                d.sync_file(&file, &data_path)?;
+            let path = d.data(&id);
+            if !keep {
+                // Rejected, or a checksummed body cut short: none of it counts.
+                file.set_len(offset).map_err(io_err("truncate", &path))?;
+            }
+            d.sync_file(&file, &path)?;
+            if checked {
+                d.clear_unverified(&id)?;
             }
             Ok(d.info(&id)?.offset)
         })
@@ -496,7 +560,7 @@ impl Terminate for FileStore {
             d.info(&id)?;
             // Tombstone first: from here on the upload answers 410, whatever happens next.
             d.write_info(&id, &InfoFile::Gone { at: SystemTime::now() })?;
-            for path in [d.data(&id), d.stage(&id), d.assembling(&id), d.quarantined(&id)] {
+            for path in [d.data(&id), d.unverified(&id), d.assembling(&id), d.quarantined(&id)] {
                 Dirs::remove_if_exists(&path)?;
             }
             Ok(())
@@ -509,19 +573,20 @@ impl Terminate for FileStore {
 impl Concatenate for FileStore {
     async fn concatenate(&self, final_id: &UploadId, partials: &[UploadInfo]) -> Result<(), StoreError> {
         let final_id = final_id.clone();
-        let partials: Vec<UploadId> = partials.iter().map(|p| p.id.clone()).collect();
+        let partials: Vec<(UploadId, u64)> = partials.iter().map(|p| (p.id.clone(), p.offset)).collect();
         self.blocking(move |d| {
             let mut info = d.info(&final_id)?;
             let tmp = d.assembling(&final_id);
             let mut out = File::create(&tmp).map_err(io_err("create", &tmp))?;
             let mut total = 0u64;
-            for id in &partials {
+            for (id, len) in &partials {
                 let path = d.data(id);
-                let mut src = File::open(&path).map_err(|e| match e.kind() {
+                let src = File::open(&path).map_err(|e| match e.kind() {
                     io::ErrorKind::NotFound => Error::Conflict(format!("partial upload {id} is gone")),
                     _ => io_err("open", &path)(e),
                 })?;
-                total += io::copy(&mut src, &mut out).map_err(io_err("copy", &tmp))?;
+                // Only the partial's offset: bytes past it (an unverified append) are not its.
+                total += io::copy(&mut io::Read::take(src, *len), &mut out).map_err(io_err("copy", &tmp))?;
             }
             d.sync_file(&out, &tmp)?;
             if info.length != Some(total) {
