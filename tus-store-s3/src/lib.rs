@@ -291,8 +291,9 @@ impl S3StoreBuilder {
             .stalled_stream_protection(
                 StalledStreamProtectionConfig::enabled().grace_period(self.request_timeout).build(),
             )
-            // Plain Content-MD5 (set on every part and object) is what S3-compatible servers
-            // understand; the SDK's newer default trailing checksums are not.
+            // Plain Content-MD5 (on every object; parts are covered by the signed payload hash)
+            // is what S3-compatible servers understand; the SDK's newer default trailing
+            // checksums are not.
             .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
             .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
         if let Some(endpoint) = self.endpoint {
@@ -575,14 +576,16 @@ impl Inner {
     /// Streams `input` after the tail into the upload and commits: completes the upload if it
     /// reached its length, else records the new tail. Returns the new offset.
     async fn append_input(&self, id: &UploadId, offset: u64, input: Input<'_>) -> Result<u64, Error> {
-        let live = self.live(id).await?;
+        let tail_key = self.tail_key(id);
+        // One round trip for both: every PATCH waits for these before reading its body.
+        let (live, tail) = tokio::join!(self.live(id), self.bucket.get_small(&tail_key));
+        let live = live?;
         let upload_id = match (&live.multipart_upload_id, live.completed) {
             (Some(upload_id), false) => upload_id.clone(),
             _ if live.upload.length == Some(offset) => return Ok(offset),
             _ => return Err(Error::Conflict(format!("upload {id} is already complete"))),
         };
-        let tail_key = self.tail_key(id);
-        let (tail, marker) = self.bucket.get_small(&tail_key).await?.unwrap_or_default();
+        let (tail, marker) = tail?.unwrap_or_default();
         let current = marker.parts_bytes + tail.len() as u64;
         if current != offset {
             return Err(Error::Conflict(format!("offset is {current}, not {offset}")));
