@@ -88,10 +88,16 @@ pub(crate) struct Running {
 
 impl Running {
     /// Kills the process, waits for it and removes its scratch directory.
-    pub(crate) async fn stop(mut self) {
+    pub(crate) async fn stop(self) {
+        let dir = self.kill().await;
+        let _ = tokio::fs::remove_dir_all(&dir).await;
+    }
+
+    /// Kills the process and waits for it; returns its scratch directory, left in place.
+    pub(crate) async fn kill(mut self) -> PathBuf {
         let _ = self.child.start_kill();
         let _ = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;
-        let _ = tokio::fs::remove_dir_all(&self.dir).await;
+        self.dir
     }
 }
 

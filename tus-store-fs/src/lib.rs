@@ -223,9 +223,14 @@ impl Dirs {
     /// a crash) streaming into the data file. An unreadable marker was never completed, and
     /// the marker is completed before any byte is written, so it caps nothing.
     fn unverified_from(&self, id: &UploadId) -> Result<Option<u64>, Error> {
+        Ok(self.read_unverified(id)?.flatten())
+    }
+
+    /// `<id>.unverified`: `None` if absent, `Some(None)` if present but never completed.
+    fn read_unverified(&self, id: &UploadId) -> Result<Option<Option<u64>>, Error> {
         let path = self.unverified(id);
         match fs::read_to_string(&path) {
-            Ok(text) => Ok(text.trim().parse().ok()),
+            Ok(text) => Ok(Some(text.trim().parse().ok())),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io_err("read", &path)(e)),
         }
@@ -249,11 +254,10 @@ impl Dirs {
     /// Cuts off what an append interrupted by a crash left past its marker. Called with the
     /// upload locked, so no append is running and any marker is stale.
     fn settle_unverified(&self, id: &UploadId) -> Result<(), Error> {
-        let Some(from) = self.unverified_from(id)? else {
-            return match self.unverified(id).exists() {
-                true => self.clear_unverified(id),
-                false => Ok(()),
-            };
+        let from = match self.read_unverified(id)? {
+            None => return Ok(()),
+            Some(None) => return self.clear_unverified(id),
+            Some(Some(from)) => from,
         };
         let path = self.data(id);
         let f = OpenOptions::new().write(true).open(&path).map_err(io_err("open", &path))?;
@@ -314,7 +318,7 @@ const WRITE_QUEUE: usize = 1;
 /// Writes buffers to an open file from a blocking thread while the request keeps streaming.
 struct ChunkWriter {
     queue: Option<tokio::sync::mpsc::Sender<Bytes>>,
-    task: tokio::task::JoinHandle<Result<File, Error>>,
+    task: tokio::task::JoinHandle<Result<(File, u64), Error>>,
 }
 
 impl ChunkWriter {
@@ -331,7 +335,7 @@ impl ChunkWriter {
                 }
                 pos += buf.len() as u64;
             }
-            Ok(file)
+            Ok((file, pos))
         });
         ChunkWriter { queue: Some(queue), task }
     }
@@ -353,8 +357,9 @@ impl ChunkWriter {
         }
     }
 
-    /// Waits for every queued buffer to be written and returns the file.
-    async fn finish(mut self) -> Result<File, StoreError> {
+    /// Waits for every queued buffer to be written; returns the file and the position after
+    /// the last byte written.
+    async fn finish(mut self) -> Result<(File, u64), StoreError> {
         self.queue = None;
         Ok(self.task.await.map_err(Error::from)??)
     }
@@ -451,7 +456,11 @@ impl Store for FileStore {
         if keep && !buf.is_empty() {
             writer.write(buf.freeze()).await?;
         }
-        let file = writer.finish().await?;
+        let (file, end) = writer.finish().await?;
+        if keep && !checked && !self.inner.sync {
+            // Nothing left to do on disk: skip a trip to the blocking pool.
+            return Ok(end);
+        }
         let id = id.clone();
         self.blocking(move |d| {
             let path = d.data(&id);
@@ -463,7 +472,7 @@ impl Store for FileStore {
             if checked {
                 d.clear_unverified(&id)?;
             }
-            Ok(d.info(&id)?.offset)
+            Ok(if keep { end } else { offset })
         })
         .await
     }

@@ -101,8 +101,11 @@ impl Inner {
         if let Some(offset) = offset {
             headers.insert(names::UPLOAD_OFFSET, HeaderValue::from(offset));
         }
-        let now = self.store.info(&info.id).await.unwrap_or(info);
-        self.set_expires_header(headers, &now);
+        // Only expiring uploads need the post-write state (for their new activity time).
+        if self.expiration().is_some() {
+            let now = self.store.info(&info.id).await.unwrap_or(info);
+            self.set_expires_header(headers, &now);
+        }
         Ok(res)
     }
 
