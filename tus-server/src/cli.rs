@@ -56,6 +56,11 @@ pub struct Cli {
     #[arg(long, env = "TUS_S3_MAX_PARTS_IN_FLIGHT", default_value_t = tus_store_s3::DEFAULT_MAX_PARTS_IN_FLIGHT)]
     pub s3_max_parts_in_flight: usize,
 
+    /// Memory for S3 part buffers across all uploads, in bytes; uploads beyond it wait for
+    /// room (their clients slowed by TCP flow control) instead of the server growing.
+    #[arg(long, env = "TUS_S3_PART_MEMORY", default_value_t = tus_store_s3::DEFAULT_PART_MEMORY)]
+    pub s3_part_memory: u64,
+
     /// Largest accepted upload, in bytes (advertised as Tus-Max-Size). Default: no limit.
     #[arg(long, env = "TUS_MAX_SIZE")]
     pub max_size: Option<u64>,

@@ -103,7 +103,8 @@ fn s3_store(cli: &Cli, bucket: &str) -> Result<S3Store, ServerError> {
         .object_prefix(cli.s3_object_prefix.clone())
         .force_path_style(cli.s3_force_path_style)
         .part_size(cli.s3_part_size)
-        .max_parts_in_flight(cli.s3_max_parts_in_flight);
+        .max_parts_in_flight(cli.s3_max_parts_in_flight)
+        .part_memory(cli.s3_part_memory);
     if let Some(endpoint) = &cli.s3_endpoint {
         builder = builder.endpoint(endpoint.clone());
     }

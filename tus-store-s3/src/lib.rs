@@ -131,6 +131,8 @@ pub const MAX_PRESIGNED_LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);
 pub const DEFAULT_PART_SIZE: u64 = 8 * MIB;
 /// Default number of parts uploading concurrently per upload.
 pub const DEFAULT_MAX_PARTS_IN_FLIGHT: usize = 4;
+/// Default memory for part buffers across all uploads of a store.
+pub const DEFAULT_PART_MEMORY: u64 = 256 * MIB;
 /// Default time limit of small S3 requests.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -168,6 +170,7 @@ pub struct S3StoreBuilder {
     request_timeout: Duration,
     credentials: Option<Credentials>,
     staging_dir: Option<PathBuf>,
+    part_memory: u64,
 }
 
 impl fmt::Debug for S3StoreBuilder {
@@ -243,6 +246,14 @@ impl S3StoreBuilder {
         self
     }
 
+    /// Memory for part buffers across all uploads of this store (default 256 MiB). Uploads
+    /// beyond it wait, slowed down by TCP flow control, instead of the server growing by a part
+    /// per concurrent upload. A part larger than the whole budget still proceeds, alone.
+    pub fn part_memory(mut self, bytes: u64) -> Self {
+        self.part_memory = bytes;
+        self
+    }
+
     /// Where checksummed bodies over 1 MiB are staged (default: the system temp directory).
     pub fn staging_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.staging_dir = Some(dir.into());
@@ -309,6 +320,7 @@ impl S3StoreBuilder {
                 max_parts_in_flight: self.max_parts_in_flight,
                 max_object_size: self.max_object_size,
                 staging_dir,
+                part_memory: upload::PartMemory::new(self.part_memory),
             }),
         })
     }
@@ -348,6 +360,7 @@ struct Inner {
     max_parts_in_flight: usize,
     max_object_size: u64,
     staging_dir: PathBuf,
+    part_memory: upload::PartMemory,
 }
 
 /// An unfinished upload as S3 holds it.
@@ -374,6 +387,7 @@ impl S3Store {
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             credentials: None,
             staging_dir: None,
+            part_memory: DEFAULT_PART_MEMORY,
         }
     }
 
@@ -562,6 +576,7 @@ impl Inner {
     ) -> Pipeline<'a> {
         let assumed_total = live.upload.length.unwrap_or(self.max_object_size);
         Pipeline {
+            memory: &self.part_memory,
             bucket: &self.bucket,
             key,
             upload_id,
@@ -593,9 +608,10 @@ impl Inner {
         let data_key = self.data_key(id);
         let mut pipeline = self.pipeline(&data_key, &upload_id, &live, marker.parts, marker.parts_bytes);
         let tail_len = tail.len();
-        let rest = match pipeline.run(tail, input).await? {
+        // `_room` keeps the rest's memory reserved until it is stored.
+        let (rest, _room) = match pipeline.run(tail, input).await? {
             Outcome::Discard => return Ok(offset),
-            Outcome::Keep { rest } => rest,
+            Outcome::Keep { rest, _room } => (rest, _room),
         };
         let new_offset = pipeline.parts_bytes + rest.len() as u64;
         if live.upload.length == Some(new_offset) {
@@ -747,8 +763,8 @@ impl Inner {
         }
         tracing::debug!(upload = %final_id, "concatenating by streaming the partials");
         let mut pipeline = self.pipeline(&data_key, &upload_id, &live, 0, 0);
-        let rest = match pipeline.run(Bytes::new(), self.objects_input(sources)).await? {
-            Outcome::Keep { rest } => rest,
+        let (rest, _room) = match pipeline.run(Bytes::new(), self.objects_input(sources)).await? {
+            Outcome::Keep { rest, _room } => (rest, _room),
             Outcome::Discard => return Err(Error::Conflict("concatenation input discarded".into())),
         };
         let (parts, etags) = (pipeline.parts, std::mem::take(&mut pipeline.etags));

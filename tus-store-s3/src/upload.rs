@@ -3,11 +3,13 @@
 
 use std::path::Path;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use futures_core::Stream;
 use futures_util::StreamExt as _;
 use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _, AsyncWriteExt as _};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tus_core::store::{BodyError, ChunkStream};
 
@@ -48,18 +50,48 @@ pub(crate) fn part_size(configured: u64, assumed_total: u64, parts: u32, parts_b
     configured.max(needed).div_ceil(MIB).saturating_mul(MIB).clamp(MIN_PART_SIZE, MAX_PART_SIZE)
 }
 
+/// Memory for part buffers shared by every upload of a store, in whole MiB: without it 200
+/// concurrent uploads held 200 part buffers (925 MiB of RSS for 200 × 5 MiB uploads). An
+/// upload waits for room before it reads more of its body, so the client is slowed by TCP
+/// flow control instead of the server growing. No deadlock: a permit is held either by a
+/// buffer being filled, which waits on nothing but its client, or by a part upload, which
+/// finishes or fails on its own.
+#[derive(Debug, Clone)]
+pub(crate) struct PartMemory {
+    mib: Arc<Semaphore>,
+    total_mib: u32,
+}
+
+impl PartMemory {
+    /// A budget of `bytes` (at least one MiB).
+    pub(crate) fn new(bytes: u64) -> Self {
+        let total_mib = u32::try_from((bytes / MIB).max(1)).unwrap_or(u32::MAX).min(Semaphore::MAX_PERMITS as u32);
+        PartMemory { mib: Arc::new(Semaphore::new(total_mib as usize)), total_mib }
+    }
+
+    /// Waits for room for a buffer of `bytes` (a buffer larger than the whole budget gets all
+    /// of it, so it still makes progress, alone).
+    async fn reserve(&self, bytes: usize) -> Result<OwnedSemaphorePermit, Error> {
+        let mib = u32::try_from((bytes as u64).div_ceil(MIB).max(1)).unwrap_or(u32::MAX).min(self.total_mib);
+        self.mib.clone().acquire_many_owned(mib).await.map_err(|_| Error::Conflict("part memory closed".into()))
+    }
+}
+
 /// Where an append ended.
 #[derive(Debug)]
 pub(crate) enum Outcome {
-    /// The input ended cleanly or was interrupted: everything is uploaded but `rest`.
-    Keep { rest: Bytes },
+    /// The input ended cleanly or was interrupted: everything is uploaded but `rest`, whose
+    /// memory stays reserved until `_room` is dropped.
+    Keep { rest: Bytes, _room: OwnedSemaphorePermit },
     /// The input was rejected: nothing of it may count.
     Discard,
 }
 
 /// Uploads full parts of one multipart upload as bytes arrive, at most `max_in_flight` at a
-/// time; memory stays below `part_size × (max_in_flight + 1)`.
+/// time; memory stays below `part_size × (max_in_flight + 1)` per upload and within the
+/// store's [`PartMemory`] in all.
 pub(crate) struct Pipeline<'a> {
+    pub(crate) memory: &'a PartMemory,
     pub(crate) bucket: &'a Bucket,
     pub(crate) key: &'a str,
     pub(crate) upload_id: &'a str,
@@ -77,15 +109,17 @@ impl Pipeline<'_> {
     /// Streams `input` after `head` (earlier bytes not yet in a part) into parts.
     pub(crate) async fn run(&mut self, head: Bytes, mut input: Input<'_>) -> Result<Outcome, Error> {
         let part_size = self.part_size as usize;
+        let mut room = self.memory.reserve(part_size.max(head.len())).await?;
         let mut buf = BytesMut::with_capacity(part_size.max(head.len()));
         buf.extend_from_slice(&head);
         drop(head);
         let mut in_flight: JoinSet<Result<(i32, Option<String>), Error>> = JoinSet::new();
         // The tail kept so far can exceed the part size: a deferred-length upload collects its
         // tail for parts planned at the maximum size, and shrinks them once its length is known.
+        // (Those parts share the one reservation made for the whole tail.)
         while buf.len() >= part_size {
             let part = buf.split_to(part_size).freeze();
-            self.start_part(&mut in_flight, part).await?;
+            self.start_part(&mut in_flight, part, None).await?;
         }
         let mut end = None;
         while let Some(item) = input.next().await {
@@ -98,8 +132,9 @@ impl Pipeline<'_> {
                         chunk = &chunk[take..];
                         if buf.len() == part_size {
                             let part = buf.split().freeze();
+                            self.start_part(&mut in_flight, part, Some(room)).await?;
+                            room = self.memory.reserve(part_size).await?;
                             buf.reserve(part_size);
-                            self.start_part(&mut in_flight, part).await?;
                         }
                     }
                 }
@@ -121,15 +156,18 @@ impl Pipeline<'_> {
                 while let Some(done) = in_flight.join_next().await {
                     self.etags.push(done??);
                 }
-                Ok(Outcome::Keep { rest: buf.freeze() })
+                Ok(Outcome::Keep { rest: buf.freeze(), _room: room })
             }
         }
     }
 
+    /// Uploads `part` in the background; `room` (its memory reservation) is released when the
+    /// upload is done.
     async fn start_part(
         &mut self,
         in_flight: &mut JoinSet<Result<(i32, Option<String>), Error>>,
         part: Bytes,
+        room: Option<OwnedSemaphorePermit>,
     ) -> Result<(), Error> {
         while in_flight.len() >= self.max_in_flight {
             if let Some(done) = in_flight.join_next().await {
@@ -146,6 +184,7 @@ impl Pipeline<'_> {
         tracing::debug!(key = %key, part = number, bytes = part.len(), "uploading part");
         in_flight.spawn(async move {
             let etag = bucket.upload_part(&key, &upload_id, number, part).await?;
+            drop(room);
             Ok((number, etag))
         });
         Ok(())
@@ -249,5 +288,23 @@ mod tests {
             }
         }
         assert!(u64::from(parts) <= MAX_PARTS, "{parts} parts");
+    }
+
+    #[tokio::test]
+    async fn part_memory_reserves_whole_mib_and_never_more_than_it_has() {
+        let memory = PartMemory::new(8 * MIB);
+        let first = memory.reserve(5 * MIB as usize).await.expect("room");
+        assert_eq!(memory.mib.available_permits(), 3);
+        // A buffer larger than the whole budget waits for all of it, then proceeds alone.
+        let waiting = tokio::spawn({
+            let memory = memory.clone();
+            async move { memory.reserve(100 * MIB as usize).await.map(|p| p.num_permits()) }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished(), "reserved memory that was taken");
+        drop(first);
+        assert_eq!(waiting.await.expect("task").expect("room"), 8);
+        // Less than a MiB still counts as one.
+        assert_eq!(memory.reserve(1).await.expect("room").num_permits(), 1);
     }
 }

@@ -47,6 +47,7 @@ on_both!(checksummed_append_is_staged, staged_append);
 on_both!(parts_beyond_the_commit_are_ignored, orphan_parts);
 on_both!(termination_removes_everything, terminate);
 on_both!(presigned_url_serves_the_upload, presigned);
+on_both!(uploads_share_a_part_memory_of_one_part, shared_part_memory);
 
 async fn store_suite_passes(server: Server) {
     tus_core::testing::run_all(&server.store()).await;
@@ -128,6 +129,24 @@ async fn seventeen_mib(server: Server) {
         [3 * MIB + 5, 7 * MIB + 123, 1, MIB + MIB / 2, len - (3 * MIB + 5) - (7 * MIB + 123) - 1 - (MIB + MIB / 2)];
     let id = upload_in(&store, len, &appends).await;
     assert_finished(&server, &store, &id, len).await;
+}
+
+/// Four uploads of 12 MiB at once through room for a single 5 MiB part: they take turns (a
+/// part upload in flight frees its room when done) and all finish intact.
+async fn shared_part_memory(server: Server) {
+    let store = server.builder().part_memory(5 * MIB as u64).build().expect("store");
+    let len = 12 * MIB;
+    let uploads = (0..4).map(|_| {
+        let store = store.clone();
+        tokio::spawn(async move { upload_in(&store, len, &[len]).await })
+    });
+    let ids = tokio::time::timeout(Duration::from_secs(120), futures_util::future::try_join_all(uploads))
+        .await
+        .expect("uploads sharing the part memory stalled")
+        .expect("upload task");
+    for id in &ids {
+        assert_finished(&server, &store, id, len).await;
+    }
 }
 
 async fn zero_bytes(server: Server) {
