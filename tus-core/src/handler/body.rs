@@ -17,7 +17,7 @@ use http_body::Body;
 use http_body_util::BodyExt as _;
 use tokio::sync::{Notify, watch};
 
-use crate::checksum::{ChecksumAlgorithm, ChecksumHasher};
+use crate::checksum::ChecksumAlgorithm;
 use crate::error::TusError;
 use crate::headers::{self, UploadChecksum};
 use crate::locker::UploadLock;
@@ -73,7 +73,7 @@ struct State<'a, B> {
     received: u64,
     /// Running digests: the header's algorithm, or (for an announced trailer, whose algorithm
     /// is unknown until the end) every supported one.
-    hashers: Vec<(ChecksumAlgorithm, ChecksumHasher)>,
+    digests: Option<Digests>,
     trailer_checksum: Option<UploadChecksum>,
     done: bool,
 }
@@ -84,10 +84,10 @@ where
     B: Body + Send + Unpin + 'a,
     B::Data: Buf + Send,
 {
-    let hashers = match (&rules.checksum, rules.checksum_trailer) {
-        (Some(c), _) => vec![(c.algorithm, c.algorithm.hasher())],
-        (None, true) => ChecksumAlgorithm::ALL.iter().map(|a| (*a, a.hasher())).collect(),
-        (None, false) => Vec::new(),
+    let digests = match (&rules.checksum, rules.checksum_trailer) {
+        (Some(c), _) => Some(Digests::start(vec![c.algorithm])),
+        (None, true) => Some(Digests::start(ChecksumAlgorithm::ALL.to_vec())),
+        (None, false) => None,
     };
     let lock = rules.lock;
     let stop_upload = rules.stop_upload;
@@ -101,7 +101,7 @@ where
     });
     let deadline = Box::pin(tokio::time::sleep(rules.read_timeout));
     let state =
-        State { body, stop, deadline, rules, outcome, received: 0, hashers, trailer_checksum: None, done: false };
+        State { body, stop, deadline, rules, outcome, received: 0, digests, trailer_checksum: None, done: false };
     Box::pin(stream::unfold(state, |mut st| async move {
         if st.done {
             return None;
@@ -126,18 +126,19 @@ where
 
     async fn next_item(&mut self) -> Option<Result<Bytes, BodyError>> {
         loop {
-            let frame = tokio::select! {
+            // The body's error type need not be `Send`: it must be gone before any await below.
+            let frame = match tokio::select! {
                 biased;
                 why = &mut self.stop => return self.fail(why, BodyError::Interrupted),
                 () = &mut self.deadline => return self.fail(TusError::ReadTimeout, BodyError::Interrupted),
                 frame = self.body.frame() => frame,
+            } {
+                None => None,
+                Some(Err(_)) => return self.fail(TusError::UnexpectedEof, BodyError::Interrupted),
+                Some(Ok(frame)) => Some(frame),
             };
             self.deadline.as_mut().reset(tokio::time::Instant::now() + self.rules.read_timeout);
-            let frame = match frame {
-                None => return self.finish(),
-                Some(Err(_)) => return self.fail(TusError::UnexpectedEof, BodyError::Interrupted),
-                Some(Ok(frame)) => frame,
-            };
+            let Some(frame) = frame else { return self.finish().await };
             match frame.into_data() {
                 Ok(mut data) => {
                     let bytes = data.copy_to_bytes(data.remaining());
@@ -150,8 +151,8 @@ where
                     }
                     self.received += len;
                     self.rules.progress.store(self.received, Ordering::Relaxed);
-                    for (_, h) in &mut self.hashers {
-                        h.update(&bytes);
+                    if let Some(digests) = &mut self.digests {
+                        digests.update(&bytes).await;
                     }
                     return Some(Ok(bytes));
                 }
@@ -173,18 +174,13 @@ where
     }
 
     /// The body ended: verify the checksum, if one applies.
-    fn finish(&mut self) -> Option<Result<Bytes, BodyError>> {
-        if self.hashers.is_empty() {
-            return None;
-        }
+    async fn finish(&mut self) -> Option<Result<Bytes, BodyError>> {
+        let digests = self.digests.take()?;
         let Some(expected) = self.rules.checksum.take().or_else(|| self.trailer_checksum.take()) else {
             // `Trailer: Upload-Checksum` was announced but never sent.
             return self.fail(invalid_checksum(), BodyError::Rejected);
         };
-        let digest = std::mem::take(&mut self.hashers)
-            .into_iter()
-            .find(|(a, _)| *a == expected.algorithm)
-            .map(|(_, h)| h.finalize());
+        let digest = digests.finish().await.into_iter().find(|(a, _)| *a == expected.algorithm).map(|(_, d)| d);
         if digest.as_deref() == Some(expected.digest.as_slice()) {
             None
         } else {
@@ -195,4 +191,43 @@ where
 
 fn invalid_checksum() -> TusError {
     TusError::InvalidHeader(headers::HeaderError::Invalid(headers::names::UPLOAD_CHECKSUM))
+}
+
+/// Chunks waiting to be hashed, per body.
+const DIGEST_QUEUE: usize = 4;
+
+/// Digests computed on a blocking thread as the chunks arrive, so hashing overlaps receiving
+/// and storing instead of adding to them: hashed inline, sha1 made the request task the
+/// bottleneck of a checksummed PATCH (about 600 MiB/s on 2 cores, a third of sha1's speed).
+struct Digests {
+    chunks: tokio::sync::mpsc::Sender<Bytes>,
+    worker: tokio::task::JoinHandle<Vec<(ChecksumAlgorithm, Vec<u8>)>>,
+}
+
+impl Digests {
+    fn start(algorithms: Vec<ChecksumAlgorithm>) -> Self {
+        let (chunks, mut queue) = tokio::sync::mpsc::channel::<Bytes>(DIGEST_QUEUE);
+        let worker = tokio::task::spawn_blocking(move || {
+            let mut hashers: Vec<_> = algorithms.into_iter().map(|a| (a, a.hasher())).collect();
+            while let Some(chunk) = queue.blocking_recv() {
+                for (_, h) in &mut hashers {
+                    h.update(&chunk);
+                }
+            }
+            hashers.into_iter().map(|(a, h)| (a, h.finalize())).collect()
+        });
+        Digests { chunks, worker }
+    }
+
+    /// Queues `chunk` (a cheap clone); waits only when hashing is `DIGEST_QUEUE` chunks behind.
+    async fn update(&mut self, chunk: &Bytes) {
+        // A send fails only if the worker is gone; `finish` then reports no digest at all.
+        let _ = self.chunks.send(chunk.clone()).await;
+    }
+
+    /// Every digest, once all queued chunks are hashed (none if the worker failed).
+    async fn finish(self) -> Vec<(ChecksumAlgorithm, Vec<u8>)> {
+        drop(self.chunks);
+        self.worker.await.unwrap_or_default()
+    }
 }
