@@ -385,15 +385,24 @@ impl Store for FileStore {
     async fn create(&self, upload: NewUpload) -> Result<UploadInfo, StoreError> {
         self.blocking(move |d| {
             let info = upload.into_info(SystemTime::now());
-            let data = d.data(&info.id);
-            match OpenOptions::new().write(true).create_new(true).open(&data) {
+            // The info first, created exclusively: it is what makes an ID taken (a tombstone
+            // too). Written in place rather than renamed into place, one directory operation
+            // fewer per upload: a single write of a few hundred bytes to a new file is whole
+            // or absent after a process crash, and only a power loss before the syncs below
+            // could leave it partial, for an ID that was never given out.
+            let path = d.info_path(&info.id);
+            let json = serde_json::to_vec(&InfoFile::Live(info.clone()))
+                .map_err(|source| Error::Json { path: path.clone(), source })?;
+            let mut f = match OpenOptions::new().write(true).create_new(true).open(&path) {
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Err(Error::AlreadyExists),
-                other => drop(other.map_err(io_err("create", &data))?),
-            }
-            if d.info_path(&info.id).exists() {
-                return Err(Error::AlreadyExists);
-            }
-            d.write_info(&info.id, &InfoFile::Live(info.clone()))?;
+                other => other.map_err(io_err("create", &path))?,
+            };
+            f.write_all(&json).map_err(io_err("write", &path))?;
+            d.sync_file(&f, &path)?;
+            // Any data file already there is left from a create interrupted before its info.
+            let data = d.data(&info.id);
+            OpenOptions::new().write(true).create(true).truncate(true).open(&data).map_err(io_err("create", &data))?;
+            d.sync_dir()?;
             Ok(info)
         })
         .await
@@ -416,15 +425,26 @@ impl Store for FileStore {
             let id = id.clone();
             self.blocking(move |d| {
                 d.settle_unverified(&id)?;
-                let current = d.info(&id)?.offset;
+                // With no marker left the data file's length is the offset: checking it on the
+                // open file spares reading the info again (the caller just did, holding the lock).
+                let path = d.data(&id);
+                let file = match OpenOptions::new().append(true).open(&path) {
+                    Ok(file) => file,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                        // Terminated, expired or quarantined: the info says which.
+                        d.info(&id)?;
+                        return Err(Error::Conflict(format!("upload {id} takes no more bytes")));
+                    }
+                    Err(e) => return Err(io_err("open", &path)(e)),
+                };
+                let current = file.metadata().map_err(io_err("stat", &path))?.len();
                 if current != offset {
                     return Err(Error::Conflict(format!("offset is {current}, not {offset}")));
                 }
                 if checked {
                     d.mark_unverified(&id, offset)?;
                 }
-                let path = d.data(&id);
-                Ok((OpenOptions::new().append(true).open(&path).map_err(io_err("open", &path))?, path))
+                Ok((file, path))
             })
             .await?
         };
