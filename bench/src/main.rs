@@ -117,29 +117,8 @@ impl Sizes {
                 hash_total: 512 * MIB,
                 run_timeout_secs: 120,
             }
-        } else if issue_sizes {
-            Sizes {
-                runs: runs.unwrap_or(5),
-                s1_total: 1024 * MIB,
-                s1_chunk: 8 * MIB,
-                s2_count: 10_000,
-                s2_clients: 64,
-                s2_size: 64 * 1024,
-                s3_count: 200,
-                s3_size: 64 * MIB,
-                s5_total: 1024 * MIB,
-                s5_count: 200,
-                s5_size: 64 * MIB,
-                s6_count: 100_000,
-                s6_clients: 64,
-                s6_max_secs: 10,
-                loopback_total: 8192 * MIB,
-                disk_total: 1024 * MIB,
-                hash_total: 1024 * MIB,
-                run_timeout_secs: 600,
-            }
         } else {
-            Sizes {
+            let default = Sizes {
                 runs: runs.unwrap_or(5),
                 s1_total: 1024 * MIB,
                 s1_chunk: 8 * MIB,
@@ -158,6 +137,19 @@ impl Sizes {
                 disk_total: 1024 * MIB,
                 hash_total: 1024 * MIB,
                 run_timeout_secs: 300,
+            };
+            if !issue_sizes {
+                return default;
+            }
+            Sizes {
+                s3_size: 64 * MIB,
+                s5_total: 1024 * MIB,
+                s5_size: 64 * MIB,
+                s6_count: 100_000,
+                s6_max_secs: 10,
+                loopback_total: 8192 * MIB,
+                run_timeout_secs: 600,
+                ..default
             }
         }
     }
