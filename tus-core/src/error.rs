@@ -101,6 +101,9 @@ pub enum TusError {
     /// The store failed; logged in full, shown to the client as a generic 500.
     #[error("store error: {0}")]
     Store(StoreError),
+    /// The server failed on its own (not the store, not the client): a generic 500.
+    #[error("internal error: {0}")]
+    Internal(&'static str),
 }
 
 /// A response extension naming the [`TusError::code`] an error response was rendered from,
@@ -138,7 +141,7 @@ impl TusError {
             NotServable(UploadState::Processing) => 409,
             NotServable(_) => 403,
             Signature(_) => 403,
-            Store(_) => 500,
+            Store(_) | Internal(_) => 500,
         };
         StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
@@ -174,14 +177,14 @@ impl TusError {
             Hook(_) => "ERR_HOOK_FAILED",
             NotServable(_) => "ERR_UPLOAD_NOT_SERVABLE",
             Signature(_) => "ERR_INVALID_SIGNATURE",
-            Store(_) => "ERR_INTERNAL_SERVER_ERROR",
+            Store(_) | Internal(_) => "ERR_INTERNAL_SERVER_ERROR",
         }
     }
 
     /// The short text sent as the response body. Internal details never leak.
     pub fn message(&self) -> String {
         match self {
-            TusError::Store(_) => "internal server error".to_owned(),
+            TusError::Store(_) | TusError::Internal(_) => "internal server error".to_owned(),
             TusError::Hook(_) => "a hook failed; nothing was changed".to_owned(),
             TusError::InvalidHeader(e) => e.to_string(),
             other => other.to_string(),
