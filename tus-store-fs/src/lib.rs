@@ -46,6 +46,7 @@
 //! # }
 //! ```
 
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Seek, SeekFrom, Write};
 use std::ops::Range;
@@ -134,7 +135,7 @@ impl FileStoreBuilder {
     /// Creates the directory if needed and returns the store.
     pub fn build(self) -> io::Result<FileStore> {
         fs::create_dir_all(&self.dir)?;
-        Ok(FileStore { inner: Arc::new(Dirs { dir: self.dir, sync: self.sync }) })
+        Ok(FileStore { inner: Arc::new(Dirs { dir: self.dir, sync: self.sync, turns: Default::default() }) })
     }
 }
 
@@ -148,6 +149,30 @@ pub struct FileStore {
 struct Dirs {
     dir: PathBuf,
     sync: bool,
+    turns: std::sync::Mutex<HashMap<UploadId, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// An upload's turn for disk work that must not overlap. The handler's upload lock ends with
+/// the request, but an append's blocking work cannot be stopped when its request is dropped
+/// (an HTTP/2 stream reset, a timeout layer): the next append or termination of the upload
+/// waits for that work here instead of racing it (a retry's marker removed by the old
+/// append's cleanup, or its bytes cut off by the old truncation).
+struct Turn {
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+    id: UploadId,
+    dirs: Arc<Dirs>,
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        drop(self.guard.take());
+        // Forget the upload's mutex once nobody holds or waits for it.
+        if let Ok(mut turns) = self.dirs.turns.lock()
+            && turns.get(&self.id).is_some_and(|m| Arc::strong_count(m) == 1)
+        {
+            turns.remove(&self.id);
+        }
+    }
 }
 
 impl FileStore {
@@ -159,6 +184,16 @@ impl FileStore {
     /// The directory uploads live in.
     pub fn dir(&self) -> &Path {
         &self.inner.dir
+    }
+
+    /// Waits for the upload's turn (see [`Turn`]).
+    async fn turn(&self, id: &UploadId) -> Turn {
+        let mutex = match self.inner.turns.lock() {
+            Ok(mut turns) => turns.entry(id.clone()).or_default().clone(),
+            // A panic while the map was held: go on with a mutex of our own.
+            Err(_) => Arc::default(),
+        };
+        Turn { guard: Some(mutex.lock_owned().await), id: id.clone(), dirs: self.inner.clone() }
     }
 
     async fn blocking<T: Send + 'static>(
@@ -193,6 +228,10 @@ impl Dirs {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(Error::NotFound),
             other => other.map_err(io_err("read", &path))?,
         };
+        if bytes.is_empty() {
+            // Created but never written: a create cut short before it answered.
+            return Err(Error::NotFound);
+        }
         serde_json::from_slice(&bytes).map_err(|source| Error::Json { path, source })
     }
 
@@ -203,6 +242,10 @@ impl Dirs {
             InfoFile::Gone { .. } => return Err(Error::Gone),
         };
         let path = if info.state == Some(UploadState::Quarantined) { self.quarantined(id) } else { self.data(id) };
+        // The marker is read before and after the length: an append that is rejected in
+        // between cuts its bytes off first and drops the marker second, so one of the two
+        // readings still caps the length taken before the cut.
+        let before = self.unverified_from(id)?;
         match fs::metadata(&path) {
             Ok(meta) => {
                 info.offset = meta.len();
@@ -213,8 +256,8 @@ impl Dirs {
             Err(e) if e.kind() == io::ErrorKind::NotFound => info.offset = 0,
             Err(e) => return Err(io_err("stat", &path)(e)),
         }
-        if let Some(verified) = self.unverified_from(id)? {
-            info.offset = info.offset.min(verified);
+        for cap in [before, self.unverified_from(id)?].into_iter().flatten() {
+            info.offset = info.offset.min(cap);
         }
         Ok(info)
     }
@@ -226,11 +269,12 @@ impl Dirs {
         Ok(self.read_unverified(id)?.flatten())
     }
 
-    /// `<id>.unverified`: `None` if absent, `Some(None)` if present but never completed.
+    /// `<id>.unverified`: `None` if absent, `Some(None)` if present but never completed (the
+    /// newline comes last, so a torn write cannot pass for a smaller offset).
     fn read_unverified(&self, id: &UploadId) -> Result<Option<Option<u64>>, Error> {
         let path = self.unverified(id);
         match fs::read_to_string(&path) {
-            Ok(text) => Ok(Some(text.trim().parse().ok())),
+            Ok(text) => Ok(Some(text.strip_suffix('\n').and_then(|t| t.parse().ok()))),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io_err("read", &path)(e)),
         }
@@ -240,7 +284,7 @@ impl Dirs {
     fn mark_unverified(&self, id: &UploadId, offset: u64) -> Result<(), Error> {
         let path = self.unverified(id);
         let mut f = File::create(&path).map_err(io_err("create", &path))?;
-        f.write_all(offset.to_string().as_bytes()).map_err(io_err("write", &path))?;
+        f.write_all(format!("{offset}\n").as_bytes()).map_err(io_err("write", &path))?;
         self.sync_file(&f, &path)?;
         self.sync_dir()
     }
@@ -318,13 +362,13 @@ const WRITE_QUEUE: usize = 1;
 /// Writes buffers to an open file from a blocking thread while the request keeps streaming.
 struct ChunkWriter {
     queue: Option<tokio::sync::mpsc::Sender<Bytes>>,
-    task: tokio::task::JoinHandle<Result<(File, u64), Error>>,
+    task: tokio::task::JoinHandle<Result<(File, u64, Turn), Error>>,
 }
 
 impl ChunkWriter {
     /// `file` is positioned at `start`; with `writeback`, each buffer is sent on to the disk
     /// as soon as it is written instead of waiting for the final sync.
-    fn spawn(mut file: File, path: PathBuf, start: u64, writeback: bool) -> Self {
+    fn spawn(mut file: File, path: PathBuf, start: u64, writeback: bool, turn: Turn) -> Self {
         let (queue, mut buffers) = tokio::sync::mpsc::channel::<Bytes>(WRITE_QUEUE);
         let task = tokio::task::spawn_blocking(move || {
             let mut pos = start;
@@ -335,7 +379,7 @@ impl ChunkWriter {
                 }
                 pos += buf.len() as u64;
             }
-            Ok((file, pos))
+            Ok((file, pos, turn))
         });
         ChunkWriter { queue: Some(queue), task }
     }
@@ -357,18 +401,18 @@ impl ChunkWriter {
         }
     }
 
-    /// Waits for every queued buffer to be written; returns the file and the position after
-    /// the last byte written.
-    async fn finish(mut self) -> Result<(File, u64), StoreError> {
+    /// Waits for every queued buffer to be written; returns the file, the position after the
+    /// last byte written and the upload's turn.
+    async fn finish(mut self) -> Result<(File, u64, Turn), StoreError> {
         self.queue = None;
         Ok(self.task.await.map_err(Error::from)??)
     }
 }
 
 /// Starts writing `len` bytes at `pos` to the disk without waiting for them. On Linux
-/// `POSIX_FADV_DONTNEED` starts asynchronous writeback of the dirty range (and lets the page
-/// cache drop it once clean: uploads are rarely read back soon). A failure here only loses
-/// the head start; the sync that follows reports real I/O errors.
+/// `POSIX_FADV_DONTNEED` starts asynchronous writeback of the dirty range (pages still being
+/// written stay cached; `sync_file_range` would say it more exactly but has no safe binding).
+/// A failure here only loses the head start; the sync that follows reports real I/O errors.
 #[cfg(target_os = "linux")]
 fn start_writeback(file: &File, pos: u64, len: u64) {
     use rustix::fs::{Advice, fadvise};
@@ -387,8 +431,8 @@ impl Store for FileStore {
             let info = upload.into_info(SystemTime::now());
             // The info first, created exclusively: it is what makes an ID taken (a tombstone
             // too). Written in place rather than renamed into place, one directory operation
-            // fewer per upload: a single write of a few hundred bytes to a new file is whole
-            // or absent after a process crash, and only a power loss before the syncs below
+            // fewer per upload: a process killed between creating and writing it leaves an
+            // empty info (read as not found), and only a power loss before the syncs below
             // could leave it partial, for an ID that was never given out.
             let path = d.info_path(&info.id);
             let json = serde_json::to_vec(&InfoFile::Live(info.clone()))
@@ -421,6 +465,8 @@ impl Store for FileStore {
         options: AppendOptions,
     ) -> Result<u64, StoreError> {
         let checked = options.all_or_nothing;
+        // Every step on disk holds the turn, passed along, and lets go only when done.
+        let turn = self.turn(id).await;
         let opened = {
             let id = id.clone();
             self.blocking(move |d| {
@@ -444,12 +490,12 @@ impl Store for FileStore {
                 if checked {
                     d.mark_unverified(&id, offset)?;
                 }
-                Ok((file, path))
+                Ok((file, path, turn))
             })
             .await?
         };
-        let (file, path) = opened;
-        let mut writer = ChunkWriter::spawn(file, path, offset, self.inner.sync);
+        let (file, path, turn) = opened;
+        let mut writer = ChunkWriter::spawn(file, path, offset, self.inner.sync, turn);
         let mut buf = BytesMut::with_capacity(WRITE_BUFFER);
         let mut ended = None;
         while let Some(item) = data.next().await {
@@ -476,13 +522,14 @@ impl Store for FileStore {
         if keep && !buf.is_empty() {
             writer.write(buf.freeze()).await?;
         }
-        let (file, end) = writer.finish().await?;
+        let (file, end, turn) = writer.finish().await?;
         if keep && !checked && !self.inner.sync {
             // Nothing left to do on disk: skip a trip to the blocking pool.
             return Ok(end);
         }
         let id = id.clone();
         self.blocking(move |d| {
+            let _turn = turn;
             let path = d.data(&id);
             if !keep {
                 // Rejected, or a checksummed body cut short: none of it counts.
@@ -584,8 +631,10 @@ impl RecordState for FileStore {
 #[async_trait]
 impl Terminate for FileStore {
     async fn terminate(&self, id: &UploadId) -> Result<(), StoreError> {
+        let turn = self.turn(id).await;
         let id = id.clone();
         self.blocking(move |d| {
+            let _turn = turn;
             d.info(&id)?;
             // Tombstone first: from here on the upload answers 410, whatever happens next.
             d.write_info(&id, &InfoFile::Gone { at: SystemTime::now() })?;
