@@ -31,6 +31,9 @@ pub(crate) enum Error {
     AlreadyExists,
     #[error("{0}")]
     Conflict(String),
+    /// No room for another part buffer within the time limit (see `S3StoreBuilder::part_memory`).
+    #[error("no part memory free within {secs} s")]
+    Busy { secs: u64 },
 }
 
 impl Error {

@@ -581,6 +581,7 @@ impl Inner {
             key,
             upload_id,
             part_size: upload::part_size(self.part_size, assumed_total, parts, bytes),
+            length: live.upload.length,
             max_in_flight: self.max_parts_in_flight,
             parts,
             parts_bytes: bytes,
@@ -592,7 +593,8 @@ impl Inner {
     /// reached its length, else records the new tail. Returns the new offset.
     async fn append_input(&self, id: &UploadId, offset: u64, input: Input<'_>) -> Result<u64, Error> {
         let tail_key = self.tail_key(id);
-        // One round trip for both: every PATCH waits for these before reading its body.
+        // One round trip for both: every PATCH waits for these before reading its body. (For
+        // an upload found complete the tail was fetched for nothing; that is rare.)
         let (live, tail) = tokio::join!(self.live(id), self.bucket.get_small(&tail_key));
         let live = live?;
         let upload_id = match (&live.multipart_upload_id, live.completed) {

@@ -53,9 +53,11 @@ pub(crate) fn part_size(configured: u64, assumed_total: u64, parts: u32, parts_b
 /// Memory for part buffers shared by every upload of a store, in whole MiB: without it 200
 /// concurrent uploads held 200 part buffers (925 MiB of RSS for 200 × 5 MiB uploads). An
 /// upload waits for room before it reads more of its body, so the client is slowed by TCP
-/// flow control instead of the server growing. No deadlock: a permit is held either by a
-/// buffer being filled, which waits on nothing but its client, or by a part upload, which
-/// finishes or fails on its own.
+/// flow control instead of the server growing. A buffer reserves only what its upload can
+/// still need (a 64 KiB upload takes one MiB, not a part), and the wait is bounded: a holder
+/// waits on its client (bounded by the body read timeout) or on S3 (bounded by the request
+/// time limit), so room frees up, and a request that still finds none fails retryably
+/// instead of holding its upload's lock indefinitely.
 #[derive(Debug, Clone)]
 pub(crate) struct PartMemory {
     mib: Arc<Semaphore>,
@@ -69,11 +71,14 @@ impl PartMemory {
         PartMemory { mib: Arc::new(Semaphore::new(total_mib as usize)), total_mib }
     }
 
-    /// Waits for room for a buffer of `bytes` (a buffer larger than the whole budget gets all
-    /// of it, so it still makes progress, alone).
-    async fn reserve(&self, bytes: usize) -> Result<OwnedSemaphorePermit, Error> {
-        let mib = u32::try_from((bytes as u64).div_ceil(MIB).max(1)).unwrap_or(u32::MAX).min(self.total_mib);
-        self.mib.clone().acquire_many_owned(mib).await.map_err(|_| Error::Conflict("part memory closed".into()))
+    /// Waits, at most `limit`, for room for a buffer of `bytes` (a buffer larger than the
+    /// whole budget gets all of it, so it still makes progress, alone).
+    async fn reserve(&self, bytes: u64, limit: std::time::Duration) -> Result<OwnedSemaphorePermit, Error> {
+        let mib = u32::try_from(bytes.div_ceil(MIB).max(1)).unwrap_or(u32::MAX).min(self.total_mib);
+        match tokio::time::timeout(limit, self.mib.clone().acquire_many_owned(mib)).await {
+            Ok(permit) => permit.map_err(|_| Error::Conflict("part memory closed".into())),
+            Err(_) => Err(Error::Busy { secs: limit.as_secs() }),
+        }
     }
 }
 
@@ -96,6 +101,8 @@ pub(crate) struct Pipeline<'a> {
     pub(crate) key: &'a str,
     pub(crate) upload_id: &'a str,
     pub(crate) part_size: u64,
+    /// The upload's length, if known: no buffer needs more than what is left of it.
+    pub(crate) length: Option<u64>,
     pub(crate) max_in_flight: usize,
     /// Parts uploaded so far (the next one gets number `parts + 1`).
     pub(crate) parts: u32,
@@ -109,8 +116,9 @@ impl Pipeline<'_> {
     /// Streams `input` after `head` (earlier bytes not yet in a part) into parts.
     pub(crate) async fn run(&mut self, head: Bytes, mut input: Input<'_>) -> Result<Outcome, Error> {
         let part_size = self.part_size as usize;
-        let mut room = self.memory.reserve(part_size.max(head.len())).await?;
-        let mut buf = BytesMut::with_capacity(part_size.max(head.len()));
+        let first = self.buffer_size(part_size.max(head.len()));
+        let mut room = self.memory.reserve(first as u64, self.bucket.timeout).await?;
+        let mut buf = BytesMut::with_capacity(first);
         buf.extend_from_slice(&head);
         drop(head);
         let mut in_flight: JoinSet<Result<(i32, Option<String>), Error>> = JoinSet::new();
@@ -133,8 +141,9 @@ impl Pipeline<'_> {
                         if buf.len() == part_size {
                             let part = buf.split().freeze();
                             self.start_part(&mut in_flight, part, Some(room)).await?;
-                            room = self.memory.reserve(part_size).await?;
-                            buf.reserve(part_size);
+                            let next = self.buffer_size(part_size);
+                            room = self.memory.reserve(next as u64, self.bucket.timeout).await?;
+                            buf.reserve(next);
                         }
                     }
                 }
@@ -158,6 +167,14 @@ impl Pipeline<'_> {
                 }
                 Ok(Outcome::Keep { rest: buf.freeze(), _room: room })
             }
+        }
+    }
+
+    /// `wanted` bytes, or what is left of the upload after its stored parts if that is less.
+    fn buffer_size(&self, wanted: usize) -> usize {
+        match self.length {
+            Some(length) => wanted.min(usize::try_from(length.saturating_sub(self.parts_bytes)).unwrap_or(usize::MAX)),
+            None => wanted,
         }
     }
 
@@ -293,18 +310,23 @@ mod tests {
     #[tokio::test]
     async fn part_memory_reserves_whole_mib_and_never_more_than_it_has() {
         let memory = PartMemory::new(8 * MIB);
-        let first = memory.reserve(5 * MIB as usize).await.expect("room");
+        let wait = std::time::Duration::from_secs(5);
+        let first = memory.reserve(5 * MIB, wait).await.expect("room");
         assert_eq!(memory.mib.available_permits(), 3);
         // A buffer larger than the whole budget waits for all of it, then proceeds alone.
         let waiting = tokio::spawn({
             let memory = memory.clone();
-            async move { memory.reserve(100 * MIB as usize).await.map(|p| p.num_permits()) }
+            async move { memory.reserve(100 * MIB, wait).await.map(|p| p.num_permits()) }
         });
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         assert!(!waiting.is_finished(), "reserved memory that was taken");
         drop(first);
         assert_eq!(waiting.await.expect("task").expect("room"), 8);
         // Less than a MiB still counts as one.
-        assert_eq!(memory.reserve(1).await.expect("room").num_permits(), 1);
+        let small = memory.reserve(1, wait).await.expect("room");
+        assert_eq!(small.num_permits(), 1);
+        // No room within the limit: a retryable error, not an endless wait.
+        let all = memory.reserve(8 * MIB, std::time::Duration::from_millis(50)).await;
+        assert!(matches!(all, Err(Error::Busy { .. })), "{all:?}");
     }
 }
