@@ -190,11 +190,6 @@ struct Harness {
     data: Data,
     series: Vec<Series>,
     starts: usize,
-    /// Scratch directories full of small files, removed only at the end: ext4 skips inodes
-    /// deleted in the last minutes when it allocates new ones, so deleting 20 000 files between
-    /// runs made every following run of scenario 2 slower than the one before (2743, 1495,
-    /// 855 uploads/s in a row for the same server), whichever server came next paying for it.
-    leftovers: Vec<PathBuf>,
 }
 
 impl Harness {
@@ -277,7 +272,12 @@ impl Harness {
         let other_cpu = watch.foreign_cores();
         let rss = sys::peak_rss(server.pid);
         if matches!(work, Work::Small { .. }) {
-            self.leftovers.push(server.kill().await);
+            // Directories full of small files stay until the scratch directory goes at the
+            // end: ext4 skips inodes deleted in the last minutes when it allocates new ones, so
+            // deleting 20 000 files between runs made every following run of scenario 2 slower
+            // than the one before (2743, 1495, 855 uploads/s in a row for the same server),
+            // whichever server came next paying for it.
+            server.kill().await;
         } else {
             server.stop().await;
         }
@@ -352,6 +352,8 @@ async fn run() -> Res<()> {
     let logs = out.join("logs");
     let scratch = root.join("bench/results/scratch");
     std::fs::create_dir_all(&logs)?;
+    // Whatever an interrupted earlier run left behind.
+    let _ = std::fs::remove_dir_all(&scratch);
     std::fs::create_dir_all(&scratch)?;
     if !args.no_build {
         prepare(&root)?;
@@ -371,7 +373,7 @@ async fn run() -> Res<()> {
     println!("load at start: {:.2} (1 min average)", sys::load1());
     let env = Env { root: root.clone(), rustus, logs, scratch: scratch.clone() };
     let data = Data::new(8 * MIB as usize);
-    let mut h = Harness { args, sizes: sizes.clone(), env, data, series: Vec::new(), starts: 0, leftovers: Vec::new() };
+    let mut h = Harness { args, sizes: sizes.clone(), env, data, series: Vec::new(), starts: 0 };
     let fs_kinds = [Kind::OursSync, Kind::OursNoSync, Kind::NodeFile, Kind::Rustus];
     let mut groups = Vec::new();
 
