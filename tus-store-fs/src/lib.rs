@@ -354,58 +354,64 @@ impl Dirs {
     }
 }
 
-/// Buffers in flight between the request and the disk, per append. Receiving the next buffer
-/// overlaps with writing the previous one; memory per PATCH stays bounded at
-/// `(WRITE_QUEUE + 2) * WRITE_BUFFER` (768 KiB), so 200 concurrent uploads stay under 150 MiB.
-const WRITE_QUEUE: usize = 1;
+/// An open data file on its way through an append, with the upload's turn.
+struct OpenData {
+    file: File,
+    path: PathBuf,
+    /// Where the next byte goes.
+    pos: u64,
+    turn: Turn,
+}
 
-/// Writes buffers to an open file from a blocking thread while the request keeps streaming.
+/// Writes buffers to the data file while the request keeps streaming: each buffer is one job
+/// on the blocking pool, started once the previous one is done, so receiving the next buffer
+/// overlaps writing this one and memory per PATCH stays at two buffers (512 KiB; 200
+/// concurrent uploads stay under 100 MiB). No pool thread ever waits for a client: a writer
+/// parked on its request's next buffer would be one thread fewer for everything else, and
+/// past the pool's 512 threads every other file operation (a HEAD too) would queue behind
+/// slow uploads.
 struct ChunkWriter {
-    queue: Option<tokio::sync::mpsc::Sender<Bytes>>,
-    task: tokio::task::JoinHandle<Result<(File, u64, Turn), Error>>,
+    /// The file, unless a write job has it.
+    idle: Option<OpenData>,
+    /// The job that has it.
+    running: Option<tokio::task::JoinHandle<Result<OpenData, Error>>>,
+    /// Start writeback of each buffer as soon as it is written (synced mode).
+    writeback: bool,
 }
 
 impl ChunkWriter {
-    /// `file` is positioned at `start`; with `writeback`, each buffer is sent on to the disk
-    /// as soon as it is written instead of waiting for the final sync.
-    fn spawn(mut file: File, path: PathBuf, start: u64, writeback: bool, turn: Turn) -> Self {
-        let (queue, mut buffers) = tokio::sync::mpsc::channel::<Bytes>(WRITE_QUEUE);
-        let task = tokio::task::spawn_blocking(move || {
-            let mut pos = start;
-            while let Some(buf) = buffers.blocking_recv() {
-                file.write_all(&buf).map_err(io_err("write", &path))?;
-                if writeback {
-                    start_writeback(&file, pos, buf.len() as u64);
-                }
-                pos += buf.len() as u64;
-            }
-            Ok((file, pos, turn))
-        });
-        ChunkWriter { queue: Some(queue), task }
+    fn new(open: OpenData, writeback: bool) -> Self {
+        ChunkWriter { idle: Some(open), running: None, writeback }
     }
 
-    /// Queues `buf`; waits only when the disk is behind by `WRITE_QUEUE` buffers.
+    /// Hands `buf` to a write job; waits only for the previous buffer's job.
     async fn write(&mut self, buf: Bytes) -> Result<(), StoreError> {
-        let sent = match &self.queue {
-            Some(queue) => queue.send(buf).await.is_ok(),
-            None => false,
-        };
-        if sent {
-            return Ok(());
-        }
-        // The writer stopped early: its error says why.
-        self.queue = None;
-        match (&mut self.task).await.map_err(Error::from)? {
-            Err(e) => Err(e.into()),
-            Ok(_) => Err(Error::Conflict("writer stopped".into()).into()),
+        let mut open = self.take().await?;
+        let writeback = self.writeback;
+        self.running = Some(tokio::task::spawn_blocking(move || {
+            open.file.write_all(&buf).map_err(io_err("write", &open.path))?;
+            if writeback {
+                start_writeback(&open.file, open.pos, buf.len() as u64);
+            }
+            open.pos += buf.len() as u64;
+            Ok(open)
+        }));
+        Ok(())
+    }
+
+    async fn take(&mut self) -> Result<OpenData, StoreError> {
+        match (self.idle.take(), self.running.take()) {
+            (Some(open), _) => Ok(open),
+            (None, Some(job)) => Ok(job.await.map_err(Error::from)??),
+            (None, None) => Err(Error::Conflict("the data file was lost after a failed write".into()).into()),
         }
     }
 
-    /// Waits for every queued buffer to be written; returns the file, the position after the
-    /// last byte written and the upload's turn.
+    /// Waits for the last buffer to be written; returns the file, the position after the last
+    /// byte written and the upload's turn.
     async fn finish(mut self) -> Result<(File, u64, Turn), StoreError> {
-        self.queue = None;
-        Ok(self.task.await.map_err(Error::from)??)
+        let open = self.take().await?;
+        Ok((open.file, open.pos, open.turn))
     }
 }
 
@@ -495,7 +501,7 @@ impl Store for FileStore {
             .await?
         };
         let (file, path, turn) = opened;
-        let mut writer = ChunkWriter::spawn(file, path, offset, self.inner.sync, turn);
+        let mut writer = ChunkWriter::new(OpenData { file, path, pos: offset, turn }, self.inner.sync);
         let mut buf = BytesMut::with_capacity(WRITE_BUFFER);
         let mut ended = None;
         while let Some(item) = data.next().await {
