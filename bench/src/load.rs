@@ -254,6 +254,14 @@ async fn one_upload(target: &Target, data: &Data, total: u64, chunk: u64, checks
     Ok(offset)
 }
 
+/// MiB/s for `sent` bytes in `secs`, with both kept beside it.
+fn throughput(sent: u64, secs: f64) -> RunResult {
+    let mut r = RunResult { value: mib(sent) / secs, ..Default::default() };
+    r.extra.insert("bytes".into(), sent as f64);
+    r.extra.insert("seconds".into(), secs);
+    r
+}
+
 /// Scenario 1 / 4: one upload of `total` bytes in `chunk`-byte PATCHes. MiB/s.
 pub(crate) async fn big_upload(
     target: &Target,
@@ -264,11 +272,7 @@ pub(crate) async fn big_upload(
 ) -> Res<RunResult> {
     let start = Instant::now();
     let sent = one_upload(target, data, total, chunk, checksum).await?;
-    let secs = start.elapsed().as_secs_f64();
-    let mut r = RunResult { value: mib(sent) / secs, ..Default::default() };
-    r.extra.insert("bytes".into(), sent as f64);
-    r.extra.insert("seconds".into(), secs);
-    Ok(r)
+    Ok(throughput(sent, start.elapsed().as_secs_f64()))
 }
 
 /// Scenario 3: `count` concurrent uploads of `size` bytes in `chunk`-byte PATCHes. MiB/s.
@@ -293,10 +297,7 @@ pub(crate) async fn concurrent_uploads(
     if sent != count as u64 * size {
         return Err(format!("{sent} bytes acknowledged, {} sent", count as u64 * size).into());
     }
-    let mut r = RunResult { value: mib(sent) / secs, ..Default::default() };
-    r.extra.insert("bytes".into(), sent as f64);
-    r.extra.insert("seconds".into(), secs);
-    Ok(r)
+    Ok(throughput(sent, secs))
 }
 
 /// Scenario 2: `count` uploads of `size` bytes each via creation-with-upload, from `clients`
