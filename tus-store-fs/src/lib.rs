@@ -149,28 +149,54 @@ pub struct FileStore {
 struct Dirs {
     dir: PathBuf,
     sync: bool,
-    turns: std::sync::Mutex<HashMap<UploadId, Arc<tokio::sync::Mutex<()>>>>,
+    turns: std::sync::Mutex<HashMap<UploadId, Arc<TurnSlot>>>,
+}
+
+/// One upload's entry in [`Dirs::turns`].
+#[derive(Debug, Default)]
+struct TurnSlot {
+    mutex: Arc<tokio::sync::Mutex<()>>,
+    /// The holder's request is gone but its disk work is not done yet.
+    abandoned: std::sync::atomic::AtomicBool,
 }
 
 /// An upload's turn for disk work that must not overlap. The handler's upload lock ends with
 /// the request, but an append's blocking work cannot be stopped when its request is dropped
 /// (an HTTP/2 stream reset, a timeout layer): the next append or termination of the upload
 /// waits for that work here instead of racing it (a retry's marker removed by the old
-/// append's cleanup, or its bytes cut off by the old truncation).
+/// append's cleanup, or its bytes cut off by the old truncation). Reading the info waits for
+/// it too while it is abandoned: the lock was free again before those bytes landed, so a HEAD
+/// would otherwise report an offset the upload is about to outgrow.
 struct Turn {
     guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+    slot: Arc<TurnSlot>,
     id: UploadId,
     dirs: Arc<Dirs>,
 }
 
 impl Drop for Turn {
     fn drop(&mut self) {
+        self.slot.abandoned.store(false, std::sync::atomic::Ordering::Release);
         drop(self.guard.take());
-        // Forget the upload's mutex once nobody holds or waits for it.
+        // Forget the upload's slot once nobody else holds or waits for it.
         if let Ok(mut turns) = self.dirs.turns.lock()
-            && turns.get(&self.id).is_some_and(|m| Arc::strong_count(m) == 1)
+            && turns.get(&self.id).is_some_and(|slot| Arc::strong_count(slot) == 2)
         {
             turns.remove(&self.id);
+        }
+    }
+}
+
+/// Marks the turn abandoned if the append holding it is dropped while its disk work (which
+/// has the turn) still runs; an append that finishes has released the turn by then.
+struct AbandonOnDrop(std::sync::Weak<TurnSlot>);
+
+impl Drop for AbandonOnDrop {
+    fn drop(&mut self) {
+        if let Some(slot) = self.0.upgrade()
+            && slot.mutex.try_lock().is_err()
+        {
+            slot.abandoned.store(true, std::sync::atomic::Ordering::Release);
         }
     }
 }
@@ -188,12 +214,28 @@ impl FileStore {
 
     /// Waits for the upload's turn (see [`Turn`]).
     async fn turn(&self, id: &UploadId) -> Turn {
-        let mutex = match self.inner.turns.lock() {
+        let slot: Arc<TurnSlot> = match self.inner.turns.lock() {
             Ok(mut turns) => turns.entry(id.clone()).or_default().clone(),
-            // A panic while the map was held: go on with a mutex of our own.
+            // A panic while the map was held: go on with a slot of our own.
             Err(_) => Arc::default(),
         };
-        Turn { guard: Some(mutex.lock_owned().await), id: id.clone(), dirs: self.inner.clone() }
+        let guard = slot.mutex.clone().lock_owned().await;
+        Turn { guard: Some(guard), slot, id: id.clone(), dirs: self.inner.clone() }
+    }
+
+    /// Waits for disk work of an abandoned append of `id`, if there is any.
+    async fn settle_abandoned(&self, id: &UploadId) {
+        let abandoned = self.inner.turns.lock().ok().and_then(|turns| {
+            turns.get(id).filter(|slot| slot.abandoned.load(std::sync::atomic::Ordering::Acquire)).cloned()
+        });
+        if let Some(slot) = abandoned {
+            drop(slot.mutex.lock().await);
+            if let Ok(mut turns) = self.inner.turns.lock()
+                && turns.get(id).is_some_and(|s| Arc::ptr_eq(s, &slot) && Arc::strong_count(s) == 2)
+            {
+                turns.remove(id);
+            }
+        }
     }
 
     async fn blocking<T: Send + 'static>(
@@ -459,6 +501,7 @@ impl Store for FileStore {
     }
 
     async fn info(&self, id: &UploadId) -> Result<UploadInfo, StoreError> {
+        self.settle_abandoned(id).await;
         let id = id.clone();
         self.blocking(move |d| d.info(&id)).await
     }
@@ -473,6 +516,7 @@ impl Store for FileStore {
         let checked = options.all_or_nothing;
         // Every step on disk holds the turn, passed along, and lets go only when done.
         let turn = self.turn(id).await;
+        let _abandon_on_drop = AbandonOnDrop(Arc::downgrade(&turn.slot));
         let opened = {
             let id = id.clone();
             self.blocking(move |d| {

@@ -119,3 +119,31 @@ async fn a_dropped_checksummed_append_leaves_nothing_in_the_way() {
         std::fs::write(dir.path().join(id.as_str()), b"").unwrap();
     }
 }
+
+/// The offset read right after an append's request was dropped is final: the bytes that
+/// append still had on their way to disk do not land after it (a client resuming from that
+/// HEAD would otherwise be told its next PATCH is at the wrong offset).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_offset_after_a_dropped_append_does_not_grow_later() {
+    use futures_util::StreamExt as _;
+    use tus_core::store::{AppendOptions, NewUpload, Store};
+    const LEN: usize = 64 << 20;
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::builder(dir.path()).sync(false).build().unwrap();
+    for round in 0..10u64 {
+        let id = tus_core::UploadId::random();
+        store.create(NewUpload::new(id.clone(), Some(LEN as u64))).await.unwrap();
+        let first = futures_util::stream::iter([Ok(bytes::Bytes::from(vec![b'x'; LEN / 2]))]);
+        let body = Box::pin(first.chain(futures_util::stream::pending()));
+        let dropped = {
+            let (store, id) = (store.clone(), id.clone());
+            tokio::spawn(async move { store.append(&id, 0, body, AppendOptions::default()).await })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(1 + round % 3)).await;
+        dropped.abort();
+        let _ = dropped.await;
+        let seen = store.info(&id).await.unwrap().offset;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert_eq!(store.info(&id).await.unwrap().offset, seen, "round {round}: the offset grew after it was read");
+    }
+}
