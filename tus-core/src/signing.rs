@@ -17,6 +17,9 @@ use crate::id::UploadId;
 
 type HmacSha256 = Hmac<Sha256>;
 
+/// The longest lifetime a signature is given (about ten years); longer requests are cut to it.
+pub const MAX_TTL: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 /// Signs and verifies download URLs.
@@ -81,9 +84,10 @@ impl UrlSigner {
     }
 
     /// Signs a download of `id` valid for `ttl` from now.
+    /// A `ttl` past [`MAX_TTL`] is cut to it.
     pub fn sign(&self, id: &UploadId, ttl: Duration) -> SignedUrl {
-        let expires = SystemTime::now() + ttl;
-        let secs = expires.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let secs = now.saturating_add(ttl.min(MAX_TTL).as_secs());
         let sig = B64.encode(self.mac(&self.keys[0], id, secs).finalize().into_bytes());
         SignedUrl { query: format!("expires={secs}&sig={sig}"), expires: UNIX_EPOCH + Duration::from_secs(secs) }
     }
@@ -104,7 +108,9 @@ impl UrlSigner {
         if !valid {
             return Err(SignatureError::Invalid);
         }
-        let expires = UNIX_EPOCH + Duration::from_secs(secs);
+        // A client's number: `expires` far past any time the system can represent must not
+        // overflow (our own signatures never go past `MAX_TTL` from now).
+        let expires = UNIX_EPOCH.checked_add(Duration::from_secs(secs)).ok_or(SignatureError::Malformed)?;
         if expires <= SystemTime::now() {
             return Err(SignatureError::Expired);
         }
@@ -147,6 +153,22 @@ mod tests {
         let id = UploadId::random();
         let sig = B64.encode(s.mac(&s.keys[0], &id, 1000).finalize().into_bytes());
         assert_eq!(s.verify(&id, Some(&format!("expires=1000&sig={sig}"))), Err(SignatureError::Expired));
+    }
+
+    #[test]
+    fn client_numbers_never_overflow_time() {
+        let s = signer("0123456789abcdef-current");
+        let id = UploadId::random();
+        // A genuinely signed URL whose `expires` no `SystemTime` can hold: refused, no panic.
+        for secs in [u64::MAX, u64::MAX / 2, 99_999_999_999_999_999] {
+            let sig = B64.encode(s.mac(&s.keys[0], &id, secs).finalize().into_bytes());
+            let answer = s.verify(&id, Some(&format!("expires={secs}&sig={sig}")));
+            assert!(matches!(answer, Err(SignatureError::Malformed) | Ok(_)), "{secs}: {answer:?}");
+        }
+        // An absurd lifetime is cut to the longest one, still verifying.
+        let url = s.sign(&id, Duration::MAX);
+        let until = s.verify(&id, Some(&url.query)).expect("verifies");
+        assert!(until <= SystemTime::now() + MAX_TTL + Duration::from_secs(1));
     }
 
     #[test]
