@@ -415,7 +415,7 @@ fn hostile_stalled_connections_do_not_block_others() {
     let started = Instant::now();
     let url = s.upload(b"still works");
     assert_eq!(get(&url).body, b"still works");
-    options(s.url()).expect_status(204);
+    options(s.url()).expect_status(200);
     assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
     drop(stalled);
     s.assert_healthy();
@@ -438,7 +438,7 @@ fn keep_alive_requests_on_one_connection() {
     let r = conn.send(&ka(Request::new("GET", &url))).unwrap();
     assert_eq!(r.expect_status(200).body, b"hello world");
     let r = conn.send(&ka(Request::new("OPTIONS", s.url()))).unwrap();
-    r.expect_status(204);
+    r.expect_status(200);
 }
 
 #[test]
@@ -499,7 +499,7 @@ fn cors_default_grants_any_origin_without_credentials() {
         .header("Access-Control-Request-Method", "POST")
         .header("Access-Control-Request-Headers", "tus-resumable,upload-length,upload-metadata")
         .send();
-    pre.expect_status(204);
+    pre.expect_status(200);
     assert_eq!(pre.header("Access-Control-Allow-Origin"), Some("*"));
     let allowed = pre.header("Access-Control-Allow-Headers").unwrap_or("").to_ascii_lowercase();
     for h in ["tus-resumable", "upload-length", "upload-metadata", "upload-offset", "upload-checksum"] {

@@ -101,6 +101,15 @@ pub enum TusError {
     /// The store failed; logged in full, shown to the client as a generic 500.
     #[error("store error: {0}")]
     Store(StoreError),
+    /// A download's `If-Match` names no tag of the upload.
+    #[error("precondition failed")]
+    PreconditionFailed,
+    /// A transfer coding other than `chunked` (the body would be stored still coded).
+    #[error("transfer coding not supported; send the body unencoded or chunked")]
+    UnsupportedTransferCoding,
+    /// The request's framing is malformed (two `Host` lines, `chunked` twice).
+    #[error("malformed request")]
+    MalformedRequest,
     /// The server failed on its own (not the store, not the client): a generic 500.
     #[error("internal error: {0}")]
     Internal(&'static str),
@@ -135,7 +144,9 @@ impl TusError {
             ReadTimeout => 500,
             NotFinished => 409,
             MethodNotAllowed => 405,
-            NotImplemented => 501,
+            NotImplemented | UnsupportedTransferCoding => 501,
+            MalformedRequest => 400,
+            PreconditionFailed => 412,
             UploadRejected(_) | TerminationRejected(_) | UploadStopped => 400,
             Hook(_) => 500,
             NotServable(UploadState::Processing) => 409,
@@ -171,6 +182,9 @@ impl TusError {
             NotFinished => "ERR_UPLOAD_NOT_FINISHED",
             MethodNotAllowed => "ERR_METHOD_NOT_ALLOWED",
             NotImplemented => "ERR_NOT_IMPLEMENTED",
+            UnsupportedTransferCoding => "ERR_UNSUPPORTED_TRANSFER_CODING",
+            MalformedRequest => "ERR_MALFORMED_REQUEST",
+            PreconditionFailed => "ERR_PRECONDITION_FAILED",
             UploadRejected(_) => "ERR_UPLOAD_REJECTED",
             TerminationRejected(_) => "ERR_UPLOAD_TERMINATION_REJECTED",
             UploadStopped => "ERR_UPLOAD_STOPPED",

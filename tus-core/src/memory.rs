@@ -137,7 +137,12 @@ impl RecordState for MemoryStore {
         self.with(|map| {
             map.values()
                 .filter_map(|e| match e {
-                    Entry::Live { info, .. } if info.state == Some(UploadState::Processing) => Some(info.id.clone()),
+                    Entry::Live { info, .. }
+                        if info.state == Some(UploadState::Processing)
+                            || info.state.is_none() && info.is_complete() =>
+                    {
+                        Some(info.id.clone())
+                    }
                     _ => None,
                 })
                 .collect()

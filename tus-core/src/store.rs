@@ -301,7 +301,10 @@ pub trait RecordState: Send + Sync {
     /// no URL can reach the bytes (they are kept under a quarantine location for inspection).
     async fn set_state(&self, id: &UploadId, state: UploadState) -> Result<(), StoreError>;
 
-    /// Uploads whose state is [`UploadState::Processing`]: checks interrupted by a restart.
+    /// Uploads awaiting a verdict: those whose state is [`UploadState::Processing`] (checks
+    /// interrupted by a restart), and complete ones with no state at all (the process stopped
+    /// between storing the last byte and recording `processing`). Unfinished uploads are not
+    /// listed. The handler decides which of them it inspects.
     async fn list_processing(&self) -> Result<Vec<UploadId>, StoreError>;
 }
 

@@ -226,8 +226,16 @@ pub async fn record_state(store: &dyn Store) {
         recorder.set_state(&id, UploadState::Processing).await.expect("set state");
         ids.push(id);
     }
+    // Complete without a state (a crash came before `processing` was recorded): listed too;
+    // unfinished uploads are not.
+    let uninspected = new_upload(store, Some(2)).await;
+    store.append(&uninspected, 0, chunks(&[b"ok"], None), AppendOptions::default()).await.expect("append");
+    let unfinished = new_upload(store, Some(9)).await;
+    store.append(&unfinished, 0, chunks(&[b"part"], None), AppendOptions::default()).await.expect("append");
     let processing = recorder.list_processing().await.expect("list");
     assert!(ids.iter().all(|id| processing.contains(id)), "processing uploads not listed");
+    assert!(processing.contains(&uninspected), "complete upload without a state not listed");
+    assert!(!processing.contains(&unfinished), "unfinished upload listed");
     assert_eq!(store.info(&ids[0]).await.expect("info").state, Some(UploadState::Processing));
 
     recorder.set_state(&ids[0], UploadState::Clean).await.expect("set state");
@@ -238,4 +246,6 @@ pub async fn record_state(store: &dyn Store) {
     assert!(store.read(&ids[1], 0..4).await.is_err(), "quarantined upload still readable");
     let processing = recorder.list_processing().await.expect("list");
     assert!(!processing.contains(&ids[0]) && !processing.contains(&ids[1]));
+    recorder.set_state(&uninspected, UploadState::Clean).await.expect("set state");
+    assert!(!recorder.list_processing().await.expect("list").contains(&uninspected));
 }

@@ -55,6 +55,12 @@ pub struct App {
 impl App {
     /// Handles one request from `peer`.
     pub async fn handle(&self, mut req: Request<Incoming>, peer: std::net::SocketAddr) -> Response<ResponseBody> {
+        // RFC 9112 §3.2: an HTTP/1.1 request without `Host` is malformed (HTTP/2 carries the
+        // authority in `:authority`; HTTP/1.0 may omit it). Two `Host` lines are refused by
+        // the tus service itself, for library users too.
+        if req.version() == http::Version::HTTP_11 && !req.headers().contains_key(http::header::HOST) {
+            return text(StatusCode::BAD_REQUEST, "missing Host header\n".into(), "text/plain");
+        }
         if req.method() == Method::GET {
             match req.uri().path() {
                 "/metrics" => return text(StatusCode::OK, self.metrics.render(), "text/plain; version=0.0.4"),

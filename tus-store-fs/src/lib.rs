@@ -666,9 +666,15 @@ impl RecordState for FileStore {
         self.blocking(|d| {
             let mut found = Vec::new();
             for id in d.info_ids()? {
-                if let Ok(InfoFile::Live(info)) = d.read_info_file(&id)
-                    && info.state == Some(UploadState::Processing)
-                {
+                let awaits_verdict = match d.read_info_file(&id) {
+                    Ok(InfoFile::Live(info)) => match info.state {
+                        Some(state) => state == UploadState::Processing,
+                        // Only a complete upload awaits one; the offset comes from the data.
+                        None => d.info(&id).is_ok_and(|info| info.is_complete()),
+                    },
+                    _ => false,
+                };
+                if awaits_verdict {
                     found.push(id);
                 }
             }

@@ -947,9 +947,10 @@ impl RecordState for S3Store {
     async fn list_processing(&self) -> Result<Vec<UploadId>, StoreError> {
         let inner = &self.inner;
         let mut found = Vec::new();
+        // Finished uploads only: their data object exists.
         for id in inner.finished_ids().await? {
             if let Ok(InfoObject::Live(live)) = inner.read_info_object(&id).await
-                && live.upload.state == Some(UploadState::Processing)
+                && live.upload.state.is_none_or(|s| s == UploadState::Processing)
             {
                 found.push(id);
             }

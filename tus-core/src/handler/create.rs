@@ -7,6 +7,7 @@ use http::{Request, Response, StatusCode};
 use http_body::Body;
 
 use super::lifecycle::apply_hook_response;
+use super::patch::LengthClaim;
 use super::response::{ResponseBody, error_response, tus_response};
 use super::{Inner, parse_metadata};
 use crate::error::TusError;
@@ -54,8 +55,8 @@ impl Inner {
                     (None, Some(UploadDeferLength)) => return Err(TusError::NotImplemented),
                     _ => return Err(TusError::InvalidLengthHeaders),
                 };
-                if length.is_some_and(|n| self.config.max_size.is_some_and(|max| n > max)) {
-                    return Err(TusError::SizeExceeded);
+                if let Some(n) = length {
+                    self.check_length(n)?;
                 }
                 let role = concat.map(|_| ConcatRole::Partial);
                 let mut upload = NewUpload::new(UploadId::random(), length).with_metadata(metadata);
@@ -73,7 +74,7 @@ impl Inner {
         let location = self.upload_url(host.as_deref(), &info.id);
         let mut finish = HookHttpResponse::default();
         if info.is_complete() {
-            finish = self.on_complete(&info, hr).await?;
+            finish = self.complete(&info, hr).await?;
         }
 
         let mut offset = None;
@@ -81,7 +82,11 @@ impl Inner {
             // creation-with-upload: the body is a PATCH at offset 0. Even if it fails the
             // upload exists, so the response still carries `Location` for the client to resume.
             let (parts, body) = req.into_parts();
-            match self.receive(&info, &parts.headers, body, hr).await {
+            let received = async {
+                let lock = self.lock(&info.id).await?;
+                self.append_body(info.clone(), LengthClaim::default(), &parts.headers, body, lock, hr).await
+            };
+            match received.await {
                 Ok((written, changes)) => {
                     offset = Some(written.offset);
                     finish = changes;
@@ -137,9 +142,9 @@ impl Inner {
             }
             partials.push(info);
         }
-        let length = partials.iter().try_fold(0u64, |sum, p| p.length.and_then(|l| sum.checked_add(l)));
-        if length.is_some_and(|n| self.config.max_size.is_some_and(|max| n > max)) {
-            return Err(TusError::SizeExceeded);
+        let length = final_length(&partials)?;
+        if let Some(n) = length {
+            self.check_length(n)?;
         }
         let role = ConcatRole::Final { partials: partials.iter().map(|p| p.id.clone()).collect() };
         let upload = NewUpload::new(UploadId::random(), length).with_metadata(metadata).with_concat(role);
@@ -149,7 +154,7 @@ impl Inner {
             self.settle_final(info.clone(), hr).await?;
         } else if let Ok(mut waiting) = self.waiting_finals.lock() {
             for p in partials.iter().filter(|p| !p.is_complete()) {
-                waiting.entry(p.id.clone()).or_default().push(info.id.clone());
+                waiting.entry(p.id.clone()).or_default().insert(info.id.clone());
             }
         }
         let mut res = tus_response(StatusCode::CREATED);
@@ -213,4 +218,15 @@ impl Inner {
         let id = path.strip_prefix(self.config.base_path.as_str())?;
         UploadId::parse(id).ok()
     }
+}
+
+/// The length of a final upload over `partials`: their sum, `None` while one is deferred.
+/// A sum past what a `u64` holds is past any maximum.
+pub(super) fn final_length(partials: &[UploadInfo]) -> Result<Option<u64>, TusError> {
+    let mut sum = 0u64;
+    for p in partials {
+        let Some(length) = p.length else { return Ok(None) };
+        sum = sum.checked_add(length).ok_or(TusError::SizeExceeded)?;
+    }
+    Ok(Some(sum))
 }

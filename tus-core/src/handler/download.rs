@@ -9,6 +9,7 @@ use http::header::{self, HeaderMap, HeaderValue};
 use std::time::SystemTime;
 
 use http::{Response, StatusCode, Uri};
+use http_range_header::{EndPosition, StartPosition};
 
 use super::Inner;
 use super::response::{ResponseBody, tus_response};
@@ -63,11 +64,14 @@ impl Inner {
         }
         set_content_headers(h, &info);
 
+        if !if_match(headers, &etag) {
+            return Err(TusError::PreconditionFailed);
+        }
         if if_none_match(headers, &etag) {
             *res.status_mut() = StatusCode::NOT_MODIFIED;
             return Ok(res);
         }
-        let range = match requested_range(headers, length) {
+        let range = match requested_range(headers, length, &etag) {
             RangeRequest::Whole => 0..length,
             RangeRequest::Partial(r) => {
                 *res.status_mut() = StatusCode::PARTIAL_CONTENT;
@@ -101,22 +105,45 @@ enum RangeRequest {
 }
 
 /// A single byte range is honoured; malformed or multi-range requests get the whole body,
-/// which RFC 9110 allows.
-fn requested_range(headers: &HeaderMap, length: u64) -> RangeRequest {
+/// which RFC 9110 allows, and so does a range whose `If-Range` validator does not match ours
+/// (a date never does: downloads carry no `Last-Modified`). A suffix longer than the file
+/// selects all of it (RFC 9110 §14.1.3).
+fn requested_range(headers: &HeaderMap, length: u64, etag: &str) -> RangeRequest {
     let Some(value) = headers.get(header::RANGE).and_then(|v| v.to_str().ok()) else {
         return RangeRequest::Whole;
     };
-    let Ok(parsed) = http_range_header::parse_range_header(value) else {
-        return RangeRequest::Whole;
-    };
-    match parsed.validate(length) {
-        Ok(ranges) if ranges.len() == 1 => {
-            let r = &ranges[0];
-            RangeRequest::Partial(*r.start()..*r.end() + 1)
+    if let Some(validator) = headers.get(header::IF_RANGE) {
+        // A strong comparison: a weak tag never matches.
+        if validator.as_bytes() != etag.as_bytes() {
+            return RangeRequest::Whole;
         }
-        Ok(_) => RangeRequest::Whole,
-        Err(_) => RangeRequest::Unsatisfiable,
     }
+    let parsed = match http_range_header::parse_range_header(value) {
+        Ok(parsed) => parsed,
+        // `bytes=-0` selects nothing.
+        Err(http_range_header::RangeUnsatisfiableError::ZeroSuffix) => return RangeRequest::Unsatisfiable,
+        Err(_) => return RangeRequest::Whole,
+    };
+    let [range] = parsed.ranges.as_slice() else { return RangeRequest::Whole };
+    let start = match range.start {
+        StartPosition::Index(i) => i,
+        StartPosition::FromLast(0) => return RangeRequest::Unsatisfiable,
+        StartPosition::FromLast(n) => length.saturating_sub(n),
+    };
+    let end = match range.end {
+        EndPosition::Index(i) => i.saturating_add(1).min(length),
+        EndPosition::LastByte => length,
+    };
+    if start >= end { RangeRequest::Unsatisfiable } else { RangeRequest::Partial(start..end) }
+}
+
+/// `If-Match` (RFC 9110 §13.1.1): absent, `*`, or one of its tags strongly equal to ours.
+fn if_match(headers: &HeaderMap, etag: &str) -> bool {
+    let mut values = headers.get_all(header::IF_MATCH).iter().peekable();
+    if values.peek().is_none() {
+        return true;
+    }
+    values.filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).map(str::trim).any(|t| t == "*" || t == etag)
 }
 
 fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
@@ -184,6 +211,51 @@ mod tests {
         assert!(!d.contains('\r') && !d.contains('\n'));
         assert!(d.starts_with("; filename=\"a_b__X-Evil: 1;_.txt\""), "{d}");
         assert!(d.ends_with("filename*=UTF-8''a%22b%0D%0AX-Evil%3A%201%3B%C5%82.txt"), "{d}");
+    }
+
+    fn range(value: &str, extra: &[(header::HeaderName, &str)]) -> Option<std::ops::Range<u64>> {
+        let mut h = HeaderMap::new();
+        h.insert(header::RANGE, HeaderValue::from_str(value).unwrap());
+        for (name, v) in extra {
+            h.insert(name.clone(), HeaderValue::from_str(v).unwrap());
+        }
+        match requested_range(&h, 100, "\"e-100\"") {
+            RangeRequest::Whole => Some(0..u64::MAX),
+            RangeRequest::Partial(r) => Some(r),
+            RangeRequest::Unsatisfiable => None,
+        }
+    }
+
+    #[test]
+    fn ranges_follow_rfc_9110() {
+        assert_eq!(range("bytes=10-19", &[]), Some(10..20));
+        assert_eq!(range("bytes=90-", &[]), Some(90..100));
+        assert_eq!(range("bytes=90-500", &[]), Some(90..100));
+        assert_eq!(range("bytes=-10", &[]), Some(90..100));
+        // A suffix longer than the file selects all of it.
+        assert_eq!(range("bytes=-500", &[]), Some(0..100));
+        assert_eq!(range("bytes=100-", &[]), None);
+        assert_eq!(range("bytes=-0", &[]), None);
+        // Several ranges, or nonsense: the whole file.
+        assert_eq!(range("bytes=0-1,5-6", &[]), Some(0..u64::MAX));
+        assert_eq!(range("pages=1", &[]), Some(0..u64::MAX));
+        // If-Range: only our exact, strong validator keeps the range.
+        assert_eq!(range("bytes=0-9", &[(header::IF_RANGE, "\"e-100\"")]), Some(0..10));
+        assert_eq!(range("bytes=0-9", &[(header::IF_RANGE, "\"other\"")]), Some(0..u64::MAX));
+        assert_eq!(range("bytes=0-9", &[(header::IF_RANGE, "W/\"e-100\"")]), Some(0..u64::MAX));
+        assert_eq!(range("bytes=0-9", &[(header::IF_RANGE, "Wed, 21 Oct 2015 07:28:00 GMT")]), Some(0..u64::MAX));
+    }
+
+    #[test]
+    fn if_match_is_a_strong_comparison() {
+        let with = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::IF_MATCH, HeaderValue::from_str(v).unwrap());
+            if_match(&h, "\"e-1\"")
+        };
+        assert!(if_match(&HeaderMap::new(), "\"e-1\""));
+        assert!(with("*") && with("\"e-1\"") && with("\"x\", \"e-1\""));
+        assert!(!with("\"x\"") && !with("W/\"e-1\""));
     }
 
     #[test]

@@ -24,14 +24,13 @@ use http::{Method, Request, Response, StatusCode};
 use http_body::Body;
 
 use super::lifecycle::apply_hook_response;
-use super::patch::{content_length, content_type_is, has_body};
+use super::patch::{LengthClaim, content_length, content_type_is, has_body};
 use super::response::{ResponseBody, error_response, tus_response};
 use super::{Inner, Target};
 use crate::error::TusError;
 use crate::headers::{HeaderError, Metadata, names, parse_sf_bool, parse_sf_uint};
 use crate::hooks::{HookHttpRequest, HookHttpResponse};
 use crate::id::UploadId;
-use crate::locker::UploadLock;
 use crate::store::{NewUpload, UploadInfo};
 
 /// `Accept-Patch` (RFC 5789), which interop 8 requires in OPTIONS responses.
@@ -53,18 +52,22 @@ impl Draft {
     pub(crate) const SUPPORTED: std::ops::RangeInclusive<u64> = 3..=8;
 
     /// The draft named by `Upload-Draft-Interop-Version`, if it is one we speak.
-    pub(crate) fn of(headers: &HeaderMap) -> Option<Draft> {
-        let version = headers.get(names::UPLOAD_DRAFT_INTEROP_VERSION).and_then(parse_sf_uint)?;
-        Self::SUPPORTED.contains(&version).then_some(Draft(version))
+    /// A request naming the version on two lines is refused (`400`): it is no valid Item.
+    pub(crate) fn of(headers: &HeaderMap) -> Result<Option<Draft>, TusError> {
+        let name = names::UPLOAD_DRAFT_INTEROP_VERSION;
+        if headers.get_all(&name).iter().nth(1).is_some() {
+            return Err(invalid(&name));
+        }
+        let version = headers.get(&name).and_then(parse_sf_uint);
+        Ok(version.filter(|v| Self::SUPPORTED.contains(v)).map(Draft))
     }
 
-    /// Whether the request says it carries the upload's last byte.
-    fn complete(self, headers: &HeaderMap) -> Option<bool> {
-        if self.0 == 3 {
-            headers.get(names::UPLOAD_INCOMPLETE).and_then(parse_sf_bool).map(|incomplete| !incomplete)
-        } else {
-            headers.get(names::UPLOAD_COMPLETE).and_then(parse_sf_bool)
-        }
+    /// Whether the request says it carries the upload's last byte (required).
+    fn complete(self, headers: &HeaderMap) -> Result<bool, TusError> {
+        let (name, inverted) =
+            if self.0 == 3 { (names::UPLOAD_INCOMPLETE, true) } else { (names::UPLOAD_COMPLETE, false) };
+        let value = sf_field(headers, &name, parse_sf_bool)?.ok_or_else(|| invalid(&name))?;
+        Ok(value != inverted)
     }
 
     fn set_complete(self, headers: &mut HeaderMap, complete: bool) {
@@ -82,8 +85,27 @@ impl Draft {
     }
 }
 
-fn missing(name: http::header::HeaderName) -> TusError {
-    TusError::InvalidHeader(HeaderError::Invalid(name))
+fn invalid(name: &header::HeaderName) -> TusError {
+    TusError::InvalidHeader(HeaderError::Invalid(name.clone()))
+}
+
+/// A Structured Field of the draft: absent, or one valid line. A field sent on two lines is
+/// their combination (RFC 9110 §5.3), which for these Items is no valid Item: `400`.
+pub(super) fn sf_field<T>(
+    headers: &HeaderMap,
+    name: &header::HeaderName,
+    parse: fn(&HeaderValue) -> Option<T>,
+) -> Result<Option<T>, TusError> {
+    let mut lines = headers.get_all(name).iter();
+    let Some(first) = lines.next() else { return Ok(None) };
+    if lines.next().is_some() {
+        return Err(invalid(name));
+    }
+    parse(first).map(Some).ok_or_else(|| invalid(name))
+}
+
+fn inconsistent_length(draft: Draft) -> Response<ResponseBody> {
+    problem(draft, StatusCode::BAD_REQUEST, PROBLEM_INCONSISTENT_LENGTH, "inconsistent upload length", &[])
 }
 
 /// An RFC 9457 problem-details response (from interop 6 on; plain text before).
@@ -201,23 +223,15 @@ impl Inner {
         B::Data: Buf + Send,
     {
         let h = req.headers();
-        let complete = draft.complete(h).ok_or(missing(names::UPLOAD_COMPLETE))?;
-        let declared = h.get(names::UPLOAD_LENGTH).and_then(parse_sf_uint);
+        let complete = draft.complete(h)?;
+        let declared = sf_field(h, &names::UPLOAD_LENGTH, parse_sf_uint)?;
         let length = match (complete, content_length(h), declared) {
-            (true, Some(cl), Some(l)) if cl != l => {
-                return Ok(problem(
-                    draft,
-                    StatusCode::BAD_REQUEST,
-                    PROBLEM_INCONSISTENT_LENGTH,
-                    "Upload-Length does not match the content",
-                    &[],
-                ));
-            }
+            (true, Some(cl), Some(l)) if cl != l => return Ok(inconsistent_length(draft)),
             (true, Some(cl), _) => Some(cl),
             (_, _, declared) => declared,
         };
-        if length.is_some_and(|n| self.config.max_size.is_some_and(|max| n > max)) {
-            let mut res = error_response(&TusError::SizeExceeded, &Method::POST);
+        if let Some(Err(e)) = length.map(|n| self.check_length(n)) {
+            let mut res = error_response(&e, &Method::POST);
             res.headers_mut().insert(names::UPLOAD_LIMIT, self.upload_limit(draft, None));
             return Ok(res);
         }
@@ -226,15 +240,18 @@ impl Inner {
         }
         let upload = NewUpload::new(UploadId::random(), length).with_metadata(representation_metadata(h));
         let host = self.request_origin(&req);
-        let body_expected = has_body(h, req.body());
         let (info, pre_create) = self.create_with_hooks(upload, hr).await?;
         let location = self.upload_url(host.as_deref(), &info.id);
         // A zero-length upload is complete at creation; its pre-finish changes apply too.
         let created_complete =
-            if info.is_complete() { self.on_complete(&info, hr).await? } else { HookHttpResponse::default() };
+            if info.is_complete() { self.complete(&info, hr).await? } else { HookHttpResponse::default() };
         let (parts, body) = req.into_parts();
-        let lock = self.lock(&info.id).await?;
-        let mut res = match self.ietf_receive(lock, &info, complete, body_expected, &parts.headers, body, hr).await {
+        let claim = LengthClaim { declared: None, ends_upload: complete };
+        let received = async {
+            let lock = self.lock(&info.id).await?;
+            self.append_body(info.clone(), claim, &parts.headers, body, lock, hr).await
+        };
+        let mut res = match received.await {
             Ok((written, finish)) => {
                 let mut res = tus_response(StatusCode::CREATED);
                 self.describe_upload(draft, &mut res, &written);
@@ -272,13 +289,14 @@ impl Inner {
         if draft.0 >= 6 && !content_type_is(h, PARTIAL_UPLOAD) {
             return Err(TusError::InvalidContentType);
         }
-        let offset = h.get(names::UPLOAD_OFFSET).and_then(parse_sf_uint).ok_or(missing(names::UPLOAD_OFFSET))?;
-        let complete = draft.complete(h).ok_or(missing(names::UPLOAD_COMPLETE))?;
-        let declared = h.get(names::UPLOAD_LENGTH).and_then(parse_sf_uint);
+        let offset =
+            sf_field(h, &names::UPLOAD_OFFSET, parse_sf_uint)?.ok_or_else(|| invalid(&names::UPLOAD_OFFSET))?;
+        let complete = draft.complete(h)?;
+        let declared = sf_field(h, &names::UPLOAD_LENGTH, parse_sf_uint)?;
         let body_expected = has_body(h, req.body());
 
         let lock = self.lock(id).await?;
-        let mut info = self.store.info(id).await?;
+        let info = self.store.info(id).await?;
         if self.is_expired(&info) {
             return Err(TusError::Gone);
         }
@@ -312,89 +330,32 @@ impl Inner {
             draft.set_complete(res.headers_mut(), false);
             return Ok(res);
         }
-        // The length, if this request tells it, must agree with what is known.
+        // The length this request tells, if it does: `Upload-Length`, or the end that
+        // `Upload-Complete: ?1` with a `Content-Length` implies. They must agree.
         let implied = match (complete, content_length(h)) {
-            (true, Some(cl)) => offset.checked_add(cl),
+            (true, Some(cl)) => Some(offset.checked_add(cl).ok_or(TusError::SizeExceeded)?),
             _ => None,
         };
-        for told in [implied, declared].into_iter().flatten() {
-            match info.length {
-                Some(known) if known != told => {
-                    return Ok(problem(
-                        draft,
-                        StatusCode::BAD_REQUEST,
-                        PROBLEM_INCONSISTENT_LENGTH,
-                        "upload length changed",
-                        &[],
-                    ));
-                }
-                Some(_) => {}
-                None if told < info.offset => {
-                    return Ok(problem(
-                        draft,
-                        StatusCode::BAD_REQUEST,
-                        PROBLEM_INCONSISTENT_LENGTH,
-                        "length below offset",
-                        &[],
-                    ));
-                }
-                None => {
-                    let deferrer = self.store.length_deferrer().ok_or(TusError::NotImplemented)?;
-                    deferrer.declare_length(id, told).await?;
-                    info.length = Some(told);
-                }
-            }
-        }
+        let declared = match (implied, declared) {
+            (Some(a), Some(b)) if a != b => return Ok(inconsistent_length(draft)),
+            (a, b) => a.or(b),
+        };
         let (parts, body) = req.into_parts();
-        match self.ietf_receive(lock, &info, complete, body_expected, &parts.headers, body, hr).await {
+        let claim = LengthClaim { declared, ends_upload: complete };
+        match self.append_body(info, claim, &parts.headers, body, lock, hr).await {
             Ok((written, finish)) => {
                 let mut res = tus_response(StatusCode::NO_CONTENT);
                 self.describe_upload(draft, &mut res, &written);
                 apply_hook_response(&mut res, &finish);
                 Ok(res)
             }
+            Err(TusError::InvalidLength) => Ok(inconsistent_length(draft)),
             Err(e) => {
                 let mut res = error_response(&e, &parts.method);
                 draft.set_complete(res.headers_mut(), false);
                 Ok(res)
             }
         }
-    }
-
-    /// Streams a creation's or append's content into `info` under `lock`, then settles
-    /// completion: `Upload-Complete: ?1` fixes the length at the received end.
-    #[allow(clippy::too_many_arguments)]
-    async fn ietf_receive<B>(
-        &self,
-        lock: Box<dyn UploadLock>,
-        info: &UploadInfo,
-        complete: bool,
-        body_expected: bool,
-        headers: &HeaderMap,
-        body: B,
-        hr: &HookHttpRequest,
-    ) -> Result<(UploadInfo, crate::hooks::HookHttpResponse), TusError>
-    where
-        B: Body + Send + Unpin + 'static,
-        B::Data: Buf + Send,
-    {
-        let was_complete = info.is_complete();
-        let mut written = if body_expected {
-            self.receive_locked(info, headers, body, lock.as_ref(), hr).await?
-        } else {
-            info.clone()
-        };
-        if complete && written.length.is_none() {
-            let deferrer = self.store.length_deferrer().ok_or(TusError::NotImplemented)?;
-            deferrer.declare_length(&written.id, written.offset).await?;
-            written.length = Some(written.offset);
-        }
-        drop(lock);
-        let mut finish = crate::hooks::HookHttpResponse::default();
-        if written.is_complete() && !was_complete {
-            finish = self.on_complete(&written, hr).await?;
-        }
-        Ok((written, finish))
     }
 }
 

@@ -131,6 +131,40 @@ impl Inner {
         });
     }
 
+    /// Runs [`Inner::on_complete`] on a task of its own and waits for it: a client that goes
+    /// away while hooks run or states are recorded cannot cut completion short.
+    pub(crate) async fn complete(
+        &self,
+        info: &UploadInfo,
+        request: &HookHttpRequest,
+    ) -> Result<HookHttpResponse, TusError> {
+        let Some(me) = self.me.upgrade() else { return self.on_complete(info, request).await };
+        let (info, request) = (info.clone(), request.clone());
+        tokio::spawn(async move { me.on_complete(&info, &request).await })
+            .await
+            .unwrap_or(Err(TusError::Internal("upload completion failed")))
+    }
+
+    /// Completes `id` if its stored offset reached its length: after an append whose request
+    /// was dropped or whose store call failed (see `CompletionWatch` in `patch.rs`).
+    pub(crate) async fn complete_if_reached(&self, id: &UploadId, request: &HookHttpRequest) {
+        match self.store.info(id).await {
+            Ok(info) if info.is_complete() => {
+                tracing::info!(upload = %id, "upload completed by a request that did not end cleanly");
+                if let Err(e) = self.on_complete(&info, request).await {
+                    tracing::warn!(upload = %id, error = %e, "completing the upload failed");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(upload = %id, error = %e, "cannot check whether the upload completed"),
+        }
+    }
+
+    /// Whether finished uploads like `info` are inspected before they may be served.
+    pub(crate) fn inspects(&self, info: &UploadInfo) -> bool {
+        !info.is_partial() && self.inspector.is_some() && self.store.state_recorder().is_some()
+    }
+
     /// Called once an upload's last byte arrived (or a final upload was assembled). Starts
     /// processing, settles waiting finals, runs `pre-finish`, and returns the response
     /// changes `pre-finish` asked for.
@@ -141,7 +175,7 @@ impl Inner {
     ) -> Result<HookHttpResponse, TusError> {
         tracing::info!(upload = %info.id, length = ?info.length, "upload finished");
         let mut info = info.clone();
-        let processed = !info.is_partial() && self.inspector.is_some() && self.store.state_recorder().is_some();
+        let processed = self.inspects(&info);
         if processed {
             // Recorded before the client hears of completion, so no download can slip through
             // before the verdict.
@@ -150,8 +184,14 @@ impl Inner {
             }
             info.state = Some(UploadState::Processing);
         }
-        if info.is_partial() {
-            self.settle_waiting_finals(&info.id, request).await;
+        if info.is_partial()
+            && let Some(me) = self.me.upgrade()
+        {
+            // In the background: assembling the finals that wait for this partial (up to a
+            // thousand parts each) is not this request's work to wait for; a HEAD of a final
+            // waits for its assembly under the final's lock.
+            let (id, request) = (info.id.clone(), request.clone());
+            tokio::spawn(async move { me.settle_waiting_finals(&id, &request).await });
         }
         let pre_finish = self.blocking_hook(HookType::PreFinish, &info, request).await;
         if processed {
@@ -190,20 +230,37 @@ impl Inner {
         self.notify(HookType::PostFinish, &info, &request);
     }
 
-    /// Restarts processing of uploads a restart interrupted. Returns how many it picked up.
+    /// Restarts processing of uploads a restart interrupted: those whose checks had begun,
+    /// and those complete but never inspected (the process stopped between storing the last
+    /// byte and recording `processing`), which get their whole completion (hooks included).
+    /// Returns how many it picked up.
     pub(crate) async fn resume_processing(&self) -> Result<usize, TusError> {
         if self.inspector.is_none() {
             return Ok(0);
         }
         let Some(recorder) = self.store.state_recorder() else { return Ok(0) };
-        let ids = recorder.list_processing().await?;
-        for id in &ids {
-            match self.store.info(id).await {
-                Ok(info) => self.spawn_processing(info, HookHttpRequest::default()),
+        let mut picked = 0;
+        for id in recorder.list_processing().await? {
+            match self.store.info(&id).await {
+                Ok(info) if !self.inspects(&info) || !info.is_complete() => {}
+                Ok(info) if info.state.is_none() => {
+                    picked += 1;
+                    let Some(me) = self.me.upgrade() else { break };
+                    tokio::spawn(async move {
+                        if let Err(e) = me.on_complete(&info, &HookHttpRequest::default()).await {
+                            tracing::warn!(upload = %info.id, error = %e, "completing an uninspected upload failed");
+                        }
+                    });
+                }
+                Ok(info) if info.state == Some(UploadState::Processing) => {
+                    picked += 1;
+                    self.spawn_processing(info, HookHttpRequest::default());
+                }
+                Ok(_) => {}
                 Err(e) => tracing::warn!(upload = %id, error = %e, "cannot resume processing"),
             }
         }
-        Ok(ids.len())
+        Ok(picked)
     }
 }
 

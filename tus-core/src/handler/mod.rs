@@ -9,11 +9,12 @@ mod cors;
 mod create;
 mod download;
 mod ietf;
+mod length;
 mod lifecycle;
 mod patch;
 mod response;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
@@ -22,6 +23,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use bytes::Buf;
+use futures_util::future::BoxFuture;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body::Body;
@@ -38,7 +40,7 @@ use crate::id::UploadId;
 use crate::inspect::Inspect;
 use crate::locker::{LockError, Locker, MemoryLocker, UploadLock};
 use crate::signing::UrlSigner;
-use crate::store::{ConcatRole, Store, StoreError, UploadInfo};
+use crate::store::{ConcatRole, Store, StoreError, UploadInfo, UploadState};
 
 /// How `Location` URLs are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -268,7 +270,7 @@ struct Inner {
     me: Weak<Inner>,
     /// Final uploads created over unfinished partials, by partial: settled as soon as a
     /// partial completes on this instance (and lazily on any HEAD/GET otherwise).
-    waiting_finals: Mutex<HashMap<UploadId, Vec<UploadId>>>,
+    waiting_finals: Mutex<HashMap<UploadId, HashSet<UploadId>>>,
 }
 
 /// What a request path names.
@@ -380,9 +382,10 @@ impl Inner {
         let hook_request = lifecycle::hook_request(&req, &method, self.hooks.is_some());
         // Only what CORS needs from the request outlives it.
         let origin_headers = self.config.cors.as_ref().map(|_| cors_request_headers(req.headers()));
-        let result = match self.route(req.uri().path()) {
-            None => Err(TusError::NotFound),
-            Some(target) => self.dispatch(&method, target, req, &hook_request).await,
+        let result = match (check_framing(req.headers()), self.route(req.uri().path())) {
+            (Err(e), _) => Err(e),
+            (Ok(()), None) => Err(TusError::NotFound),
+            (Ok(()), Some(target)) => self.dispatch(&method, target, req, &hook_request).await,
         };
         let mut res = match result {
             Ok(res) => res,
@@ -414,7 +417,7 @@ impl Inner {
         B: Body + Send + Unpin + 'static,
         B::Data: Buf + Send,
     {
-        if let Some(draft) = ietf::Draft::of(req.headers()) {
+        if let Some(draft) = ietf::Draft::of(req.headers())? {
             return self.ietf(draft, method, target, req, hr).await;
         }
         // Every tus request must speak our version; OPTIONS is exempt by the spec and GET is a
@@ -467,8 +470,10 @@ impl Inner {
 
     /// OPTIONS: what this server supports.
     fn options(&self) -> Response<ResponseBody> {
-        let mut res = tus_response(StatusCode::NO_CONTENT);
+        // 200, as tusd answers: the spec allows 200 or 204, and some clients accept only 200.
+        let mut res = tus_response(StatusCode::OK);
         let h = res.headers_mut();
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from(0));
         h.insert(names::TUS_VERSION, HeaderValue::from_static(TUS_VERSION));
         if let Ok(v) = HeaderValue::from_str(&self.extensions().join(",")) {
             h.insert(names::TUS_EXTENSION, v);
@@ -548,8 +553,11 @@ impl Inner {
         if self.is_expired(&info) {
             return Err(TusError::Gone);
         }
-        if info.is_final() && !info.is_complete() {
-            return self.settle_final(info, hr).await;
+        let mut info = if info.is_final() && !info.is_complete() { self.settle_final(info, hr).await? } else { info };
+        // Complete but never inspected (its completion is under way, or was cut short and is
+        // picked up at the next start): as unservable as any upload still being checked.
+        if info.state.is_none() && info.is_complete() && self.inspects(&info) {
+            info.state = Some(UploadState::Processing);
         }
         Ok(info)
     }
@@ -573,6 +581,8 @@ impl Inner {
         let value = match &info.concat {
             None => return,
             Some(ConcatRole::Partial) => UploadConcat::Partial,
+            // Rebuilt from the client's origin for every listed partial: `valid_host` bounds
+            // its length, so the header stays linear in the list, with a small factor.
             Some(ConcatRole::Final { partials }) => {
                 UploadConcat::Final(partials.iter().map(|p| self.upload_url(host, p)).collect())
             }
@@ -604,35 +614,74 @@ impl Inner {
             .map(str::to_owned)
             .or_else(|| req.uri().authority().map(|a| a.to_string()))
             .filter(|h| valid_host(h))?;
-        let scheme = req.uri().scheme_str().unwrap_or(&self.config.scheme);
-        Some(format!("{scheme}://{host}"))
+        // The scheme we serve, never one copied from an absolute-form request target.
+        Some(format!("{}://{host}", self.config.scheme))
     }
 
     /// Concatenates a final upload if all its partials are complete; otherwise returns it as is.
-    async fn settle_final(&self, info: UploadInfo, hr: &HookHttpRequest) -> Result<UploadInfo, TusError> {
-        let Some(ConcatRole::Final { partials }) = &info.concat else { return Ok(info) };
-        let concatenater = self.store.concatenater().ok_or(TusError::NotImplemented)?;
-        let mut parts = Vec::with_capacity(partials.len());
-        for id in partials {
-            match self.store.info(id).await {
-                Ok(p) if p.is_complete() => parts.push(p),
-                // Unfinished, terminated or expired: nothing to settle (yet).
-                Ok(_) | Err(StoreError::NotFound | StoreError::Gone) => return Ok(info),
-                Err(e) => return Err(e.into()),
+    ///
+    /// Boxed as `Send` by its type: completing a final's last partial settles the final in
+    /// turn, and the compiler cannot see through that cycle on its own.
+    fn settle_final<'a>(
+        &'a self,
+        info: UploadInfo,
+        hr: &'a HookHttpRequest,
+    ) -> BoxFuture<'a, Result<UploadInfo, TusError>> {
+        Box::pin(async move {
+            let Some(ConcatRole::Final { partials }) = &info.concat else { return Ok(info) };
+            if self.store.concatenater().is_none() {
+                return Err(TusError::NotImplemented);
             }
-        }
-        let _lock = self.lock(&info.id).await?;
-        let current = self.store.info(&info.id).await?;
+            // A partial may be listed many times: each is read once, so the work stays linear in
+            // the list.
+            let mut known: HashMap<&UploadId, UploadInfo> = HashMap::new();
+            for id in partials {
+                if known.contains_key(id) {
+                    continue;
+                }
+                match self.store.info(id).await {
+                    Ok(p) if p.is_complete() => known.insert(id, p),
+                    // Unfinished, terminated or expired: nothing to settle (yet).
+                    Ok(_) | Err(StoreError::NotFound | StoreError::Gone) => return Ok(info),
+                    Err(e) => return Err(e.into()),
+                };
+            }
+            let parts: Vec<UploadInfo> = partials.iter().filter_map(|id| known.get(id).cloned()).collect();
+            // Partials of deferred length can add up past the maximum only now: checked before
+            // a byte is copied.
+            if let Some(length) = create::final_length(&parts)? {
+                self.check_length(length)?;
+            }
+            // On a task of its own: a HEAD whose client leaves must not stop an assembly half-way
+            // between the bytes and their completion.
+            let Some(me) = self.me.upgrade() else { return Err(TusError::Internal("service is shutting down")) };
+            let (id, hr) = (info.id.clone(), hr.clone());
+            tokio::spawn(async move { me.assemble_final(&id, &parts, &hr).await })
+                .await
+                .unwrap_or(Err(TusError::Internal("concatenation failed")))
+        })
+    }
+
+    /// Fills final upload `id` with `parts` under its lock, once, and completes it.
+    async fn assemble_final(
+        &self,
+        id: &UploadId,
+        parts: &[UploadInfo],
+        hr: &HookHttpRequest,
+    ) -> Result<UploadInfo, TusError> {
+        let concatenater = self.store.concatenater().ok_or(TusError::NotImplemented)?;
+        let _lock = self.lock(id).await?;
+        let current = self.store.info(id).await?;
         if current.is_complete() {
             return Ok(current);
         }
-        concatenater.concatenate(&info.id, &parts).await?;
-        tracing::info!(upload = %info.id, parts = parts.len(), "final upload concatenated");
-        let settled = self.store.info(&info.id).await?;
+        concatenater.concatenate(id, parts).await?;
+        tracing::info!(upload = %id, parts = parts.len(), "final upload concatenated");
+        let settled = self.store.info(id).await?;
         if let Err(e) = self.on_complete(&settled, hr).await {
-            tracing::warn!(upload = %info.id, error = %e, "pre-finish hook of a final upload failed");
+            tracing::warn!(upload = %id, error = %e, "pre-finish hook of a final upload failed");
         }
-        Ok(self.store.info(&info.id).await?)
+        Ok(self.store.info(id).await?)
     }
 
     /// Settles the final uploads waiting for `partial`, which just completed.
@@ -641,7 +690,7 @@ impl Inner {
         for final_id in finals {
             match self.store.info(&final_id).await {
                 Ok(f) => {
-                    if let Err(e) = Box::pin(self.settle_final(f, hr)).await {
+                    if let Err(e) = self.settle_final(f, hr).await {
                         // Not lost: the next HEAD or GET of the final settles it.
                         tracing::warn!(upload = %final_id, error = %e, "could not settle final upload yet");
                     }
@@ -719,6 +768,26 @@ fn effective_method<B>(req: &Request<B>) -> Method {
 /// The response header showing a finished upload's processing state.
 pub const UPLOAD_STATE: http::header::HeaderName = http::header::HeaderName::from_static("upload-state");
 
+/// How the request's body is framed, checked before anything reads it: `chunked` is the only
+/// transfer coding we decode, so any other would have its still-coded bytes stored as the
+/// upload (`501`, RFC 9112 §6.1); `chunked` twice, or two `Host` lines, are malformed (`400`).
+fn check_framing(headers: &HeaderMap) -> Result<(), TusError> {
+    let mut chunked = 0;
+    for value in headers.get_all(header::TRANSFER_ENCODING) {
+        let Ok(value) = value.to_str() else { return Err(TusError::UnsupportedTransferCoding) };
+        for coding in value.split(',').map(str::trim).filter(|c| !c.is_empty()) {
+            if !coding.eq_ignore_ascii_case("chunked") {
+                return Err(TusError::UnsupportedTransferCoding);
+            }
+            chunked += 1;
+        }
+    }
+    if chunked > 1 || headers.get_all(header::HOST).iter().nth(1).is_some() {
+        return Err(TusError::MalformedRequest);
+    }
+    Ok(())
+}
+
 fn check_version(headers: &HeaderMap) -> Result<(), TusError> {
     match headers::get::<TusResumable>(headers) {
         Ok(Some(v)) if v.is_supported() => Ok(()),
@@ -726,9 +795,16 @@ fn check_version(headers: &HeaderMap) -> Result<(), TusError> {
     }
 }
 
+/// The longest `Host` (with port) we copy into URLs.
+const MAX_HOST_LEN: usize = 270;
+
 /// Characters a host (with optional port, or an IPv6 literal) may contain.
 fn valid_host(host: &str) -> bool {
-    !host.is_empty() && host.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]_".contains(&b))
+    // A DNS name is at most 253 characters; with a port or an IPv6 literal's brackets, 270
+    // is plenty. Longer ones are refused: each would be copied into every URL we write.
+    !host.is_empty()
+        && host.len() <= MAX_HOST_LEN
+        && host.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]_".contains(&b))
 }
 
 /// `(proto, host)` from `Forwarded` (RFC 7239, first element) or `X-Forwarded-Host` /

@@ -50,7 +50,7 @@ impl Inner {
         headers::get::<UploadChecksum>(h)?;
 
         let lock = self.lock(id).await?;
-        let mut info = self.store.info(id).await?;
+        let info = self.store.info(id).await?;
         if self.is_expired(&info) {
             return Err(TusError::Gone);
         }
@@ -66,73 +66,77 @@ impl Inner {
             let error = TusError::MismatchedOffset { current: info.offset };
             return Ok(with_expiry(error_response(&error, &parts.method), &info));
         }
-        let was_complete = info.is_complete();
-        if let Some(length) = declared_length
-            && let Err(error) = self.declare_length(&mut info, length).await
-        {
-            return Ok(with_expiry(error_response(&error, &parts.method), &info));
-        }
-
-        let written = match self.receive_locked(&info, h, body, lock.as_ref(), hr).await {
-            Ok(written) => written,
+        let claim = LengthClaim { declared: declared_length, ends_upload: false };
+        match self.append_body(info.clone(), claim, h, body, lock, hr).await {
+            Ok((written, changes)) => {
+                let mut res = tus_response(StatusCode::NO_CONTENT);
+                apply_hook_response(&mut res, &changes);
+                res.headers_mut().insert(names::UPLOAD_OFFSET, HeaderValue::from(written.offset));
+                Ok(with_expiry(res, &written))
+            }
             Err(error) => {
-                drop(lock);
                 let now = self.store.info(id).await.unwrap_or(info);
-                return Ok(with_expiry(error_response(&error, &parts.method), &now));
-            }
-        };
-        drop(lock);
-        let mut res = tus_response(StatusCode::NO_CONTENT);
-        // (Also when an empty PATCH completes a deferred upload by declaring its length.)
-        if written.is_complete() && !was_complete {
-            let changes = self.on_complete(&written, hr).await?;
-            apply_hook_response(&mut res, &changes);
-        }
-        res.headers_mut().insert(names::UPLOAD_OFFSET, HeaderValue::from(written.offset));
-        Ok(with_expiry(res, &written))
-    }
-
-    /// `Upload-Length` on a PATCH: set a deferred length once; repeating it is harmless,
-    /// changing it is not.
-    async fn declare_length(&self, info: &mut UploadInfo, length: u64) -> Result<(), TusError> {
-        match info.length {
-            Some(known) if known == length => Ok(()),
-            Some(_) => Err(TusError::InvalidLength),
-            None if length < info.offset => Err(TusError::InvalidLength),
-            None if self.config.max_size.is_some_and(|max| length > max) => Err(TusError::SizeExceeded),
-            None => {
-                let deferrer = self.store.length_deferrer().ok_or(TusError::NotImplemented)?;
-                deferrer.declare_length(&info.id, length).await?;
-                info.length = Some(length);
-                Ok(())
+                Ok(with_expiry(error_response(&error, &parts.method), &now))
             }
         }
     }
 
-    /// Streams a request body into a just-created upload (creation-with-upload).
-    pub(super) async fn receive<B>(
+    /// Streams `body` into the upload under `lock` (after taking the length `claim` makes),
+    /// releases the lock, and runs completion if the stored offset reached the length.
+    ///
+    /// Both dialects and creation-with-upload append through here. Completion follows from
+    /// what was stored, not from how the request ended: a body that overran the length after
+    /// its last byte, or a store that failed after it, still completes the upload, and so does
+    /// a request whose client went away ([`CompletionWatch`]). Returns the upload's info and
+    /// the `pre-finish` hook's response changes.
+    pub(super) async fn append_body<B>(
         &self,
-        info: &UploadInfo,
+        mut info: UploadInfo,
+        claim: LengthClaim,
         headers: &HeaderMap,
         body: B,
+        lock: Box<dyn UploadLock>,
         hr: &HookHttpRequest,
     ) -> Result<(UploadInfo, HookHttpResponse), TusError>
     where
         B: Body + Send + Unpin + 'static,
         B::Data: Buf + Send,
     {
-        let lock = self.lock(&info.id).await?;
-        let written = self.receive_locked(info, headers, body, lock.as_ref(), hr).await?;
+        let was_complete = info.is_complete();
+        // Armed before the length is taken: declaring it may already complete the upload.
+        let id = info.id.clone();
+        let mut watch = CompletionWatch { inner: self, id: &id, hr, armed: !was_complete };
+        if let Some(told) = claim.declared {
+            self.accept_length(&mut info, told).await?;
+        }
+        let (mut written, body_error) = self.receive_locked(&info, headers, body, lock.as_ref(), hr).await?;
+        watch.armed = false;
+        if body_error.is_none() && claim.ends_upload && written.length.is_none() {
+            let end = written.offset;
+            self.accept_length(&mut written, end).await?;
+        }
         drop(lock);
         let mut changes = HookHttpResponse::default();
-        if written.is_complete() {
-            changes = self.on_complete(&written, hr).await?;
+        if written.is_complete() && !was_complete {
+            let finished = self.complete(&written, hr).await;
+            match (&body_error, finished) {
+                (None, finished) => changes = finished?,
+                // The request failed anyway; its error is what the client hears.
+                (Some(_), Err(e)) => {
+                    tracing::warn!(upload = %info.id, error = %e, "completion after a failed request failed");
+                }
+                (Some(_), Ok(_)) => {}
+            }
         }
-        Ok((written, changes))
+        match body_error {
+            Some(error) => Err(error),
+            None => Ok((written, changes)),
+        }
     }
 
     /// Streams a request body into the upload at its current offset; the caller holds `lock`.
-    /// Returns the upload's info afterwards.
+    /// Returns the upload's info afterwards, and why the body ended early if it did (its bytes
+    /// up to there are stored, unless the body was rejected).
     pub(super) async fn receive_locked<B>(
         &self,
         info: &UploadInfo,
@@ -140,23 +144,24 @@ impl Inner {
         body: B,
         lock: &dyn UploadLock,
         hr: &HookHttpRequest,
-    ) -> Result<UploadInfo, TusError>
+    ) -> Result<(UploadInfo, Option<TusError>), TusError>
     where
         B: Body + Send + Unpin + 'static,
         B::Data: Buf + Send,
     {
         let checksum = headers::get::<UploadChecksum>(headers)?;
+        // A digest of the wrong size for its algorithm can match no body: refuse it unread.
+        if checksum.as_ref().is_some_and(|c| c.digest.len() != c.algorithm.digest_len()) {
+            return Err(TusError::ChecksumMismatch);
+        }
         let checksum_trailer = announces_checksum_trailer(headers);
-        let limit = match info.length {
-            Some(length) => length.saturating_sub(info.offset),
-            None => self.config.max_size.map_or(u64::MAX, |max| max.saturating_sub(info.offset)),
-        };
+        let limit = self.body_limit(info);
         // Refuse before reading anything if the client already told us it sends too much.
         if content_length(headers).is_some_and(|n| n > limit) {
             return Err(TusError::SizeExceeded);
         }
-        if limit == 0 && body.is_end_stream() {
-            return Ok(info.clone());
+        if body.is_end_stream() {
+            return Ok((info.clone(), None));
         }
         let outcome = BodyOutcome::default();
         let progress = AtomicU64::new(0);
@@ -201,10 +206,48 @@ impl Inner {
             {
                 terminater.terminate(&info.id).await?;
                 tracing::info!(upload = %info.id, "upload stopped by a post-receive hook and terminated");
+                // Gone: nothing left to complete.
+                at.length = None;
             }
-            return Err(error);
+            return Ok((at, Some(error)));
         }
-        Ok(at)
+        Ok((at, None))
+    }
+}
+
+/// What an append request says about the upload's length.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct LengthClaim {
+    /// The length it declares: tus `Upload-Length` on a PATCH; on the IETF draft
+    /// `Upload-Length`, or the end that `Upload-Complete: ?1` with a `Content-Length` implies.
+    pub(super) declared: Option<u64>,
+    /// The body is the upload's last (IETF `Upload-Complete: ?1`): a deferred length becomes
+    /// the received end, if the body arrives whole.
+    pub(super) ends_upload: bool,
+}
+
+/// Completes an upload whose append never looked at its own result: the request future was
+/// dropped (the client went away right after its last byte) or the store failed part-way. The
+/// upload may have reached its length all the same, so when armed, dropping this checks the
+/// stored offset on a task of its own and runs completion if it is complete. No lock is
+/// needed: only the append that moved the offset to the length can see that transition.
+struct CompletionWatch<'a> {
+    inner: &'a Inner,
+    id: &'a UploadId,
+    hr: &'a HookHttpRequest,
+    armed: bool,
+}
+
+impl Drop for CompletionWatch<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let (Some(me), Ok(runtime)) = (self.inner.me.upgrade(), tokio::runtime::Handle::try_current()) else {
+            return;
+        };
+        let (id, hr) = (self.id.clone(), self.hr.clone());
+        runtime.spawn(async move { me.complete_if_reached(&id, &hr).await });
     }
 }
 
