@@ -2,7 +2,7 @@
 //!
 //! | metric | labels | source |
 //! |---|---|---|
-//! | `tus_requests_total` | method, status | every response |
+//! | `tus_requests_total` | method (GET, HEAD, POST, PATCH, DELETE, OPTIONS, PUT, other), status | every response |
 //! | `tus_errors_total` | code | error responses (`ERR_*` codes) |
 //! | `tus_bytes_received_total` | | bytes stores accepted |
 //! | `tus_uploads_total` | event (created, finished, terminated, expired) | hooks and the reaper |
@@ -30,31 +30,49 @@ use tus_core::store::{
     Store, StoreError, Terminate, UploadInfo,
 };
 
+// Every label value is a `&'static str` chosen by the server, never text from a request: each
+// distinct value is a series kept forever, so client-chosen values would grow memory and
+// `/metrics` without bound. (`status` is a `StatusCode`, so at most 900 values.)
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    method: String,
+    method: &'static str,
     status: u16,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CodeLabels {
-    code: String,
+    code: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct EventLabels {
-    event: String,
+    event: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HookLabels {
-    hook: String,
-    outcome: String,
+    hook: &'static str,
+    outcome: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OpLabels {
-    op: String,
+    op: &'static str,
+}
+
+/// The `method` label of a request: one of the methods the server serves, else `other`.
+fn method_label(method: &http::Method) -> &'static str {
+    match *method {
+        http::Method::GET => "GET",
+        http::Method::HEAD => "HEAD",
+        http::Method::POST => "POST",
+        http::Method::PATCH => "PATCH",
+        http::Method::DELETE => "DELETE",
+        http::Method::OPTIONS => "OPTIONS",
+        http::Method::PUT => "PUT",
+        _ => "other",
+    }
 }
 
 /// Every metric the server keeps.
@@ -126,24 +144,24 @@ impl Metrics {
     }
 
     /// Counts one response.
-    pub fn request(&self, method: &http::Method, status: http::StatusCode, error_code: Option<&str>) {
-        self.requests.get_or_create(&RequestLabels { method: method.to_string(), status: status.as_u16() }).inc();
+    pub fn request(&self, method: &http::Method, status: http::StatusCode, error_code: Option<&'static str>) {
+        self.requests.get_or_create(&RequestLabels { method: method_label(method), status: status.as_u16() }).inc();
         if let Some(code) = error_code {
-            self.errors.get_or_create(&CodeLabels { code: code.to_owned() }).inc();
+            self.errors.get_or_create(&CodeLabels { code }).inc();
         }
     }
 
     /// Counts uploads removed by the expiry reaper.
     pub fn expired(&self, n: usize) {
-        self.uploads.get_or_create(&EventLabels { event: "expired".into() }).inc_by(n as u64);
+        self.uploads.get_or_create(&EventLabels { event: "expired" }).inc_by(n as u64);
     }
 
-    fn upload_event(&self, event: &str) {
-        self.uploads.get_or_create(&EventLabels { event: event.into() }).inc();
+    fn upload_event(&self, event: &'static str) {
+        self.uploads.get_or_create(&EventLabels { event }).inc();
     }
 
-    fn store_call(&self, op: &str, started: Instant) {
-        self.store_seconds.get_or_create(&OpLabels { op: op.into() }).observe(started.elapsed().as_secs_f64());
+    fn store_call(&self, op: &'static str, started: Instant) {
+        self.store_seconds.get_or_create(&OpLabels { op }).observe(started.elapsed().as_secs_f64());
     }
 }
 
@@ -180,7 +198,7 @@ impl Hooks for MetricsHooks {
         };
         let result = inner.call(event).await;
         let outcome = if result.is_ok() { "ok" } else { "failed" };
-        self.metrics.hooks.get_or_create(&HookLabels { hook: event.hook.name().into(), outcome: outcome.into() }).inc();
+        self.metrics.hooks.get_or_create(&HookLabels { hook: event.hook.name(), outcome }).inc();
         result
     }
 }
@@ -259,5 +277,26 @@ impl<S: Store> Store for TimedStore<S> {
     }
     fn presigner(&self) -> Option<&dyn PresignGet> {
         self.inner.presigner()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn made_up_methods_share_one_label() {
+        let metrics = Metrics::new();
+        for i in 0..20 {
+            let method = http::Method::from_bytes(format!("FOOBAR{i}").as_bytes()).expect("token");
+            metrics.request(&method, http::StatusCode::METHOD_NOT_ALLOWED, None);
+        }
+        metrics.request(&http::Method::from_bytes(b"get").expect("token"), http::StatusCode::OK, None);
+        metrics.request(&http::Method::PATCH, http::StatusCode::NO_CONTENT, None);
+        let text = metrics.render();
+        assert!(text.contains("tus_requests_total{method=\"other\",status=\"405\"} 20"), "{text}");
+        assert!(text.contains("tus_requests_total{method=\"other\",status=\"200\"} 1"), "{text}");
+        assert!(text.contains("tus_requests_total{method=\"PATCH\",status=\"204\"} 1"), "{text}");
+        assert!(!text.contains("FOOBAR") && !text.contains("\"get\""), "{text}");
     }
 }
