@@ -11,15 +11,15 @@ use clap::{Parser, ValueEnum};
 #[command(name = "tus-server", version, about)]
 pub struct Cli {
     /// Address to listen on.
-    #[arg(long, env = "TUS_HOST", default_value = "127.0.0.1")]
+    #[arg(long, env = "TUS_HOST", default_value = "127.0.0.1", global = true)]
     pub host: IpAddr,
 
     /// Port to listen on (0 picks a free one; the URL printed at start says which).
-    #[arg(long, env = "TUS_PORT", default_value_t = 8080)]
+    #[arg(long, env = "TUS_PORT", default_value_t = 8080, global = true)]
     pub port: u16,
 
     /// Path the upload endpoint is served at.
-    #[arg(long, env = "TUS_BASE_PATH", default_value = "/files/")]
+    #[arg(long, env = "TUS_BASE_PATH", default_value = "/files/", global = true)]
     pub base_path: String,
 
     /// Directory uploads are stored in (created if missing).
@@ -103,7 +103,7 @@ pub struct Cli {
     pub relative_location: bool,
 
     /// Log format.
-    #[arg(long, env = "TUS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    #[arg(long, env = "TUS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
 
     /// POST hook events as JSON (tusd's format) to this URL.
@@ -152,12 +152,12 @@ pub struct Cli {
 
     /// Require signed URLs for downloads, with the keys in this file (one per line: the first
     /// signs, all verify; rotate by adding the new key on top).
-    #[arg(long, env = "TUS_SIGNING_KEY_FILE")]
+    #[arg(long, env = "TUS_SIGNING_KEY_FILE", global = true)]
     pub signing_key_file: Option<PathBuf>,
 
     /// The signing key itself (prefer the environment variable over the flag: argv is visible
     /// to other users).
-    #[arg(long, env = "TUS_SIGNING_KEY", hide_env_values = true, conflicts_with = "signing_key_file")]
+    #[arg(long, env = "TUS_SIGNING_KEY", hide_env_values = true, conflicts_with = "signing_key_file", global = true)]
     pub signing_key: Option<String>,
 
     /// Origins allowed to upload from a browser (repeatable, or comma-separated in the
@@ -213,7 +213,8 @@ pub struct Cli {
     pub command: Option<Command>,
 }
 
-/// Subcommands.
+/// Subcommands. The flags `sign-url` uses (`--host`, `--port`, `--base-path`, the key flags and
+/// `--log-format`) are global, so they may come before or after the subcommand.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum Command {
     /// Print a signed download URL for an upload (same key flags as the server).

@@ -47,7 +47,8 @@ fn sign_url(cli: &Cli, id: &str, ttl: std::time::Duration, public_url: Option<&s
         .ok_or_else(|| ServerError::Config("no signing key: set TUS_SIGNING_KEY or --signing-key-file".into()))?;
     let base = match public_url {
         Some(url) => url.trim_end_matches('/').to_owned(),
-        None => format!("http://{}:{}", cli.host, cli.port),
+        // Through `SocketAddr`, so an IPv6 host is bracketed.
+        None => format!("http://{}", std::net::SocketAddr::new(cli.host, cli.port)),
     };
     let path = cli.base_path.trim_matches('/');
     let signed = signer.sign(&id, ttl);
@@ -80,9 +81,14 @@ async fn shutdown_signal() {
 }
 
 fn init_logging(format: LogFormat) {
+    use std::io::IsTerminal as _;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("TUS_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colour codes only help a person at a terminal; in a file, a pipe or a log collector they
+    // are noise. NO_COLOR (https://no-color.org) turns them off when set to anything non-empty.
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    let ansi = std::io::stderr().is_terminal() && !no_color;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
