@@ -82,7 +82,8 @@ pub struct Cli {
     #[arg(long, env = "TUS_NO_SYNC")]
     pub no_sync: bool,
 
-    /// A request body that sends nothing for this long is cut (its bytes are kept).
+    /// A request body that sends nothing for this long is cut (its bytes are kept); likewise a
+    /// connection whose client takes nothing of its responses for this long is closed.
     #[arg(long, env = "TUS_BODY_READ_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
     pub body_read_timeout: Duration,
 
@@ -94,7 +95,8 @@ pub struct Cli {
     #[arg(long, env = "TUS_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,
 
-    /// Time allowed for a client to send the request line and headers.
+    /// Time allowed for a client to send the request line and headers; also how long a
+    /// connection (HTTP/1.1 keep-alive or HTTP/2) may stay open with no request in flight.
     #[arg(long, env = "TUS_HEADER_READ_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub header_read_timeout: Duration,
 

@@ -23,15 +23,21 @@ pub mod redis_lock;
 pub mod scan;
 mod tls;
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
-use std::sync::Arc;
-use std::time::Duration;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
+use hyper::body::{Body, Frame, SizeHint};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tus_core::hooks::Hooks;
 use tus_core::inspect::InspectChain;
 use tus_core::{CorsConfig, LocationStyle, Store, TusService, TusServiceBuilder, UrlSigner};
@@ -183,6 +189,11 @@ pub fn url_signer(cli: &Cli) -> Result<Option<UrlSigner>, ServerError> {
 /// Serves `app` on `listener` until `shutdown` completes, then stops accepting, asks in-flight
 /// uploads to save what they received, and waits (at most the shutdown timeout) for open
 /// requests to finish.
+///
+/// A connection with no request in flight for `--header-read-timeout` is closed, whatever its
+/// protocol or state (HTTP/1.1 keep-alive, HTTP/2, or not a single byte sent yet), and so is
+/// one whose client takes nothing of its responses for `--body-read-timeout`, so neither idle
+/// nor non-reading clients can hold the `--max-connections` slots.
 pub async fn serve(
     listener: TcpListener,
     app: App,
@@ -197,14 +208,15 @@ pub async fn serve(
     builder
         .http1()
         .timer(TokioTimer::new())
-        // Also bounds how long an idle keep-alive connection waits for its next request.
         .header_read_timeout(cli.header_read_timeout)
         .max_buf_size(cli.max_header_size.max(8192));
     builder
         .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(cli.max_header_size).unwrap_or(u32::MAX));
-    let graceful = GracefulShutdown::new();
+    // Every connection task holds a receiver: a send asks them all to close, and the channel
+    // closes once the last one has ended.
+    let (stop_connections, _) = watch::channel(());
     let reaper = tokio::spawn(reap(app.clone()));
     match app.tus.resume_processing().await {
         Ok(0) => {}
@@ -212,6 +224,7 @@ pub async fn serve(
         Err(e) => tracing::warn!(error = %e, "could not resume post-upload processing"),
     }
     let slots = Arc::new(tokio::sync::Semaphore::new(cli.max_connections.max(1)));
+    let limits = ConnLimits { idle: cli.header_read_timeout, send_stall: cli.body_read_timeout };
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let accepted = tokio::select! {
@@ -233,23 +246,17 @@ pub async fn serve(
             }
         };
         let _ = stream.set_nodelay(true);
-        let metrics = app.metrics.clone();
         let app = app.clone();
-        let service = hyper::service::service_fn(move |req| {
-            let app = app.clone();
-            async move { Ok::<_, Infallible>(app.handle(req, peer).await) }
-        });
-        metrics.open_connections.inc();
         let builder = builder.clone();
-        let watcher = graceful.watcher();
+        let stop = stop_connections.subscribe();
         let tls = tls.clone();
         tokio::spawn(async move {
+            let metrics = app.metrics.clone();
+            metrics.open_connections.inc();
             let result = match tls {
-                None => watcher.watch(builder.serve_connection(TokioIo::new(stream), service).into_owned()).await,
+                None => serve_connection(TokioIo::new(stream), &builder, app, peer, limits, stop).await,
                 Some(acceptor) => match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
-                    Ok(Ok(tls)) => {
-                        watcher.watch(builder.serve_connection(TokioIo::new(tls), service).into_owned()).await
-                    }
+                    Ok(Ok(tls)) => serve_connection(TokioIo::new(tls), &builder, app, peer, limits, stop).await,
                     Ok(Err(e)) => Err(e.into()),
                     Err(_) => Err("TLS handshake timed out".into()),
                 },
@@ -265,10 +272,263 @@ pub async fn serve(
     drop(listener);
     reaper.abort();
     app.tus.shutdown();
-    if tokio::time::timeout(cli.shutdown_timeout, graceful.shutdown()).await.is_err() {
+    let _ = stop_connections.send(());
+    if tokio::time::timeout(cli.shutdown_timeout, stop_connections.closed()).await.is_err() {
         tracing::warn!("connections still open after the shutdown timeout; closing them");
     }
     Ok(())
+}
+
+/// How long a connection asked to close (HTTP/2: GOAWAY, then a PING the client must answer)
+/// may take to finish once nothing is in flight on it: a live client answers within a round
+/// trip, one that never reads would otherwise keep the connection forever.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+type ConnError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The time limits of one connection.
+#[derive(Debug, Clone, Copy)]
+struct ConnLimits {
+    /// Closed after this long without a request in flight.
+    idle: Duration,
+    /// Closed after this long in which every request in flight is answering and none of the
+    /// answers moved (the client stopped reading).
+    send_stall: Duration,
+}
+
+/// Serves one connection (HTTP/1.1 or HTTP/2, whichever the client speaks) until it ends, is
+/// idle or stalled past its limits, or `stop` asks every connection to close.
+///
+/// Neither hyper's HTTP/2 server nor the protocol detection before it has an idle timeout
+/// (HTTP/1.1's header read timeout covers only HTTP/1.1 once detected), and nothing bounds a
+/// response the client never reads (a full socket on HTTP/1.1, a zero flow-control window on
+/// HTTP/2). So this watchdog counts the requests in flight and whether their responses move:
+/// without any request for `idle` the connection is closed gracefully; when every request in
+/// flight is a response that has not moved for `send_stall` it is dropped. A request counts
+/// until its response body has been sent, and while its handler runs it is bounded by the
+/// service's own timeouts, so a long upload or download that moves is never cut.
+async fn serve_connection<I>(
+    io: I,
+    builder: &auto::Builder<TokioExecutor>,
+    app: App,
+    peer: SocketAddr,
+    limits: ConnLimits,
+    mut stop: watch::Receiver<()>,
+) -> Result<(), ConnError>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let activity = Activity::new();
+    let service = {
+        let activity = activity.clone();
+        hyper::service::service_fn(move |req| {
+            let mut guard = activity.start();
+            let app = app.clone();
+            async move {
+                let res = app.handle(req, peer).await;
+                guard.responding();
+                Ok::<_, Infallible>(res.map(|body| Tracked { body, guard }))
+            }
+        })
+    };
+    let mut conn = std::pin::pin!(builder.serve_connection(io, service));
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            result = conn.as_mut() => return result,
+            // An error means the server is gone: close as well.
+            _ = stop.changed(), if !closing => {
+                closing = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            () = activity.idle_for(limits.idle), if !closing => {
+                tracing::debug!(%peer, "closing an idle connection");
+                closing = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            () = activity.stalled_for(limits.send_stall) => {
+                // Not gracefully: that would wait for the very responses that do not move.
+                tracing::debug!(%peer, "closing a connection whose client stopped reading");
+                return Err("the client stopped reading its responses".into());
+            }
+            () = tokio::time::sleep(CLOSE_GRACE), if closing => {
+                if activity.counts().in_flight == 0 {
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+/// Requests in flight on one connection.
+#[derive(Debug, Clone, Copy, Default)]
+struct Counts {
+    /// Requests from the moment the service got them until their response body is done.
+    in_flight: usize,
+    /// Of those, the ones whose handler has answered (only the response body is left).
+    responding: usize,
+}
+
+/// What is in flight on one connection and when its responses last moved, observable so that
+/// idle and stalled periods can be timed.
+#[derive(Debug)]
+struct Activity {
+    counts: watch::Sender<Counts>,
+    epoch: Instant,
+    /// For each response being sent, by request number: when it last moved (started, or
+    /// produced a frame), in milliseconds since `epoch`. Per response, so that quick answers
+    /// on the same HTTP/2 connection cannot keep a stalled one alive; not in `counts`, so that
+    /// frames do not wake the watchdog.
+    responses: Mutex<HashMap<u64, Arc<AtomicU64>>>,
+    next_request: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Arc<Activity> {
+        Arc::new(Activity {
+            counts: watch::Sender::new(Counts::default()),
+            epoch: Instant::now(),
+            responses: Mutex::default(),
+            next_request: AtomicU64::new(0),
+        })
+    }
+
+    /// Counts a request until the returned guard is dropped.
+    fn start(self: &Arc<Self>) -> RequestGuard {
+        self.counts.send_modify(|c| c.in_flight += 1);
+        let number = self.next_request.fetch_add(1, Ordering::Relaxed);
+        RequestGuard { activity: self.clone(), number, moved: None }
+    }
+
+    fn counts(&self) -> Counts {
+        *self.counts.borrow()
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn responses(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<AtomicU64>>> {
+        // The map stays consistent even if a holder panicked: every change is one call.
+        self.responses.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// When the response that moved last did, if any is being sent.
+    fn last_moved(&self) -> Option<Instant> {
+        let ms = self.responses().values().map(|at| at.load(Ordering::Relaxed)).max()?;
+        self.epoch.checked_add(Duration::from_millis(ms))
+    }
+
+    /// Completes once no request has been in flight for `idle` at a stretch.
+    async fn idle_for(&self, idle: Duration) {
+        let mut counts = self.counts.subscribe();
+        loop {
+            if counts.borrow_and_update().in_flight > 0 {
+                // Cannot fail: `self` holds the sender.
+                let _ = counts.changed().await;
+            } else if tokio::time::timeout(idle, counts.changed()).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Completes once requests are in flight, all of them only sending their responses, and
+    /// none of those has moved for `stall`.
+    async fn stalled_for(&self, stall: Duration) {
+        let mut counts = self.counts.subscribe();
+        let deadline = || self.last_moved().and_then(|at| at.checked_add(stall));
+        loop {
+            let now = *counts.borrow_and_update();
+            let only_sending = now.in_flight > 0 && now.responding == now.in_flight;
+            // `None` also for a limit too large to be reached.
+            let Some(first) = deadline().filter(|_| only_sending) else {
+                // Cannot fail: `self` holds the sender.
+                let _ = counts.changed().await;
+                continue;
+            };
+            tokio::select! {
+                () = tokio::time::sleep_until(first.into()) => {
+                    // A frame since then moved the deadline: wait again.
+                    if deadline().is_some_and(|d| d <= Instant::now()) {
+                        return;
+                    }
+                }
+                _ = counts.changed() => {}
+            }
+        }
+    }
+}
+
+/// One request in flight on a connection.
+#[derive(Debug)]
+struct RequestGuard {
+    activity: Arc<Activity>,
+    number: u64,
+    /// Set once the handler has answered: when the response last moved.
+    moved: Option<Arc<AtomicU64>>,
+}
+
+impl RequestGuard {
+    /// The handler has answered: from now on the request waits only for the client to take
+    /// the response.
+    fn responding(&mut self) {
+        let moved = Arc::new(AtomicU64::new(self.activity.now()));
+        self.activity.responses().insert(self.number, moved.clone());
+        self.moved = Some(moved);
+        self.activity.counts.send_modify(|c| c.responding += 1);
+    }
+
+    /// The response produced a frame.
+    fn moved(&self) {
+        if let Some(moved) = &self.moved {
+            moved.store(self.activity.now(), Ordering::Relaxed);
+        }
+    }
+}
+
+impl Drop for RequestGuard {
+    fn drop(&mut self) {
+        let responding = self.moved.is_some();
+        if responding {
+            self.activity.responses().remove(&self.number);
+        }
+        self.activity.counts.send_modify(|c| {
+            c.in_flight = c.in_flight.saturating_sub(1);
+            if responding {
+                c.responding = c.responding.saturating_sub(1);
+            }
+        });
+    }
+}
+
+/// A response body that keeps its request counted as in flight until hyper is done with it
+/// (sent, or dropped because the client went away), and records when it last moved.
+struct Tracked<B> {
+    body: B,
+    guard: RequestGuard,
+}
+
+impl<B: Body + Unpin> Body for Tracked<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        // hyper asks for the next frame only once the previous one found room (socket buffer,
+        // HTTP/2 window), so a frame here is the client taking the response.
+        if let Poll::Ready(Some(Ok(_))) = &polled {
+            self.guard.moved();
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// Removes expired uploads periodically, counting them.
