@@ -13,10 +13,10 @@ use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use futures_util::stream;
-use http_body::Body;
 use http_body_util::BodyExt as _;
 use tokio::sync::{Notify, watch};
 
+use super::RequestBody;
 use crate::checksum::{ChecksumAlgorithm, ChecksumHasher};
 use crate::error::TusError;
 use crate::headers::{self, UploadChecksum};
@@ -60,8 +60,8 @@ impl BodyOutcome {
     }
 }
 
-struct State<'a, B> {
-    body: B,
+struct State<'a> {
+    body: RequestBody,
     /// Completes, with the reason, when the lock holder is asked to release, the server shuts
     /// down or a hook stops the upload. Created once: per-frame futures and timers cost more
     /// than the frames themselves.
@@ -79,11 +79,7 @@ struct State<'a, B> {
 }
 
 /// Wraps `body` so it yields its data under `rules`, recording failures in `outcome`.
-pub(crate) fn chunk_stream<'a, B>(body: B, rules: BodyRules<'a>, outcome: &'a BodyOutcome) -> ChunkStream<'a>
-where
-    B: Body + Send + Unpin + 'a,
-    B::Data: Buf + Send,
-{
+pub(crate) fn chunk_stream<'a>(body: RequestBody, rules: BodyRules<'a>, outcome: &'a BodyOutcome) -> ChunkStream<'a> {
     let digests = match (&rules.checksum, rules.checksum_trailer) {
         (Some(c), _) => Some(Digests::start(vec![c.algorithm])),
         (None, true) => Some(Digests::start(ChecksumAlgorithm::ALL.to_vec())),
@@ -114,11 +110,7 @@ where
     }))
 }
 
-impl<B> State<'_, B>
-where
-    B: Body + Send + Unpin,
-    B::Data: Buf + Send,
-{
+impl State<'_> {
     fn fail(&self, error: TusError, kind: BodyError) -> Option<Result<Bytes, BodyError>> {
         self.outcome.set(error);
         Some(Err(kind))

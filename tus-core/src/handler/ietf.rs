@@ -18,14 +18,13 @@
 //! cannot resume it and starts over (tus-js-client's draft modes create with an empty body
 //! first, so they are unaffected).
 
-use bytes::Buf;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
-use http_body::Body;
 
-use super::lifecycle::apply_hook_response;
-use super::patch::{LengthClaim, content_length, content_type_is, has_body};
-use super::response::{ResponseBody, error_response, tus_response};
+use super::RequestBody;
+use super::append::LengthClaim;
+use super::request::{content_length, content_type_is, has_body};
+use super::response::{ResponseBody, apply_hook_response, error_response, tus_response};
 use super::{Inner, Target};
 use crate::error::TusError;
 use crate::headers::{HeaderError, Metadata, names, parse_sf_bool, parse_sf_uint};
@@ -131,18 +130,14 @@ fn problem(draft: Draft, status: StatusCode, kind: &str, title: &str, extra: &[(
 
 impl Inner {
     /// Handles a request that speaks interop version `draft`.
-    pub(super) async fn ietf<B>(
+    pub(super) async fn ietf(
         &self,
         draft: Draft,
         method: &Method,
         target: Target,
-        req: Request<B>,
+        req: Request<RequestBody>,
         hr: &HookHttpRequest,
-    ) -> Result<Response<ResponseBody>, TusError>
-    where
-        B: Body + Send + Unpin + 'static,
-        B::Data: Buf + Send,
-    {
+    ) -> Result<Response<ResponseBody>, TusError> {
         let mut res = match (method, target) {
             (&Method::OPTIONS, _) => Ok(self.ietf_options(draft)),
             (&Method::POST, Target::Collection) => self.ietf_create(draft, req, hr).await,
@@ -212,16 +207,12 @@ impl Inner {
     }
 
     /// Upload creation: any POST to the endpoint with `Upload-Complete`.
-    async fn ietf_create<B>(
+    async fn ietf_create(
         &self,
         draft: Draft,
-        req: Request<B>,
+        req: Request<RequestBody>,
         hr: &HookHttpRequest,
-    ) -> Result<Response<ResponseBody>, TusError>
-    where
-        B: Body + Send + Unpin + 'static,
-        B::Data: Buf + Send,
-    {
+    ) -> Result<Response<ResponseBody>, TusError> {
         let h = req.headers();
         let complete = draft.complete(h)?;
         let declared = sf_field(h, &names::UPLOAD_LENGTH, parse_sf_uint)?;
@@ -274,17 +265,13 @@ impl Inner {
     }
 
     /// Upload append.
-    async fn ietf_append<B>(
+    async fn ietf_append(
         &self,
         draft: Draft,
         id: &UploadId,
-        req: Request<B>,
+        req: Request<RequestBody>,
         hr: &HookHttpRequest,
-    ) -> Result<Response<ResponseBody>, TusError>
-    where
-        B: Body + Send + Unpin + 'static,
-        B::Data: Buf + Send,
-    {
+    ) -> Result<Response<ResponseBody>, TusError> {
         let h = req.headers();
         if draft.0 >= 6 && !content_type_is(h, PARTIAL_UPLOAD) {
             return Err(TusError::InvalidContentType);

@@ -1,47 +1,28 @@
 //! PATCH: appending bytes at an offset (core protocol, `checksum`, `checksum-trailer`, and
 //! declaring a deferred length).
 
-use bytes::Buf;
-use http::header::{self, HeaderMap, HeaderValue};
+use http::header::HeaderValue;
 use http::{Request, Response, StatusCode};
-use http_body::Body;
-
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
-
-use tokio::sync::Notify;
-use tokio::time::Instant;
 
 use super::Inner;
-use super::body::{BodyOutcome, BodyRules, chunk_stream};
-use super::lifecycle::apply_hook_response;
-use super::response::{ResponseBody, error_response, tus_response};
+use super::RequestBody;
+use super::append::LengthClaim;
+use super::request::check_content_type;
+use super::response::{ResponseBody, apply_hook_response, error_response, tus_response};
 use crate::error::TusError;
 use crate::headers::{self, UploadChecksum, UploadLength, UploadOffset, names};
-use crate::hooks::{HookHttpRequest, HookHttpResponse, HookType};
+use crate::hooks::HookHttpRequest;
 use crate::id::UploadId;
-use crate::locker::UploadLock;
-use crate::store::{AppendOptions, UploadInfo};
-
-/// How often `post-receive` reports progress during one request.
-const PROGRESS_EVERY: Duration = Duration::from_secs(1);
-
-/// The only content type a PATCH body may have.
-pub(crate) const OFFSET_OCTET_STREAM: &str = "application/offset+octet-stream";
+use crate::store::UploadInfo;
 
 impl Inner {
     /// PATCH: store the body at `Upload-Offset`.
-    pub(super) async fn patch<B>(
+    pub(super) async fn patch(
         &self,
         id: &UploadId,
-        req: Request<B>,
+        req: Request<RequestBody>,
         hr: &HookHttpRequest,
-    ) -> Result<Response<ResponseBody>, TusError>
-    where
-        B: Body + Send + Unpin + 'static,
-        B::Data: Buf + Send,
-    {
+    ) -> Result<Response<ResponseBody>, TusError> {
         let (parts, body) = req.into_parts();
         let h = &parts.headers;
         check_content_type(h)?;
@@ -80,210 +61,4 @@ impl Inner {
             }
         }
     }
-
-    /// Streams `body` into the upload under `lock` (after taking the length `claim` makes),
-    /// releases the lock, and runs completion if the stored offset reached the length.
-    ///
-    /// Both dialects and creation-with-upload append through here. Completion follows from
-    /// what was stored, not from how the request ended: a body that overran the length after
-    /// its last byte, or a store that failed after it, still completes the upload, and so does
-    /// a request whose client went away ([`CompletionWatch`]). Returns the upload's info and
-    /// the `pre-finish` hook's response changes.
-    pub(super) async fn append_body<B>(
-        &self,
-        mut info: UploadInfo,
-        claim: LengthClaim,
-        headers: &HeaderMap,
-        body: B,
-        lock: Box<dyn UploadLock>,
-        hr: &HookHttpRequest,
-    ) -> Result<(UploadInfo, HookHttpResponse), TusError>
-    where
-        B: Body + Send + Unpin + 'static,
-        B::Data: Buf + Send,
-    {
-        let was_complete = info.is_complete();
-        // Armed before the length is taken: declaring it may already complete the upload.
-        let id = info.id.clone();
-        let mut watch = CompletionWatch { inner: self, id: &id, hr, armed: !was_complete };
-        if let Some(told) = claim.declared {
-            self.accept_length(&mut info, told).await?;
-        }
-        let (mut written, body_error) = self.receive_locked(&info, headers, body, lock.as_ref(), hr).await?;
-        watch.armed = false;
-        if body_error.is_none() && claim.ends_upload && written.length.is_none() {
-            let end = written.offset;
-            self.accept_length(&mut written, end).await?;
-        }
-        drop(lock);
-        let mut changes = HookHttpResponse::default();
-        if written.is_complete() && !was_complete {
-            let finished = self.complete(&written, hr).await;
-            match (&body_error, finished) {
-                (None, finished) => changes = finished?,
-                // The request failed anyway; its error is what the client hears.
-                (Some(_), Err(e)) => {
-                    tracing::warn!(upload = %info.id, error = %e, "completion after a failed request failed");
-                }
-                (Some(_), Ok(_)) => {}
-            }
-        }
-        match body_error {
-            Some(error) => Err(error),
-            None => Ok((written, changes)),
-        }
-    }
-
-    /// Streams a request body into the upload at its current offset; the caller holds `lock`.
-    /// Returns the upload's info afterwards, and why the body ended early if it did (its bytes
-    /// up to there are stored, unless the body was rejected).
-    pub(super) async fn receive_locked<B>(
-        &self,
-        info: &UploadInfo,
-        headers: &HeaderMap,
-        body: B,
-        lock: &dyn UploadLock,
-        hr: &HookHttpRequest,
-    ) -> Result<(UploadInfo, Option<TusError>), TusError>
-    where
-        B: Body + Send + Unpin + 'static,
-        B::Data: Buf + Send,
-    {
-        let checksum = headers::get::<UploadChecksum>(headers)?;
-        // A digest of the wrong size for its algorithm can match no body: refuse it unread.
-        if checksum.as_ref().is_some_and(|c| c.digest.len() != c.algorithm.digest_len()) {
-            return Err(TusError::ChecksumMismatch);
-        }
-        let checksum_trailer = announces_checksum_trailer(headers);
-        let limit = self.body_limit(info);
-        // Refuse before reading anything if the client already told us it sends too much.
-        if content_length(headers).is_some_and(|n| n > limit) {
-            return Err(TusError::SizeExceeded);
-        }
-        if body.is_end_stream() {
-            return Ok((info.clone(), None));
-        }
-        let outcome = BodyOutcome::default();
-        let progress = AtomicU64::new(0);
-        let stop_upload = Arc::new(Notify::new());
-        let all_or_nothing = checksum.is_some() || checksum_trailer;
-        let rules = BodyRules {
-            limit,
-            read_timeout: self.config.body_read_timeout,
-            checksum,
-            checksum_trailer,
-            lock,
-            shutdown: self.shutdown.subscribe(),
-            stop_upload: &stop_upload,
-            progress: &progress,
-        };
-        let stream = chunk_stream(body, rules, &outcome);
-        let options = AppendOptions::default().with_all_or_nothing(all_or_nothing);
-        let append = self.store.append(&info.id, info.offset, stream, options);
-        let mut at = info.clone();
-        let offset = if self.hook_enabled(HookType::PostReceive) {
-            // Progress for post-receive, about once a second while bytes flow.
-            tokio::pin!(append);
-            let mut tick = tokio::time::interval_at(Instant::now() + PROGRESS_EVERY, PROGRESS_EVERY);
-            loop {
-                tokio::select! {
-                    appended = &mut append => break appended,
-                    _ = tick.tick() => {
-                        at.offset = info.offset + progress.load(Ordering::Relaxed);
-                        self.notify_progress(&at, hr, Some(stop_upload.clone()));
-                    }
-                }
-            }
-        } else {
-            append.await
-        }?;
-        at.offset = offset;
-        self.notify_progress(&at, hr, Some(stop_upload.clone()));
-        if let Some(error) = outcome.take() {
-            tracing::debug!(upload = %info.id, offset, error = %error, "body ended early");
-            if matches!(error, TusError::UploadStopped)
-                && let Some(terminater) = self.store.terminater()
-            {
-                terminater.terminate(&info.id).await?;
-                tracing::info!(upload = %info.id, "upload stopped by a post-receive hook and terminated");
-                // Gone: nothing left to complete.
-                at.length = None;
-            }
-            return Ok((at, Some(error)));
-        }
-        Ok((at, None))
-    }
-}
-
-/// What an append request says about the upload's length.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(super) struct LengthClaim {
-    /// The length it declares: tus `Upload-Length` on a PATCH; on the IETF draft
-    /// `Upload-Length`, or the end that `Upload-Complete: ?1` with a `Content-Length` implies.
-    pub(super) declared: Option<u64>,
-    /// The body is the upload's last (IETF `Upload-Complete: ?1`): a deferred length becomes
-    /// the received end, if the body arrives whole.
-    pub(super) ends_upload: bool,
-}
-
-/// Completes an upload whose append never looked at its own result: the request future was
-/// dropped (the client went away right after its last byte) or the store failed part-way. The
-/// upload may have reached its length all the same, so when armed, dropping this checks the
-/// stored offset on a task of its own and runs completion if it is complete. No lock is
-/// needed: only the append that moved the offset to the length can see that transition.
-struct CompletionWatch<'a> {
-    inner: &'a Inner,
-    id: &'a UploadId,
-    hr: &'a HookHttpRequest,
-    armed: bool,
-}
-
-impl Drop for CompletionWatch<'_> {
-    fn drop(&mut self) {
-        if !self.armed {
-            return;
-        }
-        let (Some(me), Ok(runtime)) = (self.inner.me.upgrade(), tokio::runtime::Handle::try_current()) else {
-            return;
-        };
-        let (id, hr) = (self.id.clone(), self.hr.clone());
-        runtime.spawn(async move { me.complete_if_reached(&id, &hr).await });
-    }
-}
-
-/// 415 unless the body is `application/offset+octet-stream` (parameters ignored).
-pub(super) fn check_content_type(headers: &HeaderMap) -> Result<(), TusError> {
-    if content_type_is(headers, OFFSET_OCTET_STREAM) { Ok(()) } else { Err(TusError::InvalidContentType) }
-}
-
-/// Whether the body's media type (parameters ignored) is `expected`.
-pub(super) fn content_type_is(headers: &HeaderMap, expected: &str) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(';').next().unwrap_or("").trim())
-        .is_some_and(|t| t.eq_ignore_ascii_case(expected))
-}
-
-/// `Content-Length`, if present and valid.
-pub(super) fn content_length(headers: &HeaderMap) -> Option<u64> {
-    headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(headers::parse_u64)
-}
-
-/// Whether a request carries a body: a positive `Content-Length`, or none and a body that is
-/// not known to be empty (chunked, HTTP/2 data frames).
-pub(super) fn has_body<B: Body>(headers: &HeaderMap, body: &B) -> bool {
-    match content_length(headers) {
-        Some(n) => n > 0,
-        None => !body.is_end_stream(),
-    }
-}
-
-fn announces_checksum_trailer(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(header::TRAILER)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|name| name.trim().eq_ignore_ascii_case(names::UPLOAD_CHECKSUM.as_str()))
 }

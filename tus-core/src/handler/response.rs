@@ -10,6 +10,7 @@ use http_body::{Frame, SizeHint};
 
 use crate::error::TusError;
 use crate::headers::{TUS_VERSION, names};
+use crate::hooks::HookHttpResponse;
 use crate::store::ByteStream;
 
 /// Errors a response body can end with (a store failing mid-download).
@@ -126,7 +127,23 @@ pub(crate) fn error_response(error: &TusError, method: &Method) -> Response<Resp
         *res.body_mut() = ResponseBody::full(text);
     }
     if let TusError::UploadRejected(changes) | TusError::TerminationRejected(changes) = error {
-        super::lifecycle::apply_hook_response(&mut res, changes);
+        apply_hook_response(&mut res, changes);
     }
     res
+}
+
+/// Applies the parts of a hook's `HTTPResponse` that are set to `res`.
+pub(crate) fn apply_hook_response(res: &mut Response<ResponseBody>, changes: &HookHttpResponse) {
+    if let Ok(status) = StatusCode::from_u16(changes.status_code) {
+        *res.status_mut() = status;
+    }
+    for (name, value) in &changes.header {
+        if let (Ok(name), Ok(value)) = (header::HeaderName::try_from(name.as_str()), HeaderValue::from_str(value)) {
+            res.headers_mut().insert(name, value);
+        }
+    }
+    if !changes.body.is_empty() {
+        res.headers_mut().insert(http::header::CONTENT_LENGTH, HeaderValue::from(changes.body.len()));
+        *res.body_mut() = ResponseBody::full(changes.body.clone());
+    }
 }

@@ -1,41 +1,35 @@
 //! POST: the creation extension (with `creation-with-upload`, `creation-defer-length` and the
 //! creation side of `concatenation`).
 
-use bytes::Buf;
-use http::header::{self, HeaderValue};
-use http::{Request, Response, StatusCode};
-use http_body::Body;
-
-use super::lifecycle::apply_hook_response;
-use super::patch::LengthClaim;
-use super::response::{ResponseBody, error_response, tus_response};
-use super::{Inner, parse_metadata};
-use crate::error::TusError;
-use crate::hooks::{HookHttpRequest, HookHttpResponse, HookType};
 use std::time::SystemTime;
 
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode};
+
+use super::Inner;
+use super::RequestBody;
+use super::append::LengthClaim;
+use super::request::{check_content_type, has_body, parse_metadata};
+use super::response::{ResponseBody, apply_hook_response, error_response, tus_response};
+use crate::error::TusError;
 use crate::headers::{self, Metadata, UploadConcat, UploadDeferLength, UploadLength, names};
-use crate::hooks::HookError;
+use crate::hooks::{HookError, HookHttpRequest, HookHttpResponse, HookType};
 use crate::id::UploadId;
-use crate::store::{ConcatRole, NewUpload, StoreError, UploadInfo};
+use crate::store::{ConcatRole, NewUpload, UploadInfo};
 
 impl Inner {
     /// POST: create an upload, and store the body if one came along.
-    pub(super) async fn post<B>(
+    pub(super) async fn post(
         &self,
-        req: Request<B>,
+        req: Request<RequestBody>,
         hr: &HookHttpRequest,
-    ) -> Result<Response<ResponseBody>, TusError>
-    where
-        B: Body + Send + Unpin + 'static,
-        B::Data: Buf + Send,
-    {
+    ) -> Result<Response<ResponseBody>, TusError> {
         let h = req.headers();
         let metadata = parse_metadata(h, self.config.max_metadata_size)?;
         let concat = headers::get::<UploadConcat>(h)?;
         let length = headers::get::<UploadLength>(h)?;
         let defer = headers::get::<UploadDeferLength>(h)?;
-        let has_body = super::patch::has_body(h, req.body());
+        let has_body = has_body(h, req.body());
         let host = self.request_origin(&req);
 
         let upload = match concat {
@@ -67,7 +61,7 @@ impl Inner {
             }
         };
         if has_body {
-            super::patch::check_content_type(h)?;
+            check_content_type(h)?;
         }
 
         let (info, pre_create) = self.create_with_hooks(upload, hr).await?;
@@ -114,57 +108,6 @@ impl Inner {
         Ok(res)
     }
 
-    /// A final upload over the partials named by `urls`, concatenated now if they are all
-    /// complete, or as soon as they are (`concatenation-unfinished`).
-    async fn create_final(
-        &self,
-        urls: &[String],
-        metadata: crate::headers::Metadata,
-        host: Option<&str>,
-        hr: &HookHttpRequest,
-    ) -> Result<Response<ResponseBody>, TusError> {
-        if self.store.concatenater().is_none() {
-            return Err(TusError::NotImplemented);
-        }
-        if urls.len() > self.config.max_concat_parts {
-            return Err(TusError::InvalidConcat);
-        }
-        let mut partials: Vec<UploadInfo> = Vec::with_capacity(urls.len());
-        for url in urls {
-            let id = self.partial_id(url, host).ok_or(TusError::InvalidConcat)?;
-            let info = match self.store.info(&id).await {
-                Ok(info) if !self.is_expired(&info) => info,
-                Ok(_) | Err(StoreError::NotFound | StoreError::Gone) => return Err(TusError::InvalidConcat),
-                Err(e) => return Err(e.into()),
-            };
-            if !info.is_partial() {
-                return Err(TusError::InvalidConcat);
-            }
-            partials.push(info);
-        }
-        let length = final_length(&partials)?;
-        if let Some(n) = length {
-            self.check_length(n)?;
-        }
-        let role = ConcatRole::Final { partials: partials.iter().map(|p| p.id.clone()).collect() };
-        let upload = NewUpload::new(UploadId::random(), length).with_metadata(metadata).with_concat(role);
-        let (info, pre_create) = self.create_with_hooks(upload, hr).await?;
-
-        if partials.iter().all(UploadInfo::is_complete) {
-            self.settle_final(info.clone(), hr).await?;
-        } else if let Ok(mut waiting) = self.waiting_finals.lock() {
-            for p in partials.iter().filter(|p| !p.is_complete()) {
-                waiting.entry(p.id.clone()).or_default().insert(info.id.clone());
-            }
-        }
-        let mut res = tus_response(StatusCode::CREATED);
-        apply_hook_response(&mut res, &pre_create);
-        if let Ok(v) = HeaderValue::from_str(&self.upload_url(host, &info.id)) {
-            res.headers_mut().insert(header::LOCATION, v);
-        }
-        Ok(res)
-    }
-
     /// Runs `pre-create` (which may refuse, or change the ID and metadata), creates the
     /// upload, and fires `post-create`. Returns the response changes `pre-create` asked for.
     pub(super) async fn create_with_hooks(
@@ -197,36 +140,4 @@ impl Inner {
         self.notify(HookType::PostCreate, &info, hr);
         Ok((info, hook.http_response))
     }
-
-    /// The ID in a partial upload URL: absolute on this host, or a path under the base path.
-    fn partial_id(&self, url: &str, origin: Option<&str>) -> Option<UploadId> {
-        let host = origin.and_then(|o| o.split_once("://")).map(|(_, authority)| authority);
-        let path = match url.split_once("://") {
-            Some((scheme, rest)) => {
-                if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
-                    return None;
-                }
-                let (authority, path) = rest.split_at(rest.find('/')?);
-                // Another host's upload is not ours to read.
-                if !host.is_some_and(|h| h.eq_ignore_ascii_case(authority)) {
-                    return None;
-                }
-                path
-            }
-            None => url,
-        };
-        let id = path.strip_prefix(self.config.base_path.as_str())?;
-        UploadId::parse(id).ok()
-    }
-}
-
-/// The length of a final upload over `partials`: their sum, `None` while one is deferred.
-/// A sum past what a `u64` holds is past any maximum.
-pub(super) fn final_length(partials: &[UploadInfo]) -> Result<Option<u64>, TusError> {
-    let mut sum = 0u64;
-    for p in partials {
-        let Some(length) = p.length else { return Ok(None) };
-        sum = sum.checked_add(length).ok_or(TusError::SizeExceeded)?;
-    }
-    Ok(Some(sum))
 }

@@ -1,17 +1,12 @@
-//! What happens around the protocol: hooks, completion, and post-upload processing.
+//! Completion: what happens once an upload's last byte is stored (or a final is assembled),
+//! wherever that happened: `processing`, `pre-finish`, waiting finals, and the post-upload
+//! inspection that ends in a verdict and `post-finish`.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use http::header::{HeaderName, HeaderValue};
-use http::{Request, Response, StatusCode};
-
 use super::Inner;
-use super::response::ResponseBody;
 use crate::error::TusError;
-use crate::hooks::{
-    EventDetails, HookEvent, HookHttpRequest, HookHttpResponse, HookResponse, HookType, HookUpload, RemoteAddr,
-};
+use crate::hooks::{HookHttpRequest, HookHttpResponse, HookType};
 use crate::id::UploadId;
 use crate::inspect::Verdict;
 use crate::store::{UploadInfo, UploadState};
@@ -19,118 +14,7 @@ use crate::store::{UploadInfo, UploadState};
 /// Longest wait between two attempts to inspect an upload or record its state.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(60);
 
-/// The request a hook event reports; empty when no hooks are configured.
-pub(crate) fn hook_request<B>(req: &Request<B>, method: &http::Method, with_hooks: bool) -> HookHttpRequest {
-    if !with_hooks {
-        return HookHttpRequest::default();
-    }
-    let mut header = std::collections::BTreeMap::<String, Vec<String>>::new();
-    for (name, value) in req.headers() {
-        header
-            .entry(canonical_header_name(name))
-            .or_default()
-            .push(String::from_utf8_lossy(value.as_bytes()).into_owned());
-    }
-    HookHttpRequest {
-        method: method.to_string(),
-        uri: req.uri().to_string(),
-        remote_addr: req.extensions().get::<RemoteAddr>().map(|a| a.0.to_string()).unwrap_or_default(),
-        header,
-    }
-}
-
-/// `upload-length` → `Upload-Length`, as Go's `http.Header` (and so tusd's hooks) spell it.
-fn canonical_header_name(name: &HeaderName) -> String {
-    name.as_str()
-        .split('-')
-        .map(|part| {
-            let mut chars = part.chars();
-            chars.next().map(|c| c.to_ascii_uppercase().to_string() + chars.as_str()).unwrap_or_default()
-        })
-        .collect::<Vec<_>>()
-        .join("-")
-}
-
-/// Applies the parts of a hook's `HTTPResponse` that are set to `res`.
-pub(crate) fn apply_hook_response(res: &mut Response<ResponseBody>, changes: &HookHttpResponse) {
-    if let Ok(status) = StatusCode::from_u16(changes.status_code) {
-        *res.status_mut() = status;
-    }
-    for (name, value) in &changes.header {
-        if let (Ok(name), Ok(value)) = (HeaderName::try_from(name.as_str()), HeaderValue::from_str(value)) {
-            res.headers_mut().insert(name, value);
-        }
-    }
-    if !changes.body.is_empty() {
-        res.headers_mut().insert(http::header::CONTENT_LENGTH, HeaderValue::from(changes.body.len()));
-        *res.body_mut() = ResponseBody::full(changes.body.clone());
-    }
-}
-
 impl Inner {
-    pub(crate) fn hook_enabled(&self, hook: HookType) -> bool {
-        self.hooks.as_ref().is_some_and(|h| h.enabled(hook))
-    }
-
-    fn event(&self, hook: HookType, info: &UploadInfo, request: &HookHttpRequest) -> HookEvent {
-        let mut upload = HookUpload::from_info(info);
-        upload.storage = self.store.describe(&info.id);
-        if hook == HookType::PostFinish && info.state.is_none_or(|s| s == UploadState::Clean) {
-            upload.download_url = self.signed_download_url(&info.id, request);
-        }
-        HookEvent { hook, event: EventDetails { upload, http_request: request.clone() } }
-    }
-
-    /// Calls a blocking hook; its failure fails the request.
-    pub(crate) async fn blocking_hook(
-        &self,
-        hook: HookType,
-        info: &UploadInfo,
-        request: &HookHttpRequest,
-    ) -> Result<HookResponse, TusError> {
-        let Some(hooks) = self.hooks.as_ref().filter(|h| h.enabled(hook)) else { return Ok(HookResponse::default()) };
-        hooks.call(&self.event(hook, info, request)).await.map_err(TusError::Hook)
-    }
-
-    /// Fires a notification hook in the background.
-    pub(crate) fn notify(&self, hook: HookType, info: &UploadInfo, request: &HookHttpRequest) {
-        if !self.hook_enabled(hook) {
-            return;
-        }
-        let Some(hooks) = self.hooks.clone() else { return };
-        let event = self.event(hook, info, request);
-        tokio::spawn(async move {
-            if let Err(e) = hooks.call(&event).await {
-                tracing::warn!(error = %e, upload = %event.event.upload.id, "notification hook failed");
-            }
-        });
-    }
-
-    /// `post-receive`, whose answer may ask to stop the upload; `stop` is then fired.
-    pub(crate) fn notify_progress(
-        &self,
-        info: &UploadInfo,
-        request: &HookHttpRequest,
-        stop: Option<Arc<tokio::sync::Notify>>,
-    ) {
-        if !self.hook_enabled(HookType::PostReceive) {
-            return;
-        }
-        let Some(hooks) = self.hooks.clone() else { return };
-        let event = self.event(HookType::PostReceive, info, request);
-        tokio::spawn(async move {
-            match hooks.call(&event).await {
-                Ok(res) if res.stop_upload => {
-                    if let Some(stop) = stop {
-                        stop.notify_one();
-                    }
-                }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "post-receive hook failed"),
-            }
-        });
-    }
-
     /// Runs [`Inner::on_complete`] on a task of its own and waits for it: a client that goes
     /// away while hooks run or states are recorded cannot cut completion short.
     pub(crate) async fn complete(

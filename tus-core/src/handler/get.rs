@@ -5,9 +5,9 @@
 //! `inline` only for an allow-list of passive types, everything else is an attachment, and
 //! `X-Content-Type-Options: nosniff` plus a sandboxing CSP are always sent.
 
-use http::header::{self, HeaderMap, HeaderValue};
 use std::time::SystemTime;
 
+use http::header::{self, HeaderMap, HeaderValue};
 use http::{Response, StatusCode, Uri};
 use http_range_header::{EndPosition, StartPosition};
 

@@ -1,0 +1,29 @@
+//! DELETE: the termination extension.
+
+use http::{Response, StatusCode};
+
+use super::Inner;
+use super::response::{ResponseBody, apply_hook_response, tus_response};
+use crate::error::TusError;
+use crate::hooks::{HookHttpRequest, HookType};
+use crate::id::UploadId;
+
+impl Inner {
+    /// DELETE: terminate an upload.
+    pub(super) async fn delete(&self, id: &UploadId, hr: &HookHttpRequest) -> Result<Response<ResponseBody>, TusError> {
+        let terminater = self.terminater().ok_or(TusError::MethodNotAllowed)?;
+        let lock = self.lock(id).await?;
+        let info = self.store.info(id).await?;
+        let hook = self.blocking_hook(HookType::PreTerminate, &info, hr).await?;
+        if hook.reject_termination {
+            return Err(TusError::TerminationRejected(hook.http_response));
+        }
+        terminater.terminate(id).await?;
+        drop(lock);
+        tracing::info!(upload = %id, "upload terminated");
+        self.notify(HookType::PostTerminate, &info, hr);
+        let mut res = tus_response(StatusCode::NO_CONTENT);
+        apply_hook_response(&mut res, &hook.http_response);
+        Ok(res)
+    }
+}

@@ -1,0 +1,63 @@
+//! The expiration extension: when an unfinished upload expires, `Upload-Expires`, and the
+//! reaper that removes expired uploads.
+
+use std::time::{Duration, SystemTime};
+
+use http::header::HeaderMap;
+
+use super::Inner;
+use crate::error::TusError;
+use crate::headers::{self, UploadExpires};
+use crate::store::UploadInfo;
+
+impl Inner {
+    pub(super) fn expires_at(&self, info: &UploadInfo) -> Option<SystemTime> {
+        let period = self.expiration()?;
+        (!info.is_complete() && !info.is_final()).then(|| info.updated_at + period)
+    }
+
+    pub(super) fn is_expired(&self, info: &UploadInfo) -> bool {
+        self.expires_at(info).is_some_and(|at| at <= SystemTime::now())
+    }
+
+    pub(super) fn set_expires_header(&self, headers: &mut HeaderMap, info: &UploadInfo) {
+        if let Some(at) = self.expires_at(info) {
+            headers::set(headers, &UploadExpires(at));
+        }
+    }
+
+    pub(super) async fn reap_forever(&self) {
+        let Some(period) = self.expiration() else { return };
+        // Keep in step with `TusService::reap_interval`.
+        let every = (period / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+        loop {
+            tokio::time::sleep(every).await;
+            match self.reap_once().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(removed = n, "expired uploads removed"),
+                Err(e) => tracing::warn!(error = %e, "expiry pass failed"),
+            }
+        }
+    }
+
+    pub(super) async fn reap_once(&self) -> Result<usize, TusError> {
+        let (Some(period), Some(expirer), Some(terminater)) =
+            (self.expiration(), self.store.expirer(), self.store.terminater())
+        else {
+            return Ok(0);
+        };
+        let mut removed = 0;
+        for id in expirer.list_expired(SystemTime::now() - period).await? {
+            let Ok(_lock) = self.lock(&id).await else { continue };
+            // Re-check under the lock: a PATCH may have moved the clock since the listing.
+            match self.store.info(&id).await {
+                Ok(info) if self.is_expired(&info) => {
+                    terminater.terminate(&id).await?;
+                    removed += 1;
+                }
+                _ => {}
+            }
+        }
+        Ok(removed)
+    }
+}

@@ -1,0 +1,47 @@
+//! HEAD: where an upload stands (tus 1.0 core, with `Upload-Concat`, `Upload-Expires` and our
+//! `Upload-State`).
+
+use http::header::{self, HeaderValue};
+use http::{Response, StatusCode};
+
+use super::response::{ResponseBody, tus_response};
+use super::{Inner, UPLOAD_STATE};
+use crate::error::TusError;
+use crate::headers::{self, names};
+use crate::hooks::HookHttpRequest;
+use crate::id::UploadId;
+
+impl Inner {
+    /// HEAD: where an upload stands.
+    pub(super) async fn head(
+        &self,
+        id: &UploadId,
+        host: Option<&str>,
+        hr: &HookHttpRequest,
+    ) -> Result<Response<ResponseBody>, TusError> {
+        // A HEAD usually means the client lost its connection and is about to resume: stop a
+        // stale PATCH still holding the upload, so the offset we report is final.
+        drop(self.lock(id).await);
+        let info = self.load_info(id, hr).await?;
+        let mut res = tus_response(StatusCode::OK);
+        let h = res.headers_mut();
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        // A final upload's offset is undefined until its partials are concatenated.
+        if !info.is_final() || info.is_complete() {
+            h.insert(names::UPLOAD_OFFSET, HeaderValue::from(info.offset));
+        }
+        match info.length {
+            Some(len) => h.insert(names::UPLOAD_LENGTH, HeaderValue::from(len)),
+            None => h.insert(names::UPLOAD_DEFER_LENGTH, HeaderValue::from_static("1")),
+        };
+        if !info.metadata.is_empty() {
+            headers::set(h, &info.metadata);
+        }
+        self.set_concat_header(h, &info, host);
+        self.set_expires_header(h, &info);
+        if let Some(state) = info.state {
+            h.insert(UPLOAD_STATE, HeaderValue::from_static(state.name()));
+        }
+        Ok(res)
+    }
+}

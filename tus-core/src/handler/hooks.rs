@@ -1,0 +1,108 @@
+//! Hook events: the request a hook reports, and calling blocking and notification hooks.
+
+use std::sync::Arc;
+
+use http::Request;
+use http::header::HeaderName;
+
+use super::{Inner, RequestBody};
+use crate::error::TusError;
+use crate::hooks::{EventDetails, HookEvent, HookHttpRequest, HookResponse, HookType, HookUpload, RemoteAddr};
+use crate::store::{UploadInfo, UploadState};
+
+/// The request a hook event reports; empty when no hooks are configured.
+pub(crate) fn hook_request(req: &Request<RequestBody>, method: &http::Method, with_hooks: bool) -> HookHttpRequest {
+    if !with_hooks {
+        return HookHttpRequest::default();
+    }
+    let mut header = std::collections::BTreeMap::<String, Vec<String>>::new();
+    for (name, value) in req.headers() {
+        header
+            .entry(canonical_header_name(name))
+            .or_default()
+            .push(String::from_utf8_lossy(value.as_bytes()).into_owned());
+    }
+    HookHttpRequest {
+        method: method.to_string(),
+        uri: req.uri().to_string(),
+        remote_addr: req.extensions().get::<RemoteAddr>().map(|a| a.0.to_string()).unwrap_or_default(),
+        header,
+    }
+}
+
+/// `upload-length` → `Upload-Length`, as Go's `http.Header` (and so tusd's hooks) spell it.
+fn canonical_header_name(name: &HeaderName) -> String {
+    name.as_str()
+        .split('-')
+        .map(|part| {
+            let mut chars = part.chars();
+            chars.next().map(|c| c.to_ascii_uppercase().to_string() + chars.as_str()).unwrap_or_default()
+        })
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+impl Inner {
+    pub(crate) fn hook_enabled(&self, hook: HookType) -> bool {
+        self.hooks.as_ref().is_some_and(|h| h.enabled(hook))
+    }
+
+    pub(crate) fn event(&self, hook: HookType, info: &UploadInfo, request: &HookHttpRequest) -> HookEvent {
+        let mut upload = HookUpload::from_info(info);
+        upload.storage = self.store.describe(&info.id);
+        if hook == HookType::PostFinish && info.state.is_none_or(|s| s == UploadState::Clean) {
+            upload.download_url = self.signed_download_url(&info.id, request);
+        }
+        HookEvent { hook, event: EventDetails { upload, http_request: request.clone() } }
+    }
+
+    /// Calls a blocking hook; its failure fails the request.
+    pub(crate) async fn blocking_hook(
+        &self,
+        hook: HookType,
+        info: &UploadInfo,
+        request: &HookHttpRequest,
+    ) -> Result<HookResponse, TusError> {
+        let Some(hooks) = self.hooks.as_ref().filter(|h| h.enabled(hook)) else { return Ok(HookResponse::default()) };
+        hooks.call(&self.event(hook, info, request)).await.map_err(TusError::Hook)
+    }
+
+    /// Fires a notification hook in the background.
+    pub(crate) fn notify(&self, hook: HookType, info: &UploadInfo, request: &HookHttpRequest) {
+        if !self.hook_enabled(hook) {
+            return;
+        }
+        let Some(hooks) = self.hooks.clone() else { return };
+        let event = self.event(hook, info, request);
+        tokio::spawn(async move {
+            if let Err(e) = hooks.call(&event).await {
+                tracing::warn!(error = %e, upload = %event.event.upload.id, "notification hook failed");
+            }
+        });
+    }
+
+    /// `post-receive`, whose answer may ask to stop the upload; `stop` is then fired.
+    pub(crate) fn notify_progress(
+        &self,
+        info: &UploadInfo,
+        request: &HookHttpRequest,
+        stop: Option<Arc<tokio::sync::Notify>>,
+    ) {
+        if !self.hook_enabled(HookType::PostReceive) {
+            return;
+        }
+        let Some(hooks) = self.hooks.clone() else { return };
+        let event = self.event(HookType::PostReceive, info, request);
+        tokio::spawn(async move {
+            match hooks.call(&event).await {
+                Ok(res) if res.stop_upload => {
+                    if let Some(stop) = stop {
+                        stop.notify_one();
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "post-receive hook failed"),
+            }
+        });
+    }
+}
