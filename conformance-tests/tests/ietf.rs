@@ -137,6 +137,27 @@ fn r33_offset_mismatch_is_409_with_the_real_offset_and_problem_details() {
 }
 
 #[test]
+fn draft_errors_come_from_the_error_table_and_are_counted() {
+    let s = TestServer::start();
+    let errors = |code: &str| {
+        let text = get(&format!("{}/metrics", s.origin())).text();
+        let line = format!("tus_errors_total{{code=\"{code}\"}} ");
+        text.lines().find_map(|l| l.strip_prefix(&line)?.parse::<f64>().ok()).unwrap_or(0.0)
+    };
+    let url = create_empty(&s, 6, Some(3));
+    append(&url, 6, 0, b"abc", true).expect_status(204);
+    let before = (errors("ERR_UPLOAD_COMPLETED"), errors("ERR_MISMATCHED_OFFSET"));
+    let res = append(&url, 6, 3, b"d", true);
+    res.expect_status(400);
+    let problem: serde_json::Value = serde_json::from_slice(&res.body).unwrap();
+    assert_eq!(problem["type"], "https://iana.org/assignments/http-problem-types#completed-upload");
+    assert_eq!(problem["status"], 400);
+    append(&create_empty(&s, 6, Some(3)), 6, 1, b"x", false).expect_status(409);
+    assert_eq!(errors("ERR_UPLOAD_COMPLETED"), before.0 + 1.0);
+    assert_eq!(errors("ERR_MISMATCHED_OFFSET"), before.1 + 1.0);
+}
+
+#[test]
 fn r7_inconsistent_lengths_are_refused() {
     let s = TestServer::start();
     for v in VERSIONS {

@@ -43,7 +43,12 @@ pub enum TusError {
     MismatchedOffset {
         /// The upload's real offset, sent back in `Upload-Offset`.
         current: u64,
+        /// The offset the request named.
+        provided: u64,
     },
+    /// An append to an upload that already has all its bytes (IETF draft).
+    #[error("upload is already complete")]
+    UploadCompleted,
     /// The body runs past `Upload-Length`, or the length past the maximum size.
     #[error("upload size exceeded")]
     SizeExceeded,
@@ -131,6 +136,7 @@ impl TusError {
             UnsupportedVersion => 412,
             InvalidHeader(HeaderError::Invalid(_) | HeaderError::UnsupportedChecksumAlgorithm) => 400,
             MissingOffset | InvalidLengthHeaders | InvalidLength | MetadataTooLarge | InvalidConcat => 400,
+            UploadCompleted => 400,
             InvalidContentType => 415,
             MismatchedOffset { .. } => 409,
             SizeExceeded => 413,
@@ -170,6 +176,7 @@ impl TusError {
             InvalidConcat => "ERR_INVALID_CONCAT",
             InvalidContentType => "ERR_INVALID_CONTENT_TYPE",
             MismatchedOffset { .. } => "ERR_MISMATCHED_OFFSET",
+            UploadCompleted => "ERR_UPLOAD_COMPLETED",
             SizeExceeded => "ERR_UPLOAD_SIZE_EXCEEDED",
             NotFound => "ERR_UPLOAD_NOT_FOUND",
             Gone => "ERR_UPLOAD_GONE",
@@ -192,6 +199,19 @@ impl TusError {
             NotServable(_) => "ERR_UPLOAD_NOT_SERVABLE",
             Signature(_) => "ERR_INVALID_SIGNATURE",
             Store(_) | Internal(_) => "ERR_INTERNAL_SERVER_ERROR",
+        }
+    }
+
+    /// The IETF draft's problem type (RFC 9457 `type`) for errors the draft names; others are
+    /// `about:blank`, described by their status and title alone.
+    pub fn problem_type(&self) -> &'static str {
+        match self {
+            TusError::MismatchedOffset { .. } => {
+                "https://iana.org/assignments/http-problem-types#mismatching-upload-offset"
+            }
+            TusError::InvalidLength => "https://iana.org/assignments/http-problem-types#inconsistent-upload-length",
+            TusError::UploadCompleted => "https://iana.org/assignments/http-problem-types#completed-upload",
+            _ => "about:blank",
         }
     }
 
@@ -224,7 +244,7 @@ mod tests {
     #[test]
     fn table_matches_the_spec() {
         assert_eq!(TusError::UnsupportedVersion.status(), 412);
-        assert_eq!(TusError::MismatchedOffset { current: 3 }.status(), 409);
+        assert_eq!(TusError::MismatchedOffset { current: 3, provided: 1 }.status(), 409);
         assert_eq!(TusError::InvalidContentType.status(), 415);
         assert_eq!(TusError::SizeExceeded.status(), 413);
         assert_eq!(TusError::ChecksumMismatch.status(), 460);

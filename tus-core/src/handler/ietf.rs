@@ -24,7 +24,7 @@ use http::{Method, Request, Response, StatusCode};
 use super::RequestBody;
 use super::append::LengthClaim;
 use super::request::{content_length, content_type_is, has_body};
-use super::response::{ResponseBody, apply_hook_response, error_response, tus_response};
+use super::response::{ErrorBody, ResponseBody, apply_hook_response, render_error, tus_response};
 use super::{Inner, Target};
 use crate::error::TusError;
 use crate::headers::{HeaderError, Metadata, names, parse_sf_bool, parse_sf_uint};
@@ -37,10 +37,6 @@ const ACCEPT_PATCH: header::HeaderName = header::HeaderName::from_static("accept
 
 /// The media type of an append's body from interop version 6 on.
 const PARTIAL_UPLOAD: &str = "application/partial-upload";
-
-const PROBLEM_MISMATCHING_OFFSET: &str = "https://iana.org/assignments/http-problem-types#mismatching-upload-offset";
-const PROBLEM_INCONSISTENT_LENGTH: &str = "https://iana.org/assignments/http-problem-types#inconsistent-upload-length";
-const PROBLEM_COMPLETED_UPLOAD: &str = "https://iana.org/assignments/http-problem-types#completed-upload";
 
 /// The draft a request speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,8 +75,9 @@ impl Draft {
         res.headers_mut().insert(names::UPLOAD_DRAFT_INTEROP_VERSION, HeaderValue::from(self.0));
     }
 
-    fn problem_details(self) -> bool {
-        self.0 >= 6
+    /// How errors are written: problem details from interop 6 on, plain text before.
+    fn error_body(self) -> ErrorBody {
+        if self.0 >= 6 { ErrorBody::Problem } else { ErrorBody::Text }
     }
 }
 
@@ -103,31 +100,6 @@ pub(super) fn sf_field<T>(
     parse(first).map(Some).ok_or_else(|| invalid(name))
 }
 
-fn inconsistent_length(draft: Draft) -> Response<ResponseBody> {
-    problem(draft, StatusCode::BAD_REQUEST, PROBLEM_INCONSISTENT_LENGTH, "inconsistent upload length", &[])
-}
-
-/// An RFC 9457 problem-details response (from interop 6 on; plain text before).
-fn problem(draft: Draft, status: StatusCode, kind: &str, title: &str, extra: &[(&str, u64)]) -> Response<ResponseBody> {
-    let mut res = tus_response(status);
-    let body = if draft.problem_details() {
-        let mut json = serde_json::Map::new();
-        json.insert("type".into(), kind.into());
-        json.insert("title".into(), title.into());
-        for (k, v) in extra {
-            json.insert((*k).into(), (*v).into());
-        }
-        res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
-        serde_json::Value::Object(json).to_string()
-    } else {
-        res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
-        format!("{title}\n")
-    };
-    res.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
-    *res.body_mut() = ResponseBody::full(body);
-    res
-}
-
 impl Inner {
     /// Handles a request that speaks interop version `draft`.
     pub(super) async fn ietf(
@@ -138,7 +110,7 @@ impl Inner {
         req: Request<RequestBody>,
         hr: &HookHttpRequest,
     ) -> Result<Response<ResponseBody>, TusError> {
-        let mut res = match (method, target) {
+        let result = match (method, target) {
             (&Method::OPTIONS, _) => Ok(self.ietf_options(draft)),
             (&Method::POST, Target::Collection) => self.ietf_create(draft, req, hr).await,
             (&Method::HEAD, Target::Upload(id)) => self.ietf_head(draft, &id, hr).await,
@@ -148,7 +120,8 @@ impl Inner {
                 self.get(&id, req.headers(), req.uri(), hr).await
             }
             _ => Err(TusError::MethodNotAllowed),
-        }?;
+        };
+        let mut res = result.unwrap_or_else(|e| render_error(&e, method, draft.error_body()));
         draft.stamp(&mut res);
         Ok(res)
     }
@@ -217,12 +190,12 @@ impl Inner {
         let complete = draft.complete(h)?;
         let declared = sf_field(h, &names::UPLOAD_LENGTH, parse_sf_uint)?;
         let length = match (complete, content_length(h), declared) {
-            (true, Some(cl), Some(l)) if cl != l => return Ok(inconsistent_length(draft)),
+            (true, Some(cl), Some(l)) if cl != l => return Err(TusError::InvalidLength),
             (true, Some(cl), _) => Some(cl),
             (_, _, declared) => declared,
         };
         if let Some(Err(e)) = length.map(|n| self.check_length(n)) {
-            let mut res = error_response(&e, &Method::POST);
+            let mut res = render_error(&e, &Method::POST, draft.error_body());
             res.headers_mut().insert(names::UPLOAD_LIMIT, self.upload_limit(draft, None));
             return Ok(res);
         }
@@ -253,7 +226,7 @@ impl Inner {
             }
             Err(e) => {
                 // The upload exists: tell the client where, so it can resume.
-                let mut res = error_response(&e, &parts.method);
+                let mut res = render_error(&e, &parts.method, draft.error_body());
                 draft.set_complete(res.headers_mut(), false);
                 res
             }
@@ -297,23 +270,11 @@ impl Inner {
                 self.describe_upload(draft, &mut res, &info);
                 return Ok(res);
             }
-            return Ok(problem(
-                draft,
-                StatusCode::BAD_REQUEST,
-                PROBLEM_COMPLETED_UPLOAD,
-                "upload is already complete",
-                &[],
-            ));
+            return Err(TusError::UploadCompleted);
         }
         if offset != info.offset {
-            let mut res = problem(
-                draft,
-                StatusCode::CONFLICT,
-                PROBLEM_MISMATCHING_OFFSET,
-                "offset from request does not match offset of resource",
-                &[("expected-offset", info.offset), ("provided-offset", offset)],
-            );
-            res.headers_mut().insert(names::UPLOAD_OFFSET, HeaderValue::from(info.offset));
+            let error = TusError::MismatchedOffset { current: info.offset, provided: offset };
+            let mut res = render_error(&error, &Method::PATCH, draft.error_body());
             draft.set_complete(res.headers_mut(), false);
             return Ok(res);
         }
@@ -324,7 +285,7 @@ impl Inner {
             _ => None,
         };
         let declared = match (implied, declared) {
-            (Some(a), Some(b)) if a != b => return Ok(inconsistent_length(draft)),
+            (Some(a), Some(b)) if a != b => return Err(TusError::InvalidLength),
             (a, b) => a.or(b),
         };
         let (parts, body) = req.into_parts();
@@ -336,9 +297,8 @@ impl Inner {
                 apply_hook_response(&mut res, &finish);
                 Ok(res)
             }
-            Err(TusError::InvalidLength) => Ok(inconsistent_length(draft)),
             Err(e) => {
-                let mut res = error_response(&e, &parts.method);
+                let mut res = render_error(&e, &parts.method, draft.error_body());
                 draft.set_complete(res.headers_mut(), false);
                 Ok(res)
             }

@@ -44,7 +44,7 @@ impl Inner {
             return Err(TusError::ModifyFinal);
         }
         if offset != info.offset {
-            let error = TusError::MismatchedOffset { current: info.offset };
+            let error = TusError::MismatchedOffset { current: info.offset, provided: offset };
             return Ok(with_expiry(error_response(&error, &parts.method), &info));
         }
         let claim = LengthClaim { declared: declared_length, ends_upload: false };

@@ -96,9 +96,25 @@ pub(crate) fn tus_response(status: StatusCode) -> Response<ResponseBody> {
     res
 }
 
-/// Renders `error`: status from the error table, a short text body (none for HEAD), and the
-/// headers some errors need.
+/// How an error's body is written: tus 1.0's short text, or the IETF draft's RFC 9457
+/// problem details (from interop version 6 on).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ErrorBody {
+    /// `ERR_CODE: message` as text.
+    Text,
+    /// `application/problem+json` with the draft's problem type.
+    Problem,
+}
+
+/// Renders `error` as tus 1.0 does.
 pub(crate) fn error_response(error: &TusError, method: &Method) -> Response<ResponseBody> {
+    render_error(error, method, ErrorBody::Text)
+}
+
+/// Renders `error`: status from the error table, a body in the dialect's form (none for HEAD),
+/// and the headers some errors need. Every error response of both dialects comes from here,
+/// so each carries its [`crate::error::ErrorCode`] for metrics.
+pub(crate) fn render_error(error: &TusError, method: &Method, form: ErrorBody) -> Response<ResponseBody> {
     let status = error.status();
     if status.is_server_error() {
         tracing::error!(code = error.code(), error = %error, "request failed");
@@ -112,7 +128,7 @@ pub(crate) fn error_response(error: &TusError, method: &Method) -> Response<Resp
         TusError::UnsupportedVersion => {
             headers.insert(names::TUS_VERSION, HeaderValue::from_static(TUS_VERSION));
         }
-        TusError::MismatchedOffset { current } => {
+        TusError::MismatchedOffset { current, .. } => {
             headers.insert(names::UPLOAD_OFFSET, HeaderValue::from(*current));
         }
         TusError::ReadTimeout => {
@@ -121,10 +137,13 @@ pub(crate) fn error_response(error: &TusError, method: &Method) -> Response<Resp
         _ => {}
     }
     if method != Method::HEAD {
-        let text = format!("{}: {}\n", error.code(), error.message());
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
-        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(text.len()));
-        *res.body_mut() = ResponseBody::full(text);
+        let (content_type, body) = match form {
+            ErrorBody::Text => ("text/plain; charset=utf-8", format!("{}: {}\n", error.code(), error.message())),
+            ErrorBody::Problem => ("application/problem+json", problem_details(error)),
+        };
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+        *res.body_mut() = ResponseBody::full(body);
     }
     if let TusError::UploadRejected(changes) | TusError::TerminationRejected(changes) = error {
         apply_hook_response(&mut res, changes);
@@ -146,4 +165,18 @@ pub(crate) fn apply_hook_response(res: &mut Response<ResponseBody>, changes: &Ho
         res.headers_mut().insert(http::header::CONTENT_LENGTH, HeaderValue::from(changes.body.len()));
         *res.body_mut() = ResponseBody::full(changes.body.clone());
     }
+}
+
+/// The RFC 9457 body of `error`: its problem type, its message as title, and the offsets the
+/// draft asks for on a mismatch.
+fn problem_details(error: &TusError) -> String {
+    let mut json = serde_json::Map::new();
+    json.insert("type".into(), error.problem_type().into());
+    json.insert("title".into(), error.message().into());
+    json.insert("status".into(), error.status().as_u16().into());
+    if let TusError::MismatchedOffset { current, provided } = error {
+        json.insert("expected-offset".into(), (*current).into());
+        json.insert("provided-offset".into(), (*provided).into());
+    }
+    serde_json::Value::Object(json).to_string()
 }
