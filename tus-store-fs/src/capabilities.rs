@@ -1,0 +1,155 @@
+//! The optional capabilities of the store: recorded state (quarantine), termination,
+//! concatenation, deferred length and the expiry listing.
+
+use std::fs::{self, File};
+use std::io;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use tus_core::UploadId;
+use tus_core::store::{
+    Concatenate, DeferLength, ListExpired, RecordState, StoreError, Terminate, UploadInfo, UploadState,
+};
+
+use crate::FileStore;
+use crate::error::{Error, io_err};
+use crate::info::InfoFile;
+use crate::layout::{Dirs, QUARANTINE_DIR};
+
+#[async_trait]
+impl RecordState for FileStore {
+    async fn set_state(&self, id: &UploadId, state: UploadState) -> Result<(), StoreError> {
+        let id = id.clone();
+        self.blocking(move |d| {
+            let mut info = d.info(&id)?;
+            if state == UploadState::Quarantined && info.state != Some(UploadState::Quarantined) {
+                // Move the bytes out first: from here on nothing under `<dir>/<id>` serves them.
+                let target = d.quarantined(&id);
+                let qdir = d.dir.join(QUARANTINE_DIR);
+                fs::create_dir_all(&qdir).map_err(io_err("create", &qdir))?;
+                fs::rename(d.data(&id), &target).map_err(io_err("quarantine", &target))?;
+                // Keep an empty data file so the ID stays taken.
+                File::create(d.data(&id)).map_err(io_err("create", &d.data(&id)))?;
+            }
+            info.state = Some(state);
+            d.write_info(&id, &InfoFile::Live(info))
+        })
+        .await
+    }
+
+    async fn list_processing(&self) -> Result<Vec<UploadId>, StoreError> {
+        self.blocking(|d| {
+            let mut found = Vec::new();
+            for id in d.info_ids()? {
+                let awaits_verdict = match d.read_info_file(&id) {
+                    Ok(InfoFile::Live(info)) => match info.state {
+                        Some(state) => state == UploadState::Processing,
+                        // Only a complete upload awaits one; the offset comes from the data.
+                        None => d.info(&id).is_ok_and(|info| info.is_complete()),
+                    },
+                    _ => false,
+                };
+                if awaits_verdict {
+                    found.push(id);
+                }
+            }
+            Ok(found)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Terminate for FileStore {
+    async fn terminate(&self, id: &UploadId) -> Result<(), StoreError> {
+        let turn = self.turns.turn(id).await;
+        let id = id.clone();
+        self.blocking(move |d| {
+            let _turn = turn;
+            d.info(&id)?;
+            // Tombstone first: from here on the upload answers 410, whatever happens next.
+            d.write_info(&id, &InfoFile::Gone { at: SystemTime::now() })?;
+            for path in [d.data(&id), d.unverified(&id), d.assembling(&id), d.quarantined(&id)] {
+                Dirs::remove_if_exists(&path)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Concatenate for FileStore {
+    async fn concatenate(&self, final_id: &UploadId, partials: &[UploadInfo]) -> Result<(), StoreError> {
+        let final_id = final_id.clone();
+        let partials: Vec<(UploadId, u64)> = partials.iter().map(|p| (p.id.clone(), p.offset)).collect();
+        self.blocking(move |d| {
+            let mut info = d.info(&final_id)?;
+            let tmp = d.assembling(&final_id);
+            let mut out = File::create(&tmp).map_err(io_err("create", &tmp))?;
+            let mut total = 0u64;
+            for (id, len) in &partials {
+                let path = d.data(id);
+                let src = File::open(&path).map_err(|e| match e.kind() {
+                    io::ErrorKind::NotFound => Error::Conflict(format!("partial upload {id} is gone")),
+                    _ => io_err("open", &path)(e),
+                })?;
+                // Only the partial's offset: bytes past it (an unverified append) are not its.
+                total += io::copy(&mut io::Read::take(src, *len), &mut out).map_err(io_err("copy", &tmp))?;
+            }
+            d.sync_file(&out, &tmp)?;
+            if info.length != Some(total) {
+                info.length = Some(total);
+                d.write_info(&final_id, &InfoFile::Live(info))?;
+            }
+            fs::rename(&tmp, d.data(&final_id)).map_err(io_err("rename", &tmp))?;
+            d.sync_dir()
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl DeferLength for FileStore {
+    async fn declare_length(&self, id: &UploadId, length: u64) -> Result<(), StoreError> {
+        let id = id.clone();
+        self.blocking(move |d| {
+            let mut info = d.info(&id)?;
+            info.length = Some(length);
+            d.write_info(&id, &InfoFile::Live(info))
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl ListExpired for FileStore {
+    async fn list_expired(&self, cutoff: SystemTime) -> Result<Vec<UploadId>, StoreError> {
+        self.blocking(move |d| {
+            let mut expired = Vec::new();
+            let entries = fs::read_dir(&d.dir).map_err(io_err("list", &d.dir))?;
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                let Some(id) =
+                    name.to_str().and_then(|n| n.strip_suffix(".info")).and_then(|n| UploadId::parse(n).ok())
+                else {
+                    continue;
+                };
+                match d.read_info_file(&id) {
+                    Ok(InfoFile::Gone { at }) if at < cutoff => {
+                        Dirs::remove_if_exists(&d.info_path(&id))?;
+                    }
+                    Ok(InfoFile::Live(_)) => match d.info(&id) {
+                        Ok(info) if !info.is_complete() && !info.is_final() && info.updated_at < cutoff => {
+                            expired.push(id);
+                        }
+                        _ => {}
+                    },
+                    _ => {}
+                }
+            }
+            Ok(expired)
+        })
+        .await
+    }
+}

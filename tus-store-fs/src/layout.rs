@@ -1,0 +1,55 @@
+//! Where an upload's files live in the directory, and syncing them.
+
+use std::fs::{self, File};
+use std::io;
+use std::path::{Path, PathBuf};
+
+use tus_core::UploadId;
+
+use crate::error::{Error, io_err};
+
+/// Subdirectory holding quarantined data.
+pub(crate) const QUARANTINE_DIR: &str = "quarantine";
+
+/// The store's directory and how it syncs; the files of upload `<id>` are named here.
+#[derive(Debug)]
+pub(crate) struct Dirs {
+    pub(crate) dir: PathBuf,
+    pub(crate) sync: bool,
+}
+
+impl Dirs {
+    pub(crate) fn data(&self, id: &UploadId) -> PathBuf {
+        self.dir.join(id.as_str())
+    }
+    pub(crate) fn info_path(&self, id: &UploadId) -> PathBuf {
+        self.dir.join(format!("{id}.info"))
+    }
+    pub(crate) fn unverified(&self, id: &UploadId) -> PathBuf {
+        self.dir.join(format!("{id}.unverified"))
+    }
+    pub(crate) fn assembling(&self, id: &UploadId) -> PathBuf {
+        self.dir.join(format!("{id}.assembling"))
+    }
+    pub(crate) fn quarantined(&self, id: &UploadId) -> PathBuf {
+        self.dir.join(QUARANTINE_DIR).join(id.as_str())
+    }
+
+    pub(crate) fn sync_dir(&self) -> Result<(), Error> {
+        if self.sync {
+            File::open(&self.dir).and_then(|d| d.sync_all()).map_err(io_err("sync", &self.dir))?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn sync_file(&self, f: &File, path: &Path) -> Result<(), Error> {
+        if self.sync { f.sync_data().map_err(io_err("sync", path)) } else { Ok(()) }
+    }
+
+    pub(crate) fn remove_if_exists(path: &Path) -> Result<(), Error> {
+        match fs::remove_file(path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err("remove", path)(e)),
+            _ => Ok(()),
+        }
+    }
+}

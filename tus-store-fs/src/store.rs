@@ -1,0 +1,246 @@
+//! The store itself: [`FileStore`], its builder, and the four operations every store has
+//! (create, info, append, read).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Seek, SeekFrom, Write};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use bytes::BytesMut;
+use futures_util::StreamExt as _;
+use tus_core::UploadId;
+use tus_core::store::{
+    AppendOptions, BodyError, ByteStream, ChunkStream, Concatenate, DeferLength, ListExpired, NewUpload, RecordState,
+    Store, StoreError, Terminate, UploadInfo, UploadState,
+};
+
+use crate::error::{Error, io_err};
+use crate::info::InfoFile;
+use crate::layout::Dirs;
+use crate::turn::{AbandonOnDrop, Turns};
+use crate::writer::{ChunkWriter, OpenData, WRITE_BUFFER};
+
+/// Bytes per chunk when reading an upload back.
+const READ_CHUNK: usize = 256 * 1024;
+
+/// Builds a [`FileStore`].
+#[derive(Debug, Clone)]
+pub struct FileStoreBuilder {
+    dir: PathBuf,
+    sync: bool,
+}
+
+impl FileStoreBuilder {
+    /// Sync data before acknowledging it (default `true`). `false` trades crash durability
+    /// of acknowledged bytes for speed.
+    pub fn sync(mut self, sync: bool) -> Self {
+        self.sync = sync;
+        self
+    }
+
+    /// Creates the directory if needed and returns the store.
+    pub fn build(self) -> io::Result<FileStore> {
+        fs::create_dir_all(&self.dir)?;
+        Ok(FileStore { inner: Arc::new(Dirs { dir: self.dir, sync: self.sync }), turns: Default::default() })
+    }
+}
+
+/// Uploads as files in one directory. See the crate docs for the layout.
+#[derive(Debug, Clone)]
+pub struct FileStore {
+    inner: Arc<Dirs>,
+    /// Each upload's turn for disk work (see [`crate::turn::Turn`]).
+    pub(crate) turns: Arc<Turns>,
+}
+
+impl FileStore {
+    /// A builder for a store in `dir`.
+    pub fn builder(dir: impl Into<PathBuf>) -> FileStoreBuilder {
+        FileStoreBuilder { dir: dir.into(), sync: true }
+    }
+
+    /// The directory uploads live in.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    pub(crate) async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Dirs) -> Result<T, Error> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let inner = self.inner.clone();
+        Ok(tokio::task::spawn_blocking(move || f(&inner)).await.map_err(Error::from)??)
+    }
+}
+
+#[async_trait]
+impl Store for FileStore {
+    async fn create(&self, upload: NewUpload) -> Result<UploadInfo, StoreError> {
+        self.blocking(move |d| {
+            let info = upload.into_info(SystemTime::now());
+            // The info first, created exclusively: it is what makes an ID taken (a tombstone
+            // too). Written in place rather than renamed into place, one directory operation
+            // fewer per upload: a process killed between creating and writing it leaves an
+            // empty info (read as not found), and only a power loss before the syncs below
+            // could leave it partial, for an ID that was never given out.
+            let path = d.info_path(&info.id);
+            let json = serde_json::to_vec(&InfoFile::Live(info.clone()))
+                .map_err(|source| Error::Json { path: path.clone(), source })?;
+            let mut f = match OpenOptions::new().write(true).create_new(true).open(&path) {
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Err(Error::AlreadyExists),
+                other => other.map_err(io_err("create", &path))?,
+            };
+            f.write_all(&json).map_err(io_err("write", &path))?;
+            d.sync_file(&f, &path)?;
+            // Any data file already there is left from a create interrupted before its info.
+            let data = d.data(&info.id);
+            OpenOptions::new().write(true).create(true).truncate(true).open(&data).map_err(io_err("create", &data))?;
+            d.sync_dir()?;
+            Ok(info)
+        })
+        .await
+    }
+
+    async fn info(&self, id: &UploadId) -> Result<UploadInfo, StoreError> {
+        self.turns.settle_abandoned(id).await;
+        let id = id.clone();
+        self.blocking(move |d| d.info(&id)).await
+    }
+
+    async fn append(
+        &self,
+        id: &UploadId,
+        offset: u64,
+        mut data: ChunkStream<'_>,
+        options: AppendOptions,
+    ) -> Result<u64, StoreError> {
+        let checked = options.all_or_nothing;
+        // Every step on disk holds the turn, passed along, and lets go only when done.
+        let turn = self.turns.turn(id).await;
+        let _abandon_on_drop = AbandonOnDrop(Arc::downgrade(&turn.slot));
+        let opened = {
+            let id = id.clone();
+            self.blocking(move |d| {
+                d.settle_unverified(&id)?;
+                // With no marker left the data file's length is the offset: checking it on the
+                // open file spares reading the info again (the caller just did, holding the lock).
+                let path = d.data(&id);
+                let file = match OpenOptions::new().append(true).open(&path) {
+                    Ok(file) => file,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                        // Terminated, expired or quarantined: the info says which.
+                        d.info(&id)?;
+                        return Err(Error::Conflict(format!("upload {id} takes no more bytes")));
+                    }
+                    Err(e) => return Err(io_err("open", &path)(e)),
+                };
+                let current = file.metadata().map_err(io_err("stat", &path))?.len();
+                if current != offset {
+                    return Err(Error::Conflict(format!("offset is {current}, not {offset}")));
+                }
+                if checked {
+                    d.mark_unverified(&id, offset)?;
+                }
+                Ok((file, path, turn))
+            })
+            .await?
+        };
+        let (file, path, turn) = opened;
+        let mut writer = ChunkWriter::new(OpenData { file, path, pos: offset, turn }, self.inner.sync);
+        let mut buf = BytesMut::with_capacity(WRITE_BUFFER);
+        let mut ended = None;
+        while let Some(item) = data.next().await {
+            match item {
+                Ok(chunk) => {
+                    buf.extend_from_slice(&chunk);
+                    if buf.len() >= WRITE_BUFFER {
+                        writer.write(buf.split().freeze()).await?;
+                        buf.reserve(WRITE_BUFFER);
+                    }
+                }
+                Err(e) => {
+                    ended = Some(e);
+                    break;
+                }
+            }
+        }
+        drop(data);
+        let keep = match ended {
+            None => true,
+            Some(BodyError::Interrupted) => !checked,
+            Some(BodyError::Rejected) => false,
+        };
+        if keep && !buf.is_empty() {
+            writer.write(buf.freeze()).await?;
+        }
+        let (file, end, turn) = writer.finish().await?;
+        if keep && !checked && !self.inner.sync {
+            // Nothing left to do on disk: skip a trip to the blocking pool.
+            return Ok(end);
+        }
+        let id = id.clone();
+        self.blocking(move |d| {
+            let _turn = turn;
+            let path = d.data(&id);
+            if !keep {
+                // Rejected, or a checksummed body cut short: none of it counts.
+                file.set_len(offset).map_err(io_err("truncate", &path))?;
+            }
+            d.sync_file(&file, &path)?;
+            if checked {
+                d.clear_unverified(&id)?;
+            }
+            Ok(if keep { end } else { offset })
+        })
+        .await
+    }
+
+    async fn read(&self, id: &UploadId, range: Range<u64>) -> Result<ByteStream, StoreError> {
+        let id = id.clone();
+        let start = range.start;
+        let file = self
+            .blocking(move |d| {
+                if d.info(&id)?.state == Some(UploadState::Quarantined) {
+                    return Err(Error::Conflict("upload is quarantined".into()));
+                }
+                let path = d.data(&id);
+                let mut f = File::open(&path).map_err(io_err("open", &path))?;
+                f.seek(SeekFrom::Start(start)).map_err(io_err("seek", &path))?;
+                Ok(f)
+            })
+            .await?;
+        let len = range.end.saturating_sub(range.start);
+        let reader = tokio::io::AsyncReadExt::take(tokio::fs::File::from_std(file), len);
+        let stream = tokio_util::io::ReaderStream::with_capacity(reader, READ_CHUNK)
+            .map(|r| r.map_err(|e| StoreError::Generic { store: "fs", source: Box::new(e) }));
+        Ok(Box::pin(stream))
+    }
+
+    fn terminater(&self) -> Option<&dyn Terminate> {
+        Some(self)
+    }
+    fn concatenater(&self) -> Option<&dyn Concatenate> {
+        Some(self)
+    }
+    fn length_deferrer(&self) -> Option<&dyn DeferLength> {
+        Some(self)
+    }
+    fn expirer(&self) -> Option<&dyn ListExpired> {
+        Some(self)
+    }
+    fn state_recorder(&self) -> Option<&dyn RecordState> {
+        Some(self)
+    }
+    fn describe(&self, id: &UploadId) -> std::collections::BTreeMap<String, String> {
+        // The same keys tusd's filestore reports to hooks.
+        [
+            ("Type".to_owned(), "filestore".to_owned()),
+            ("Path".to_owned(), self.inner.data(id).display().to_string()),
+            ("InfoPath".to_owned(), self.inner.info_path(id).display().to_string()),
+        ]
+        .into()
+    }
+}
