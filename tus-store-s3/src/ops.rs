@@ -9,6 +9,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use base64::Engine as _;
 use bytes::Bytes;
+use futures_core::Stream;
 use md5::Digest as _;
 
 use crate::error::Error;
@@ -385,4 +386,20 @@ impl Bucket {
         }
         Ok(out)
     }
+}
+
+/// The body of a GetObject of `key` as a stream of chunks; a read failing midway ends it with
+/// [`Error::Body`].
+pub(crate) fn object_chunks(key: String, body: ByteStream) -> impl Stream<Item = Result<Bytes, Error>> + Send {
+    futures_util::stream::unfold((key, Some(body)), |(key, body)| async move {
+        let mut body = body?;
+        match body.next().await {
+            None => None,
+            Some(Ok(bytes)) => Some((Ok(bytes), (key, Some(body)))),
+            Some(Err(e)) => {
+                let e = Error::Body { key: key.clone(), message: e.to_string() };
+                Some((Err(e), (key, None)))
+            }
+        }
+    })
 }

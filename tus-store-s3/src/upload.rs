@@ -14,8 +14,8 @@ use tokio::task::JoinSet;
 use tus_core::store::{BodyError, ChunkStream};
 
 use crate::error::Error;
+use crate::limits::{MAX_PART_SIZE, MAX_PARTS, MIN_PART_SIZE};
 use crate::ops::Bucket;
-use crate::{MAX_PART_SIZE, MAX_PARTS, MIN_PART_SIZE};
 
 const MIB: u64 = 1024 * 1024;
 

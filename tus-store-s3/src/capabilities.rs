@@ -1,0 +1,155 @@
+//! The optional capabilities of the store: recorded state (quarantine), presigned downloads,
+//! termination, concatenation, deferred length and the expiry listing.
+
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use tus_core::UploadId;
+use tus_core::store::{
+    ConcatRole, Concatenate, DeferLength, ListExpired, PresignGet, RecordState, StoreError, Terminate, UploadInfo,
+    UploadState,
+};
+
+use crate::S3Store;
+use crate::error::Error;
+use crate::limits::MAX_OBJECT_SIZE;
+use crate::state::{InfoObject, Stored};
+
+#[async_trait]
+impl RecordState for S3Store {
+    async fn set_state(&self, id: &UploadId, state: UploadState) -> Result<(), StoreError> {
+        let inner = &self.inner;
+        let mut live = inner.live(id).await?;
+        if state == UploadState::Quarantined && live.upload.state != Some(UploadState::Quarantined) {
+            // Move the bytes out first: from here on nothing at `<prefix><id>` serves them.
+            let (data_key, target) = (inner.data_key(id), inner.quarantine_key(id));
+            let len = live.upload.length.unwrap_or(0);
+            inner.copy_object(&data_key, &target, len).await?;
+            inner.bucket.delete(&data_key).await?;
+        }
+        live.upload.state = Some(state);
+        inner.write_info(id, &InfoObject::Live(live), false).await?;
+        Ok(())
+    }
+
+    async fn list_processing(&self) -> Result<Vec<UploadId>, StoreError> {
+        let inner = &self.inner;
+        let mut found = Vec::new();
+        // Finished uploads only: their data object exists.
+        for id in inner.finished_ids().await? {
+            if let Ok(InfoObject::Live(live)) = inner.read_info_object(&id).await
+                && live.upload.state.is_none_or(|s| s == UploadState::Processing)
+            {
+                found.push(id);
+            }
+        }
+        Ok(found)
+    }
+}
+
+#[async_trait]
+impl PresignGet for S3Store {
+    async fn presign_get(&self, id: &UploadId, ttl: Duration) -> Result<String, StoreError> {
+        self.presigned_get_url(id, ttl).await
+    }
+}
+
+#[async_trait]
+impl Terminate for S3Store {
+    async fn terminate(&self, id: &UploadId) -> Result<(), StoreError> {
+        let inner = &self.inner;
+        let live = inner.live(id).await?;
+        // Tombstone first: from here on the upload answers Gone, whatever happens next.
+        inner.write_info(id, &InfoObject::Gone { at: SystemTime::now() }, false).await?;
+        let data_key = inner.data_key(id);
+        if let (Some(upload_id), false) = (&live.multipart_upload_id, live.completed) {
+            inner.bucket.abort(&data_key, upload_id).await?;
+        }
+        inner.bucket.delete(&data_key).await?;
+        inner.bucket.delete(&inner.tail_key(id)).await?;
+        inner.bucket.delete(&inner.quarantine_key(id)).await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Concatenate for S3Store {
+    async fn concatenate(&self, final_id: &UploadId, partials: &[UploadInfo]) -> Result<(), StoreError> {
+        Ok(self.inner.concatenate(final_id, partials).await?)
+    }
+}
+
+#[async_trait]
+impl DeferLength for S3Store {
+    async fn declare_length(&self, id: &UploadId, length: u64) -> Result<(), StoreError> {
+        let inner = &self.inner;
+        if length > MAX_OBJECT_SIZE {
+            return Err(Error::Conflict(format!("uploads larger than {MAX_OBJECT_SIZE} bytes do not fit in S3")).into());
+        }
+        let mut live = inner.live(id).await?;
+        live.upload.length = Some(length);
+        inner.write_info(id, &InfoObject::Live(live.clone()), false).await?;
+        // Declaring the length the upload already has finishes it.
+        if !live.completed
+            && let Some(Stored { parts, parts_bytes, tail_len, .. }) = inner.stored(id, &live).await?
+            && parts_bytes + tail_len == length
+        {
+            let tail = match inner.bucket.get_small(&inner.tail_key(id)).await? {
+                Some((tail, _)) if tail_len > 0 => tail,
+                _ => Bytes::new(),
+            };
+            inner.complete(id, live, parts, Vec::new(), tail).await?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ListExpired for S3Store {
+    async fn list_expired(&self, cutoff: SystemTime) -> Result<Vec<UploadId>, StoreError> {
+        let inner = &self.inner;
+        let listed = inner.bucket.list(&inner.prefix).await?;
+        let mut infos = Vec::new();
+        let mut newest: std::collections::HashMap<&str, Option<SystemTime>> = std::collections::HashMap::new();
+        let mut completed = std::collections::HashSet::new();
+        for object in &listed {
+            let Some(name) = object.key.strip_prefix(inner.prefix.as_str()) else { continue };
+            let (stem, suffix) = match name.rsplit_once('.') {
+                Some((stem, suffix @ ("info" | "part"))) => (stem, suffix),
+                _ => {
+                    completed.insert(name);
+                    continue;
+                }
+            };
+            if UploadId::parse(stem).is_err() {
+                continue;
+            }
+            let entry = newest.entry(stem).or_insert(object.modified);
+            *entry = (*entry).max(object.modified);
+            if suffix == "info" {
+                infos.push(stem);
+            }
+        }
+        let mut expired = Vec::new();
+        for stem in infos {
+            // Completed (the data object exists) or touched since the cutoff: not expired.
+            if completed.contains(stem) || newest.get(stem).copied().flatten().is_some_and(|t| t >= cutoff) {
+                continue;
+            }
+            let Ok(id) = UploadId::parse(stem) else { continue };
+            match inner.read_info_object(&id).await {
+                Ok(InfoObject::Gone { at }) if at < cutoff => inner.bucket.delete(&inner.info_key(&id)).await?,
+                Ok(InfoObject::Live(live)) => {
+                    let final_upload = matches!(live.upload.concat, Some(ConcatRole::Final { .. }));
+                    if !live.completed && !final_upload && live.upload.updated_at < cutoff {
+                        expired.push(id);
+                    }
+                }
+                Ok(InfoObject::Gone { .. }) | Err(Error::NotFound) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(expired)
+    }
+}
