@@ -47,4 +47,4 @@ pub use inspect::{Inspect, Verdict};
 pub use locker::{Locker, MemoryLocker, UploadLock};
 pub use memory::MemoryStore;
 pub use signing::UrlSigner;
-pub use store::{Store, StoreError, UploadInfo, UploadState};
+pub use store::{Capabilities, Store, StoreError, UploadInfo, UploadState};

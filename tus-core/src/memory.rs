@@ -12,8 +12,8 @@ use futures_util::StreamExt as _;
 
 use crate::id::UploadId;
 use crate::store::{
-    AppendOptions, BodyError, ByteStream, ChunkStream, Concatenate, DeferLength, ListExpired, NewUpload, RecordState,
-    Store, StoreError, Terminate, UploadInfo, UploadState,
+    AppendOptions, BodyError, ByteStream, Capabilities, ChunkStream, Concatenate, DeferLength, ListExpired, NewUpload,
+    RecordState, Store, StoreError, Terminate, UploadInfo, UploadState,
 };
 
 /// An in-memory store.
@@ -110,20 +110,13 @@ impl Store for MemoryStore {
         Ok(Box::pin(futures_util::stream::iter([Ok(bytes)])))
     }
 
-    fn terminater(&self) -> Option<&dyn Terminate> {
-        Some(self)
-    }
-    fn concatenater(&self) -> Option<&dyn Concatenate> {
-        Some(self)
-    }
-    fn length_deferrer(&self) -> Option<&dyn DeferLength> {
-        Some(self)
-    }
-    fn expirer(&self) -> Option<&dyn ListExpired> {
-        Some(self)
-    }
-    fn state_recorder(&self) -> Option<&dyn RecordState> {
-        Some(self)
+    fn capabilities(&self) -> Capabilities<'_> {
+        Capabilities::none()
+            .with_terminate(self)
+            .with_concatenate(self)
+            .with_defer_length(self)
+            .with_list_expired(self)
+            .with_record_state(self)
     }
 }
 
@@ -213,8 +206,52 @@ impl ListExpired for MemoryStore {
 
 #[cfg(test)]
 mod tests {
+    use async_trait::async_trait;
+
+    use crate::id::UploadId;
+    use crate::store::{AppendOptions, ByteStream, ChunkStream, NewUpload, Store, StoreError, Terminate, UploadInfo};
+
     #[tokio::test]
     async fn memory_store_passes_the_store_suite() {
-        crate::testing::run_all(&super::MemoryStore::new()).await;
+        crate::store_suite!(super::MemoryStore::new());
+    }
+
+    /// Implements termination but forgets to expose it.
+    #[derive(Debug, Default)]
+    struct Forgetful(super::MemoryStore);
+
+    #[async_trait]
+    impl Store for Forgetful {
+        async fn create(&self, upload: NewUpload) -> Result<UploadInfo, StoreError> {
+            self.0.create(upload).await
+        }
+        async fn info(&self, id: &UploadId) -> Result<UploadInfo, StoreError> {
+            self.0.info(id).await
+        }
+        async fn append(
+            &self,
+            id: &UploadId,
+            offset: u64,
+            data: ChunkStream<'_>,
+            options: AppendOptions,
+        ) -> Result<u64, StoreError> {
+            self.0.append(id, offset, data, options).await
+        }
+        async fn read(&self, id: &UploadId, range: std::ops::Range<u64>) -> Result<ByteStream, StoreError> {
+            self.0.read(id, range).await
+        }
+    }
+
+    #[async_trait]
+    impl Terminate for Forgetful {
+        async fn terminate(&self, id: &UploadId) -> Result<(), StoreError> {
+            Terminate::terminate(&self.0, id).await
+        }
+    }
+
+    #[tokio::test]
+    #[should_panic(expected = "implements terminate but its capabilities() do not expose it")]
+    async fn the_suite_catches_a_capability_that_is_not_exposed() {
+        crate::store_suite!(Forgetful::default());
     }
 }

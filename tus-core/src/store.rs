@@ -1,10 +1,10 @@
 //! The storage contract: a small required [`Store`] trait plus optional capabilities.
 //!
 //! Every backend implements the four required methods (create, info, append, read). What else
-//! it can do, it declares by returning `Some(self)` from a capability accessor
-//! ([`Store::terminater`], [`Store::concatenater`], [`Store::length_deferrer`],
-//! [`Store::expirer`]); the handler asks, never downcasts, and derives `Tus-Extension` from the
-//! answers.
+//! it can do, it declares in one value, [`Store::capabilities`], built with `with_…` calls
+//! (tusd's composer): the handler asks, never downcasts, and derives `Tus-Extension` from the
+//! answer. A wrapper (`Arc`, `Box`, a timing or fault-injecting decorator) forwards that one
+//! method and so cannot silently drop a capability.
 //!
 //! Stores are deliberately simple (as in tusd): the handler has already validated the offset,
 //! capped the body at the upload's length or the maximum size, and holds the upload's lock
@@ -254,25 +254,9 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Streams bytes `range` of the upload back.
     async fn read(&self, id: &UploadId, range: Range<u64>) -> Result<ByteStream, StoreError>;
 
-    /// The termination capability, if supported.
-    fn terminater(&self) -> Option<&dyn Terminate> {
-        None
-    }
-
-    /// The concatenation capability, if supported.
-    fn concatenater(&self) -> Option<&dyn Concatenate> {
-        None
-    }
-
-    /// The deferred-length capability, if supported.
-    fn length_deferrer(&self) -> Option<&dyn DeferLength> {
-        None
-    }
-
-    /// The expiration-listing capability, if supported. A store that offers it MUST also
-    /// offer [`Store::terminater`], which the reaper uses to remove what it lists.
-    fn expirer(&self) -> Option<&dyn ListExpired> {
-        None
+    /// What the store can do beyond the required methods (default: nothing).
+    fn capabilities(&self) -> Capabilities<'_> {
+        Capabilities::none()
     }
 
     /// Where the store keeps an upload, for hook payloads (tusd's `Storage`: `Type`, and for
@@ -281,15 +265,94 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         let _ = id;
         std::collections::BTreeMap::new()
     }
+}
 
-    /// The processing-state capability (needed for post-upload checks and quarantine).
-    fn state_recorder(&self) -> Option<&dyn RecordState> {
-        None
+/// The optional capabilities of a [`Store`], each a reference to the store as the trait that
+/// implements it. Build one with [`Capabilities::none`] and `with_…` calls:
+///
+/// ```ignore
+/// fn capabilities(&self) -> Capabilities<'_> {
+///     Capabilities::none().with_terminate(self).with_defer_length(self)
+/// }
+/// ```
+#[derive(Clone, Copy, Default)]
+#[non_exhaustive]
+pub struct Capabilities<'a> {
+    /// Deleting uploads (`termination`, and the expiry reaper).
+    pub terminate: Option<&'a dyn Terminate>,
+    /// Assembling final uploads (`concatenation`).
+    pub concatenate: Option<&'a dyn Concatenate>,
+    /// Declaring a deferred length (`creation-defer-length`).
+    pub defer_length: Option<&'a dyn DeferLength>,
+    /// Listing idle unfinished uploads (`expiration`); its trait includes [`Terminate`].
+    pub list_expired: Option<&'a dyn ListExpired>,
+    /// Recording processing states and quarantine (post-upload checks).
+    pub record_state: Option<&'a dyn RecordState>,
+    /// Direct, expiring download URLs (object stores).
+    pub presign_get: Option<&'a dyn PresignGet>,
+}
+
+impl<'a> Capabilities<'a> {
+    /// No optional capability.
+    pub fn none() -> Self {
+        Capabilities::default()
     }
 
-    /// The presigned-download capability (object stores that can hand out direct URLs).
-    fn presigner(&self) -> Option<&dyn PresignGet> {
-        None
+    /// Adds termination.
+    pub fn with_terminate(mut self, store: &'a dyn Terminate) -> Self {
+        self.terminate = Some(store);
+        self
+    }
+
+    /// Adds concatenation.
+    pub fn with_concatenate(mut self, store: &'a dyn Concatenate) -> Self {
+        self.concatenate = Some(store);
+        self
+    }
+
+    /// Adds deferred lengths.
+    pub fn with_defer_length(mut self, store: &'a dyn DeferLength) -> Self {
+        self.defer_length = Some(store);
+        self
+    }
+
+    /// Adds expiry listing, and with it termination (which the reaper needs and the trait
+    /// requires).
+    pub fn with_list_expired(mut self, store: &'a dyn ListExpired) -> Self {
+        self.list_expired = Some(store);
+        self.terminate = Some(store);
+        self
+    }
+
+    /// Adds processing states.
+    pub fn with_record_state(mut self, store: &'a dyn RecordState) -> Self {
+        self.record_state = Some(store);
+        self
+    }
+
+    /// Adds presigned downloads.
+    pub fn with_presign_get(mut self, store: &'a dyn PresignGet) -> Self {
+        self.presign_get = Some(store);
+        self
+    }
+
+    /// The names of the capabilities present, for logs and tests.
+    pub fn names(&self) -> Vec<&'static str> {
+        let present = [
+            ("terminate", self.terminate.is_some()),
+            ("concatenate", self.concatenate.is_some()),
+            ("defer_length", self.defer_length.is_some()),
+            ("list_expired", self.list_expired.is_some()),
+            ("record_state", self.record_state.is_some()),
+            ("presign_get", self.presign_get.is_some()),
+        ];
+        present.into_iter().filter(|(_, yes)| *yes).map(|(name, _)| name).collect()
+    }
+}
+
+impl fmt::Debug for Capabilities<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.names()).finish()
     }
 }
 
@@ -339,9 +402,10 @@ pub trait DeferLength: Send + Sync {
     async fn declare_length(&self, id: &UploadId, length: u64) -> Result<(), StoreError>;
 }
 
-/// Finding unfinished uploads idle since before a moment (the `expiration` extension).
+/// Finding unfinished uploads idle since before a moment (the `expiration` extension). The
+/// reaper removes what it lists, so a store that lists must also terminate.
 #[async_trait]
-pub trait ListExpired: Send + Sync {
+pub trait ListExpired: Terminate {
     /// IDs of unfinished uploads whose `updated_at` is before `cutoff`.
     async fn list_expired(&self, cutoff: SystemTime) -> Result<Vec<UploadId>, StoreError>;
 }
@@ -368,26 +432,11 @@ macro_rules! forward_store {
             async fn read(&self, id: &UploadId, range: Range<u64>) -> Result<ByteStream, StoreError> {
                 (**self).read(id, range).await
             }
-            fn terminater(&self) -> Option<&dyn Terminate> {
-                (**self).terminater()
-            }
-            fn concatenater(&self) -> Option<&dyn Concatenate> {
-                (**self).concatenater()
-            }
-            fn length_deferrer(&self) -> Option<&dyn DeferLength> {
-                (**self).length_deferrer()
-            }
-            fn expirer(&self) -> Option<&dyn ListExpired> {
-                (**self).expirer()
-            }
-            fn state_recorder(&self) -> Option<&dyn RecordState> {
-                (**self).state_recorder()
+            fn capabilities(&self) -> Capabilities<'_> {
+                (**self).capabilities()
             }
             fn describe(&self, id: &UploadId) -> std::collections::BTreeMap<String, String> {
                 (**self).describe(id)
-            }
-            fn presigner(&self) -> Option<&dyn PresignGet> {
-                (**self).presigner()
             }
         }
     };

@@ -14,6 +14,78 @@ use crate::headers::Metadata;
 use crate::id::UploadId;
 use crate::store::{AppendOptions, BodyError, ChunkStream, ConcatRole, NewUpload, Store, StoreError, UploadState};
 
+/// Runs [`run_all`] against a store of a concrete type, after checking that its
+/// [`Store::capabilities`] expose exactly the capability traits the type implements: a store
+/// that implements `Terminate` but forgets `with_terminate` fails here instead of silently
+/// offering no termination. Use it in an async test: `tus_core::store_suite!(store);`.
+#[macro_export]
+macro_rules! store_suite {
+    ($store:expr) => {{
+        let store = &$store;
+        #[allow(unused_imports)]
+        use $crate::testing::probe::*;
+        let probe = &Probe(store);
+        let implemented = [
+            ("terminate", probe.terminate()),
+            ("concatenate", probe.concatenate()),
+            ("defer_length", probe.defer_length()),
+            ("list_expired", probe.list_expired()),
+            ("record_state", probe.record_state()),
+            ("presign_get", probe.presign_get()),
+        ];
+        $crate::testing::check_capabilities(&$crate::store::Store::capabilities(store), &implemented);
+        $crate::testing::run_all(store).await;
+    }};
+}
+
+/// Which capability traits a concrete type implements, found at compile time by method
+/// resolution (the "autoref" technique: the impl on `Probe` wins when the bound holds, the one
+/// on `&Probe` otherwise). Used by [`store_suite!`](crate::store_suite).
+#[doc(hidden)]
+pub mod probe {
+    use crate::store::{Concatenate, DeferLength, ListExpired, PresignGet, RecordState, Terminate};
+
+    /// Wraps the store under test.
+    pub struct Probe<'a, T>(pub &'a T);
+
+    macro_rules! probe {
+        ($yes:ident, $no:ident, $method:ident, $bound:ident) => {
+            /// The type implements the trait.
+            pub trait $yes {
+                /// `true`.
+                fn $method(&self) -> bool {
+                    true
+                }
+            }
+            impl<T: $bound> $yes for Probe<'_, T> {}
+            /// The type does not implement the trait.
+            pub trait $no {
+                /// `false`.
+                fn $method(&self) -> bool {
+                    false
+                }
+            }
+            impl<T> $no for &Probe<'_, T> {}
+        };
+    }
+    probe!(Terminates, DoesNotTerminate, terminate, Terminate);
+    probe!(Concatenates, DoesNotConcatenate, concatenate, Concatenate);
+    probe!(DefersLength, DoesNotDeferLength, defer_length, DeferLength);
+    probe!(ListsExpired, DoesNotListExpired, list_expired, ListExpired);
+    probe!(RecordsState, DoesNotRecordState, record_state, RecordState);
+    probe!(Presigns, DoesNotPresign, presign_get, PresignGet);
+}
+
+/// Panics unless `exposed` names exactly the capabilities in `implemented`.
+pub fn check_capabilities(exposed: &crate::store::Capabilities<'_>, implemented: &[(&str, bool)]) {
+    let exposed = exposed.names();
+    for &(name, implements) in implemented {
+        let offers = exposed.contains(&name);
+        assert!(!implements || offers, "the store implements {name} but its capabilities() do not expose it");
+        assert!(implements || !offers, "the store exposes {name} without implementing it");
+    }
+}
+
 /// Runs every test the store's capabilities allow.
 pub async fn run_all(store: &dyn Store) {
     create_and_info(store).await;
@@ -23,19 +95,19 @@ pub async fn run_all(store: &dyn Store) {
     rejected_append_keeps_nothing(store).await;
     all_or_nothing_append_commits_on_success(store).await;
     large_append_streams(store).await;
-    if store.length_deferrer().is_some() {
+    if store.capabilities().defer_length.is_some() {
         deferred_length(store).await;
     }
-    if store.terminater().is_some() {
+    if store.capabilities().terminate.is_some() {
         terminate(store).await;
     }
-    if store.concatenater().is_some() {
+    if store.capabilities().concatenate.is_some() {
         concatenate(store).await;
     }
-    if store.expirer().is_some() {
+    if store.capabilities().list_expired.is_some() {
         list_expired(store).await;
     }
-    if store.state_recorder().is_some() {
+    if store.capabilities().record_state.is_some() {
         record_state(store).await;
     }
 }
@@ -159,7 +231,7 @@ pub async fn deferred_length(store: &dyn Store) {
     let id = new_upload(store, None).await;
     store.append(&id, 0, chunks(&[b"abc"], None), AppendOptions::default()).await.expect("append");
     assert_eq!(store.info(&id).await.expect("info").length, None);
-    store.length_deferrer().expect("capability").declare_length(&id, 5).await.expect("declare");
+    store.capabilities().defer_length.expect("capability").declare_length(&id, 5).await.expect("declare");
     let info = store.info(&id).await.expect("info");
     assert_eq!((info.offset, info.length), (3, Some(5)));
 }
@@ -168,7 +240,7 @@ pub async fn deferred_length(store: &dyn Store) {
 pub async fn terminate(store: &dyn Store) {
     let id = new_upload(store, Some(3)).await;
     store.append(&id, 0, chunks(&[b"abc"], None), AppendOptions::default()).await.expect("append");
-    store.terminater().expect("capability").terminate(&id).await.expect("terminate");
+    store.capabilities().terminate.expect("capability").terminate(&id).await.expect("terminate");
     assert!(matches!(store.info(&id).await, Err(StoreError::Gone | StoreError::NotFound)));
     assert!(store.read(&id, 0..3).await.is_err());
 }
@@ -194,7 +266,7 @@ pub async fn concatenate(store: &dyn Store) {
         )
         .await
         .expect("create final");
-    store.concatenater().expect("capability").concatenate(&final_id, &order).await.expect("concatenate");
+    store.capabilities().concatenate.expect("capability").concatenate(&final_id, &order).await.expect("concatenate");
     let info = store.info(&final_id).await.expect("info");
     assert_eq!((info.offset, info.length), (16, Some(16)));
     assert!(info.is_final());
@@ -207,7 +279,7 @@ pub async fn list_expired(store: &dyn Store) {
     let idle = new_upload(store, Some(5)).await;
     let done = new_upload(store, Some(1)).await;
     store.append(&done, 0, chunks(&[b"x"], None), AppendOptions::default()).await.expect("append");
-    let expirer = store.expirer().expect("capability");
+    let expirer = store.capabilities().list_expired.expect("capability");
     let future = SystemTime::now() + Duration::from_secs(5);
     let listed = expirer.list_expired(future).await.expect("list");
     assert!(listed.contains(&idle), "idle upload not listed");
@@ -218,7 +290,7 @@ pub async fn list_expired(store: &dyn Store) {
 
 /// Processing states persist; quarantined uploads keep their info but can no longer be read.
 pub async fn record_state(store: &dyn Store) {
-    let recorder = store.state_recorder().expect("capability");
+    let recorder = store.capabilities().record_state.expect("capability");
     let mut ids = Vec::new();
     for _ in 0..2 {
         let id = new_upload(store, Some(4)).await;

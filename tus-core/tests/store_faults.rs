@@ -13,8 +13,8 @@ use bytes::Bytes;
 use futures_util::StreamExt as _;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt as _, Empty, Full};
-use tus_core::store::{AppendOptions, ByteStream, ChunkStream, NewUpload, Terminate};
-use tus_core::{MemoryStore, Store, StoreError, TusService, UploadId, UploadInfo};
+use tus_core::store::{AppendOptions, ByteStream, ChunkStream, NewUpload};
+use tus_core::{Capabilities, MemoryStore, Store, StoreError, TusService, UploadId, UploadInfo};
 
 /// No limit on the bytes an append may store before failing.
 const NO_FAULT: u64 = u64::MAX;
@@ -90,8 +90,10 @@ impl Store for FailingStore {
         self.inner.read(id, range).await
     }
 
-    fn terminater(&self) -> Option<&dyn Terminate> {
-        self.inner.terminater()
+    fn capabilities(&self) -> Capabilities<'_> {
+        // Termination only: the fault cases need nothing else (the inner store's capabilities
+        // would act on it behind this wrapper's back).
+        Capabilities::none().with_terminate(self.inner.capabilities().terminate.expect("memory store terminates"))
     }
 }
 

@@ -25,10 +25,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use tus_core::UploadId;
 use tus_core::hooks::{HookError, HookEvent, HookResponse, HookType, Hooks};
-use tus_core::store::{
-    AppendOptions, ByteStream, ChunkStream, Concatenate, DeferLength, ListExpired, NewUpload, PresignGet, RecordState,
-    Store, StoreError, Terminate, UploadInfo,
-};
+use tus_core::store::{AppendOptions, ByteStream, Capabilities, ChunkStream, NewUpload, Store, StoreError, UploadInfo};
 
 // Every label value is a `&'static str` chosen by the server, never text from a request: each
 // distinct value is a series kept forever, so client-chosen values would grow memory and
@@ -257,26 +254,11 @@ impl<S: Store> Store for TimedStore<S> {
         result
     }
 
-    fn terminater(&self) -> Option<&dyn Terminate> {
-        self.inner.terminater()
-    }
-    fn concatenater(&self) -> Option<&dyn Concatenate> {
-        self.inner.concatenater()
-    }
-    fn length_deferrer(&self) -> Option<&dyn DeferLength> {
-        self.inner.length_deferrer()
-    }
-    fn expirer(&self) -> Option<&dyn ListExpired> {
-        self.inner.expirer()
+    fn capabilities(&self) -> Capabilities<'_> {
+        self.inner.capabilities()
     }
     fn describe(&self, id: &UploadId) -> std::collections::BTreeMap<String, String> {
         self.inner.describe(id)
-    }
-    fn state_recorder(&self) -> Option<&dyn RecordState> {
-        self.inner.state_recorder()
-    }
-    fn presigner(&self) -> Option<&dyn PresignGet> {
-        self.inner.presigner()
     }
 }
 

@@ -13,8 +13,8 @@ use bytes::BytesMut;
 use futures_util::StreamExt as _;
 use tus_core::UploadId;
 use tus_core::store::{
-    AppendOptions, BodyError, ByteStream, ChunkStream, Concatenate, DeferLength, ListExpired, NewUpload, RecordState,
-    Store, StoreError, Terminate, UploadInfo, UploadState,
+    AppendOptions, BodyError, ByteStream, Capabilities, ChunkStream, NewUpload, Store, StoreError, UploadInfo,
+    UploadState,
 };
 
 use crate::error::{Error, io_err};
@@ -219,20 +219,13 @@ impl Store for FileStore {
         Ok(Box::pin(stream))
     }
 
-    fn terminater(&self) -> Option<&dyn Terminate> {
-        Some(self)
-    }
-    fn concatenater(&self) -> Option<&dyn Concatenate> {
-        Some(self)
-    }
-    fn length_deferrer(&self) -> Option<&dyn DeferLength> {
-        Some(self)
-    }
-    fn expirer(&self) -> Option<&dyn ListExpired> {
-        Some(self)
-    }
-    fn state_recorder(&self) -> Option<&dyn RecordState> {
-        Some(self)
+    fn capabilities(&self) -> Capabilities<'_> {
+        Capabilities::none()
+            .with_terminate(self)
+            .with_concatenate(self)
+            .with_defer_length(self)
+            .with_list_expired(self)
+            .with_record_state(self)
     }
     fn describe(&self, id: &UploadId) -> std::collections::BTreeMap<String, String> {
         // The same keys tusd's filestore reports to hooks.

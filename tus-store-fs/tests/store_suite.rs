@@ -6,14 +6,14 @@ use tus_store_fs::FileStore;
 async fn file_store_passes_the_store_suite() {
     let dir = tempfile::tempdir().unwrap();
     let store = FileStore::builder(dir.path()).build().unwrap();
-    tus_core::testing::run_all(&store).await;
+    tus_core::store_suite!(store);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unsynced_file_store_passes_the_store_suite() {
     let dir = tempfile::tempdir().unwrap();
     let store = FileStore::builder(dir.path()).sync(false).build().unwrap();
-    tus_core::testing::run_all(&store).await;
+    tus_core::store_suite!(store);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,8 +11,7 @@ use bytes::Bytes;
 use futures_util::StreamExt as _;
 use tus_core::UploadId;
 use tus_core::store::{
-    AppendOptions, ByteStream, ChunkStream, Concatenate, DeferLength, ListExpired, NewUpload, PresignGet, RecordState,
-    Store, StoreError, Terminate, UploadInfo, UploadState,
+    AppendOptions, ByteStream, Capabilities, ChunkStream, NewUpload, Store, StoreError, UploadInfo, UploadState,
 };
 
 use crate::error::Error;
@@ -169,23 +168,14 @@ impl Store for S3Store {
         Ok(Box::pin(stream))
     }
 
-    fn terminater(&self) -> Option<&dyn Terminate> {
-        Some(self)
-    }
-    fn concatenater(&self) -> Option<&dyn Concatenate> {
-        Some(self)
-    }
-    fn length_deferrer(&self) -> Option<&dyn DeferLength> {
-        Some(self)
-    }
-    fn expirer(&self) -> Option<&dyn ListExpired> {
-        Some(self)
-    }
-    fn state_recorder(&self) -> Option<&dyn RecordState> {
-        Some(self)
-    }
-    fn presigner(&self) -> Option<&dyn PresignGet> {
-        Some(self)
+    fn capabilities(&self) -> Capabilities<'_> {
+        Capabilities::none()
+            .with_terminate(self)
+            .with_concatenate(self)
+            .with_defer_length(self)
+            .with_list_expired(self)
+            .with_record_state(self)
+            .with_presign_get(self)
     }
     fn describe(&self, id: &UploadId) -> std::collections::BTreeMap<String, String> {
         [

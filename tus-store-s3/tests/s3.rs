@@ -50,7 +50,7 @@ on_both!(presigned_url_serves_the_upload, presigned);
 on_both!(uploads_share_a_part_memory_of_one_part, shared_part_memory);
 
 async fn store_suite_passes(server: Server) {
-    tus_core::testing::run_all(&server.store()).await;
+    tus_core::store_suite!(server.store());
 }
 
 /// A stream of owned chunks.
@@ -167,7 +167,7 @@ async fn deferred(server: Server) {
     let info = store.info(&id).await.expect("info");
     assert_eq!((info.offset, info.length), (len as u64, None));
     // Declaring the length the upload already has finishes it.
-    store.length_deferrer().expect("capability").declare_length(&id, len as u64).await.expect("declare");
+    store.capabilities().defer_length.expect("capability").declare_length(&id, len as u64).await.expect("declare");
     assert_finished(&server, &store, &id, len).await;
 
     // With a known maximum, deferred uploads use small parts: 12 MiB become two 5 MiB parts.
@@ -179,7 +179,7 @@ async fn deferred(server: Server) {
     assert_eq!(got.expect("append"), len as u64);
     let tail = store.client().head_object().bucket(&server.bucket).key(format!("{id}.part")).send().await;
     assert_eq!(tail.expect("tail").content_length(), Some(2 * MIB as i64));
-    store.length_deferrer().expect("capability").declare_length(&id, len as u64 + 1).await.expect("declare");
+    store.capabilities().defer_length.expect("capability").declare_length(&id, len as u64 + 1).await.expect("declare");
     let got = store.append(&id, len as u64, owned(vec![pattern(len, 1)], None), AppendOptions::default()).await;
     assert_eq!(got.expect("append"), len as u64 + 1);
     assert_finished(&server, &store, &id, len + 1).await;
@@ -196,7 +196,7 @@ async fn deferred_tail_outgrows_parts(server: Server) {
     let got = store.append(&id, 0, owned(vec![pattern(0, first)], None), AppendOptions::default()).await;
     assert_eq!(got.expect("append"), first as u64);
     let len = 17 * MIB + 12345;
-    store.length_deferrer().expect("capability").declare_length(&id, len as u64).await.expect("declare");
+    store.capabilities().defer_length.expect("capability").declare_length(&id, len as u64).await.expect("declare");
     let rest = owned(vec![pattern(first, len - first)], None);
     let got = store.append(&id, first as u64, rest, AppendOptions::default()).await;
     assert_eq!(got.expect("append"), len as u64);
@@ -220,7 +220,7 @@ async fn concatenate(store: &S3Store, sizes: &[usize]) -> (UploadId, Vec<u8>) {
     let final_id = UploadId::random();
     let role = ConcatRole::Final { partials: partials.iter().map(|p| p.id.clone()).collect() };
     store.create(NewUpload::new(final_id.clone(), None).with_concat(role)).await.expect("create final");
-    store.concatenater().expect("capability").concatenate(&final_id, &partials).await.expect("concatenate");
+    store.capabilities().concatenate.expect("capability").concatenate(&final_id, &partials).await.expect("concatenate");
     let info = store.info(&final_id).await.expect("info");
     assert_eq!((info.offset, info.length), (expected.len() as u64, Some(expected.len() as u64)));
     assert!(read_all(store, &final_id, 0..expected.len() as u64).await == expected, "final bytes differ");
@@ -342,7 +342,7 @@ async fn terminate(server: Server) {
     let id = UploadId::random();
     store.create(NewUpload::new(id.clone(), Some(20 * MIB as u64))).await.expect("create");
     store.append(&id, 0, owned(vec![pattern(0, 6 * MIB)], None), AppendOptions::default()).await.expect("append");
-    store.terminater().expect("capability").terminate(&id).await.expect("terminate");
+    store.capabilities().terminate.expect("capability").terminate(&id).await.expect("terminate");
     assert!(matches!(store.info(&id).await, Err(StoreError::Gone)));
     assert!(matches!(server.store().info(&id).await, Err(StoreError::Gone)), "second instance");
     for key in [id.to_string(), format!("{id}.part")] {
@@ -351,7 +351,7 @@ async fn terminate(server: Server) {
     }
     // The reaper's listing drops tombstones older than its cutoff.
     let later = std::time::SystemTime::now() + Duration::from_secs(3600);
-    store.expirer().expect("capability").list_expired(later).await.expect("list");
+    store.capabilities().list_expired.expect("capability").list_expired(later).await.expect("list");
     assert!(matches!(store.info(&id).await, Err(StoreError::NotFound)));
 }
 

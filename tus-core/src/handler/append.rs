@@ -138,7 +138,7 @@ impl Inner {
         if let Some(error) = outcome.take() {
             tracing::debug!(upload = %info.id, offset, error = %error, "body ended early");
             if matches!(error, TusError::UploadStopped)
-                && let Some(terminater) = self.store.terminater()
+                && let Some(terminater) = self.store.capabilities().terminate
             {
                 terminater.terminate(&info.id).await?;
                 tracing::info!(upload = %info.id, "upload stopped by a post-receive hook and terminated");

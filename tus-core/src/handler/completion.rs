@@ -46,7 +46,7 @@ impl Inner {
 
     /// Whether finished uploads like `info` are inspected before they may be served.
     pub(crate) fn inspects(&self, info: &UploadInfo) -> bool {
-        !info.is_partial() && self.inspector.is_some() && self.store.state_recorder().is_some()
+        !info.is_partial() && self.inspector.is_some() && self.store.capabilities().record_state.is_some()
     }
 
     /// Called once an upload's last byte arrived (or a final upload was assembled). Starts
@@ -63,7 +63,7 @@ impl Inner {
         if processed {
             // Recorded before the client hears of completion, so no download can slip through
             // before the verdict.
-            if let Some(recorder) = self.store.state_recorder() {
+            if let Some(recorder) = self.store.capabilities().record_state {
                 recorder.set_state(&info.id, UploadState::Processing).await?;
             }
             info.state = Some(UploadState::Processing);
@@ -93,7 +93,8 @@ impl Inner {
 
     /// Inspects a finished upload until a verdict exists, records it, then fires `post-finish`.
     async fn process(&self, mut info: UploadInfo, request: HookHttpRequest) {
-        let (Some(inspector), Some(recorder)) = (self.inspector.as_ref(), self.store.state_recorder()) else {
+        let (Some(inspector), Some(recorder)) = (self.inspector.as_ref(), self.store.capabilities().record_state)
+        else {
             return;
         };
         let verdict = retry("inspect", &info.id, || inspector.inspect(self.store.as_ref(), &info)).await;
@@ -122,7 +123,7 @@ impl Inner {
         if self.inspector.is_none() {
             return Ok(0);
         }
-        let Some(recorder) = self.store.state_recorder() else { return Ok(0) };
+        let Some(recorder) = self.store.capabilities().record_state else { return Ok(0) };
         let mut picked = 0;
         for id in recorder.list_processing().await? {
             match self.store.info(&id).await {

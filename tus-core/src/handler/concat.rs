@@ -25,7 +25,7 @@ impl Inner {
         host: Option<&str>,
         hr: &HookHttpRequest,
     ) -> Result<Response<ResponseBody>, TusError> {
-        if self.store.concatenater().is_none() {
+        if self.store.capabilities().concatenate.is_none() {
             return Err(TusError::NotImplemented);
         }
         if urls.len() > self.config.max_concat_parts {
@@ -99,7 +99,7 @@ impl Inner {
     ) -> BoxFuture<'a, Result<UploadInfo, TusError>> {
         Box::pin(async move {
             let Some(ConcatRole::Final { partials }) = &info.concat else { return Ok(info) };
-            if self.store.concatenater().is_none() {
+            if self.store.capabilities().concatenate.is_none() {
                 return Err(TusError::NotImplemented);
             }
             // A partial may be listed many times: each is read once, so the work stays linear in
@@ -139,7 +139,7 @@ impl Inner {
         parts: &[UploadInfo],
         hr: &HookHttpRequest,
     ) -> Result<UploadInfo, TusError> {
-        let concatenater = self.store.concatenater().ok_or(TusError::NotImplemented)?;
+        let concatenater = self.store.capabilities().concatenate.ok_or(TusError::NotImplemented)?;
         let _lock = self.lock(id).await?;
         let current = self.store.info(id).await?;
         if current.is_complete() {

@@ -11,7 +11,7 @@ use crate::id::UploadId;
 impl Inner {
     /// DELETE: terminate an upload.
     pub(super) async fn delete(&self, id: &UploadId, hr: &HookHttpRequest) -> Result<Response<ResponseBody>, TusError> {
-        let terminater = self.terminater().ok_or(TusError::MethodNotAllowed)?;
+        let terminater = self.termination().ok_or(TusError::MethodNotAllowed)?;
         let lock = self.lock(id).await?;
         let info = self.store.info(id).await?;
         let hook = self.blocking_hook(HookType::PreTerminate, &info, hr).await?;

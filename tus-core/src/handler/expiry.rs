@@ -41,9 +41,7 @@ impl Inner {
     }
 
     pub(super) async fn reap_once(&self) -> Result<usize, TusError> {
-        let (Some(period), Some(expirer), Some(terminater)) =
-            (self.expiration(), self.store.expirer(), self.store.terminater())
-        else {
+        let (Some(period), Some(expirer)) = (self.expiration(), self.store.capabilities().list_expired) else {
             return Ok(0);
         };
         let mut removed = 0;
@@ -52,7 +50,7 @@ impl Inner {
             // Re-check under the lock: a PATCH may have moved the clock since the listing.
             match self.store.info(&id).await {
                 Ok(info) if self.is_expired(&info) => {
-                    terminater.terminate(&id).await?;
+                    expirer.terminate(&id).await?;
                     removed += 1;
                 }
                 _ => {}

@@ -43,7 +43,7 @@ impl Inner {
         if let Some(state) = info.state.filter(|s| *s != UploadState::Clean) {
             return Err(TusError::NotServable(state));
         }
-        if let (Some(until), Some(presigner)) = (signed_until, self.store.presigner()) {
+        if let (Some(until), Some(presigner)) = (signed_until, self.store.capabilities().presign_get) {
             // Object stores serve the bytes themselves: send the client there, for no longer
             // than its signature allows.
             let left = until.duration_since(SystemTime::now()).unwrap_or_default();

@@ -115,7 +115,7 @@ impl Inner {
             (&Method::POST, Target::Collection) => self.ietf_create(draft, req, hr).await,
             (&Method::HEAD, Target::Upload(id)) => self.ietf_head(draft, &id, hr).await,
             (&Method::PATCH, Target::Upload(id)) => self.ietf_append(draft, &id, req, hr).await,
-            (&Method::DELETE, Target::Upload(id)) if self.terminater().is_some() => self.delete(&id, hr).await,
+            (&Method::DELETE, Target::Upload(id)) if self.termination().is_some() => self.delete(&id, hr).await,
             (&Method::GET, Target::Upload(id)) if self.config.download => {
                 self.get(&id, req.headers(), req.uri(), hr).await
             }
@@ -199,7 +199,7 @@ impl Inner {
             res.headers_mut().insert(names::UPLOAD_LIMIT, self.upload_limit(draft, None));
             return Ok(res);
         }
-        if length.is_none() && self.store.length_deferrer().is_none() {
+        if length.is_none() && self.store.capabilities().defer_length.is_none() {
             return Err(TusError::NotImplemented);
         }
         let upload = NewUpload::new(UploadId::random(), length).with_metadata(representation_metadata(h));

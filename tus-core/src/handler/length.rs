@@ -23,7 +23,7 @@ impl Inner {
             None if told < info.offset => Err(TusError::InvalidLength),
             None => {
                 self.check_length(told)?;
-                let deferrer = self.store.length_deferrer().ok_or(TusError::NotImplemented)?;
+                let deferrer = self.store.capabilities().defer_length.ok_or(TusError::NotImplemented)?;
                 deferrer.declare_length(&info.id, told).await?;
                 info.length = Some(told);
                 Ok(())

@@ -264,7 +264,7 @@ impl Inner {
             (&Method::POST, Target::Collection) => self.post(req, hr).await,
             (&Method::HEAD, Target::Upload(id)) => self.head(&id, self.request_origin(&req).as_deref(), hr).await,
             (&Method::PATCH, Target::Upload(id)) => self.patch(&id, req, hr).await,
-            (&Method::DELETE, Target::Upload(id)) if self.terminater().is_some() => self.delete(&id, hr).await,
+            (&Method::DELETE, Target::Upload(id)) if self.termination().is_some() => self.delete(&id, hr).await,
             (&Method::GET, Target::Upload(id)) if self.config.download => {
                 self.get(&id, req.headers(), req.uri(), hr).await
             }
@@ -275,13 +275,13 @@ impl Inner {
     fn extensions(&self) -> Vec<&'static str> {
         let store = &self.store;
         let mut ext = vec!["creation", "creation-with-upload"];
-        if store.length_deferrer().is_some() {
+        if store.capabilities().defer_length.is_some() {
             ext.push("creation-defer-length");
         }
-        if self.terminater().is_some() {
+        if self.termination().is_some() {
             ext.push("termination");
         }
-        if store.concatenater().is_some() {
+        if store.capabilities().concatenate.is_some() {
             ext.extend(["concatenation", "concatenation-unfinished"]);
         }
         ext.extend(["checksum", "checksum-trailer"]);
@@ -292,14 +292,13 @@ impl Inner {
     }
 
     /// Termination as offered to clients: the store can, and the configuration allows it.
-    fn terminater(&self) -> Option<&dyn crate::store::Terminate> {
-        self.store.terminater().filter(|_| self.config.termination)
+    fn termination(&self) -> Option<&dyn crate::store::Terminate> {
+        self.store.capabilities().terminate.filter(|_| self.config.termination)
     }
 
-    /// The expiry period, if expiration is on and the store can list and delete.
+    /// The expiry period, if expiration is on and the store can list (and so delete).
     fn expiration(&self) -> Option<Duration> {
-        let capable = self.store.expirer().is_some() && self.store.terminater().is_some();
-        self.config.expiration.filter(|_| capable)
+        self.config.expiration.filter(|_| self.store.capabilities().list_expired.is_some())
     }
 
     /// Takes the upload's lock, asking a current holder to let go.

@@ -45,7 +45,7 @@ impl Inner {
             concat => {
                 let length = match (length, defer) {
                     (Some(UploadLength(n)), None) => Some(n),
-                    (None, Some(UploadDeferLength)) if self.store.length_deferrer().is_some() => None,
+                    (None, Some(UploadDeferLength)) if self.store.capabilities().defer_length.is_some() => None,
                     (None, Some(UploadDeferLength)) => return Err(TusError::NotImplemented),
                     _ => return Err(TusError::InvalidLengthHeaders),
                 };
