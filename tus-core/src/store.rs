@@ -243,6 +243,12 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// and returns what it stored, on [`BodyError::Rejected`] it keeps nothing of this call and
     /// returns `offset`. Bytes counted in the returned offset MUST survive a crash unless the
     /// store documents that durability was traded for speed.
+    ///
+    /// What a store may assume: the handler holds the upload's lock from before this call
+    /// until after it returns, and runs it on a task of its own to the end, so the returned
+    /// future is never dropped half-way (a client that goes away only makes `data` end with
+    /// [`BodyError::Interrupted`]). Only the whole process stopping can cut an append short;
+    /// the crash rules above cover that.
     async fn append(
         &self,
         id: &UploadId,

@@ -21,10 +21,10 @@ use crate::store::{AppendOptions, BodyError, ChunkStream, ConcatRole, NewUpload,
 #[macro_export]
 macro_rules! store_suite {
     ($store:expr) => {{
-        let store = &$store;
+        let store = std::sync::Arc::new($store);
         #[allow(unused_imports)]
         use $crate::testing::probe::*;
-        let probe = &Probe(store);
+        let probe = &Probe(&*store);
         let implemented = [
             ("terminate", probe.terminate()),
             ("concatenate", probe.concatenate()),
@@ -33,8 +33,9 @@ macro_rules! store_suite {
             ("record_state", probe.record_state()),
             ("presign_get", probe.presign_get()),
         ];
-        $crate::testing::check_capabilities(&$crate::store::Store::capabilities(store), &implemented);
-        $crate::testing::run_all(store).await;
+        $crate::testing::check_capabilities(&$crate::store::Store::capabilities(&*store), &implemented);
+        $crate::testing::run_all(&*store).await;
+        $crate::testing::dropped_request_then_retry(store).await;
     }};
 }
 
@@ -83,6 +84,153 @@ pub fn check_capabilities(exposed: &crate::store::Capabilities<'_>, implemented:
         let offers = exposed.contains(&name);
         assert!(!implements || offers, "the store implements {name} but its capabilities() do not expose it");
         assert!(implements || !offers, "the store exposes {name} without implementing it");
+    }
+}
+
+/// PATCHes whose requests are dropped half-way (the client gone, an HTTP/2 reset) and then
+/// retried, through the handler, plain and checksummed: the dropped request's append runs to
+/// its end on its own task while the upload stays locked, the offset `HEAD` reports afterwards
+/// never grows later (a checksummed one keeps nothing), and a retry from it completes the
+/// upload with exactly the bytes sent.
+///
+/// The store is wrapped so that its appends cannot be cancelled either (as blocking disk
+/// work cannot): a handler that dropped an append half-way would see those bytes land after
+/// its `HEAD`, and this test fail.
+pub async fn dropped_request_then_retry(store: std::sync::Arc<dyn Store>) {
+    let service = crate::TusService::builder(Uncancellable(store)).build();
+    for checksummed in [false, true] {
+        for round in 0..3u64 {
+            dropped_patch_round(&service, checksummed, round).await;
+        }
+    }
+}
+
+async fn dropped_patch_round(service: &crate::TusService, checksummed: bool, round: u64) {
+    use http::Request;
+    use http_body_util::{BodyExt as _, Empty, Full, StreamBody};
+    const LEN: usize = 4 << 20;
+    let what = format!("checksummed {checksummed}, round {round}");
+    let tus = |req: http::request::Builder| req.header("tus-resumable", "1.0.0");
+    let data: Vec<u8> = (0..LEN as u64).map(|i| (i.wrapping_mul(31).wrapping_add(round) % 251) as u8).collect();
+    let created = service
+        .handle(
+            tus(Request::post("/files/"))
+                .header("upload-length", LEN.to_string())
+                .body(Empty::<Bytes>::new())
+                .expect("request"),
+        )
+        .await;
+    assert_eq!(created.status(), 201, "{what}: create");
+    let location = created.headers()["location"].to_str().expect("location").to_owned();
+    let path = location.rsplit_once("/files/").map(|(_, id)| format!("/files/{id}")).expect("path");
+    let patch = |offset: u64| {
+        tus(Request::patch(&path))
+            .header("upload-offset", offset.to_string())
+            .header("content-type", "application/offset+octet-stream")
+    };
+
+    // The first PATCH announces all of it, sends half, and its request future is dropped
+    // while those bytes are still on their way to the store.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<http_body::Frame<Bytes>, std::io::Error>>(4);
+    let body = StreamBody::new(futures_util::stream::unfold(rx, |mut rx| async { rx.recv().await.map(|f| (f, rx)) }));
+    let mut first = patch(0);
+    if checksummed {
+        use base64::Engine as _;
+        let mut hasher = crate::checksum::ChecksumAlgorithm::Sha1.hasher();
+        hasher.update(&data);
+        let digest = base64::engine::general_purpose::STANDARD.encode(hasher.finalize());
+        first = first.header("upload-checksum", format!("sha1 {digest}"));
+    }
+    let first = first.body(body).expect("request");
+    let running = tokio::spawn({
+        let service = service.clone();
+        async move { service.handle(first).await }
+    });
+    let feeder = tokio::spawn({
+        let half = Bytes::copy_from_slice(&data[..LEN / 2]);
+        async move {
+            for start in (0..half.len()).step_by(256 * 1024) {
+                let end = (start + 256 * 1024).min(half.len());
+                if tx.send(Ok(http_body::Frame::data(half.slice(start..end)))).await.is_err() {
+                    return;
+                }
+            }
+            // Then the connection goes: the body ends in an error.
+            let _ = tx.send(Err(std::io::Error::other("connection reset"))).await;
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(1 + round * 2)).await;
+    running.abort();
+
+    let head = || async {
+        let res = service.handle(tus(Request::head(&path)).body(Empty::<Bytes>::new()).expect("request")).await;
+        assert_eq!(res.status(), 200, "{what}: HEAD");
+        res.headers()["upload-offset"].to_str().expect("offset").parse::<u64>().expect("offset")
+    };
+    let offset = head().await;
+    let _ = feeder.await;
+    assert!(offset <= (LEN / 2) as u64, "{what}: HEAD says {offset}, more than was sent");
+    if checksummed {
+        assert_eq!(offset, 0, "{what}: a checksummed body cut short kept bytes");
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(head().await, offset, "{what}: the offset grew after HEAD reported it");
+
+    let rest = Bytes::copy_from_slice(&data[usize::try_from(offset).expect("offset")..]);
+    let retry = service.handle(patch(offset).body(Full::new(rest)).expect("request")).await;
+    assert_eq!(retry.status(), 204, "{what}: retry");
+    let got = service
+        .handle(Request::get(&path).body(Empty::<Bytes>::new()).expect("request"))
+        .await
+        .into_body()
+        .collect()
+        .await
+        .expect("download")
+        .to_bytes();
+    assert!(got == data, "{what}: the retried upload differs ({} of {} bytes)", got.len(), data.len());
+}
+
+/// A store whose appends go on after their future is dropped, landing what they received a
+/// little later, the way a blocking write already handed to a thread does.
+#[derive(Debug)]
+struct Uncancellable(std::sync::Arc<dyn Store>);
+
+#[async_trait::async_trait]
+impl Store for Uncancellable {
+    async fn create(&self, upload: crate::store::NewUpload) -> Result<crate::UploadInfo, StoreError> {
+        self.0.create(upload).await
+    }
+    async fn info(&self, id: &UploadId) -> Result<crate::UploadInfo, StoreError> {
+        self.0.info(id).await
+    }
+    async fn append(
+        &self,
+        id: &UploadId,
+        offset: u64,
+        mut data: ChunkStream<'_>,
+        options: AppendOptions,
+    ) -> Result<u64, StoreError> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let (store, id) = (self.0.clone(), id.clone());
+        let work = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let chunks = futures_util::stream::unfold(rx, |mut rx| async { rx.recv().await.map(|c| (c, rx)) });
+            store.append(&id, offset, Box::pin(chunks), options).await
+        });
+        while let Some(item) = data.next().await {
+            let end = item.is_err();
+            if tx.send(item).is_err() || end {
+                break;
+            }
+        }
+        drop(tx);
+        work.await.map_err(|e| StoreError::Generic { store: "uncancellable", source: Box::new(e) })?
+    }
+    async fn read(&self, id: &UploadId, range: std::ops::Range<u64>) -> Result<crate::store::ByteStream, StoreError> {
+        self.0.read(id, range).await
+    }
+    fn capabilities(&self) -> crate::store::Capabilities<'_> {
+        self.0.capabilities()
     }
 }
 

@@ -62,10 +62,8 @@ impl RecordState for FileStore {
 #[async_trait]
 impl Terminate for FileStore {
     async fn terminate(&self, id: &UploadId) -> Result<(), StoreError> {
-        let turn = self.turns.turn(id).await;
         let id = id.clone();
         self.blocking(move |d| {
-            let _turn = turn;
             d.info(&id)?;
             // Tombstone first: from here on the upload answers 410, whatever happens next.
             d.write_info(&id, &InfoFile::Gone { at: SystemTime::now() })?;

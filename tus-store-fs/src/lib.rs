@@ -53,7 +53,6 @@ mod error;
 mod info;
 mod layout;
 mod store;
-mod turn;
 mod unverified;
 mod writer;
 

@@ -20,7 +20,6 @@ use tus_core::store::{
 use crate::error::{Error, io_err};
 use crate::info::InfoFile;
 use crate::layout::Dirs;
-use crate::turn::{AbandonOnDrop, Turns};
 use crate::writer::{ChunkWriter, OpenData, WRITE_BUFFER};
 
 /// Bytes per chunk when reading an upload back.
@@ -44,7 +43,7 @@ impl FileStoreBuilder {
     /// Creates the directory if needed and returns the store.
     pub fn build(self) -> io::Result<FileStore> {
         fs::create_dir_all(&self.dir)?;
-        Ok(FileStore { inner: Arc::new(Dirs { dir: self.dir, sync: self.sync }), turns: Default::default() })
+        Ok(FileStore { inner: Arc::new(Dirs { dir: self.dir, sync: self.sync }) })
     }
 }
 
@@ -52,8 +51,6 @@ impl FileStoreBuilder {
 #[derive(Debug, Clone)]
 pub struct FileStore {
     inner: Arc<Dirs>,
-    /// Each upload's turn for disk work (see [`crate::turn::Turn`]).
-    pub(crate) turns: Arc<Turns>,
 }
 
 impl FileStore {
@@ -105,7 +102,6 @@ impl Store for FileStore {
     }
 
     async fn info(&self, id: &UploadId) -> Result<UploadInfo, StoreError> {
-        self.turns.settle_abandoned(id).await;
         let id = id.clone();
         self.blocking(move |d| d.info(&id)).await
     }
@@ -117,10 +113,10 @@ impl Store for FileStore {
         mut data: ChunkStream<'_>,
         options: AppendOptions,
     ) -> Result<u64, StoreError> {
+        // The handler holds the upload's lock around this call and never drops it half-way
+        // (see `Store::append`), so no other append or termination of the upload overlaps
+        // any of the disk work below.
         let checked = options.all_or_nothing;
-        // Every step on disk holds the turn, passed along, and lets go only when done.
-        let turn = self.turns.turn(id).await;
-        let _abandon_on_drop = AbandonOnDrop(Arc::downgrade(&turn.slot));
         let opened = {
             let id = id.clone();
             self.blocking(move |d| {
@@ -144,12 +140,12 @@ impl Store for FileStore {
                 if checked {
                     d.mark_unverified(&id, offset)?;
                 }
-                Ok((file, path, turn))
+                Ok((file, path))
             })
             .await?
         };
-        let (file, path, turn) = opened;
-        let mut writer = ChunkWriter::new(OpenData { file, path, pos: offset, turn }, self.inner.sync);
+        let (file, path) = opened;
+        let mut writer = ChunkWriter::new(OpenData { file, path, pos: offset }, self.inner.sync);
         let mut buf = BytesMut::with_capacity(WRITE_BUFFER);
         let mut ended = None;
         while let Some(item) = data.next().await {
@@ -176,14 +172,13 @@ impl Store for FileStore {
         if keep && !buf.is_empty() {
             writer.write(buf.freeze()).await?;
         }
-        let (file, end, turn) = writer.finish().await?;
+        let (file, end) = writer.finish().await?;
         if keep && !checked && !self.inner.sync {
             // Nothing left to do on disk: skip a trip to the blocking pool.
             return Ok(end);
         }
         let id = id.clone();
         self.blocking(move |d| {
-            let _turn = turn;
             let path = d.data(&id);
             if !keep {
                 // Rejected, or a checksummed body cut short: none of it counts.

@@ -9,18 +9,16 @@ use bytes::Bytes;
 use tus_core::store::StoreError;
 
 use crate::error::{Error, io_err};
-use crate::turn::Turn;
 
 /// Bytes gathered from the request before one write to disk.
 pub(crate) const WRITE_BUFFER: usize = 256 * 1024;
 
-/// An open data file on its way through an append, with the upload's turn.
+/// An open data file on its way through an append.
 pub(crate) struct OpenData {
     pub(crate) file: File,
     pub(crate) path: PathBuf,
     /// Where the next byte goes.
     pub(crate) pos: u64,
-    pub(crate) turn: Turn,
 }
 
 /// Writes buffers to the data file while the request keeps streaming: each buffer is one job
@@ -67,11 +65,11 @@ impl ChunkWriter {
         }
     }
 
-    /// Waits for the last buffer to be written; returns the file, the position after the last
-    /// byte written and the upload's turn.
-    pub(crate) async fn finish(mut self) -> Result<(File, u64, Turn), StoreError> {
+    /// Waits for the last buffer to be written; returns the file and the position after the
+    /// last byte written.
+    pub(crate) async fn finish(mut self) -> Result<(File, u64), StoreError> {
         let open = self.take().await?;
-        Ok((open.file, open.pos, open.turn))
+        Ok((open.file, open.pos))
     }
 }
 

@@ -17,7 +17,6 @@ use super::{Inner, RequestBody};
 use crate::error::TusError;
 use crate::headers::{self, UploadChecksum};
 use crate::hooks::{HookHttpRequest, HookHttpResponse, HookType};
-use crate::id::UploadId;
 use crate::locker::UploadLock;
 use crate::store::{AppendOptions, UploadInfo};
 
@@ -27,30 +26,61 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 impl Inner {
     /// Streams `body` into the upload under `lock` (after taking the length `claim` makes),
     /// releases the lock, and runs completion if the stored offset reached the length.
+    /// Returns the upload's info and the `pre-finish` hook's response changes.
     ///
-    /// Both dialects and creation-with-upload append through here. Completion follows from
-    /// what was stored, not from how the request ended: a body that overran the length after
-    /// its last byte, or a store that failed after it, still completes the upload, and so does
-    /// a request whose client went away ([`CompletionWatch`]). Returns the upload's info and
-    /// the `pre-finish` hook's response changes.
+    /// Both dialects and creation-with-upload append through here, and all of it runs on a
+    /// task of its own that this request only waits for (tusd does the same). So a request
+    /// dropped half-way (its client gone, an HTTP/2 reset, a timeout layer) cancels nothing:
+    /// the store's append always runs to completion, the upload stays locked until it has, and
+    /// completion follows from what was stored, not from how the request ended. (Dropping the
+    /// request makes its body end at once with an error, so the task ends promptly.)
     pub(super) async fn append_body(
         &self,
-        mut info: UploadInfo,
+        info: UploadInfo,
         claim: LengthClaim,
         headers: &HeaderMap,
         body: RequestBody,
         lock: Box<dyn UploadLock>,
         hr: &HookHttpRequest,
     ) -> Result<(UploadInfo, HookHttpResponse), TusError> {
+        let framing = BodyFraming::parse(headers)?;
+        let Some(me) = self.me.upgrade() else { return Err(TusError::Internal("service is shutting down")) };
+        let hr = hr.clone();
+        tokio::spawn(async move { me.append_locked(info, claim, framing, body, lock, &hr).await })
+            .await
+            .unwrap_or(Err(TusError::Internal("append failed")))
+    }
+
+    async fn append_locked(
+        &self,
+        mut info: UploadInfo,
+        claim: LengthClaim,
+        framing: BodyFraming,
+        body: RequestBody,
+        lock: Box<dyn UploadLock>,
+        hr: &HookHttpRequest,
+    ) -> Result<(UploadInfo, HookHttpResponse), TusError> {
         let was_complete = info.is_complete();
-        // Armed before the length is taken: declaring it may already complete the upload.
-        let id = info.id.clone();
-        let mut watch = CompletionWatch { inner: self, id: &id, hr, armed: !was_complete };
-        if let Some(told) = claim.declared {
-            self.accept_length(&mut info, told).await?;
-        }
-        let (mut written, body_error) = self.receive_locked(&info, headers, body, lock.as_ref(), hr).await?;
-        watch.armed = false;
+        let received = match claim.declared {
+            Some(told) => self.accept_length(&mut info, told).await,
+            None => Ok(()),
+        };
+        let received = match received {
+            Ok(()) => self.receive_locked(&info, framing, body, lock.as_ref(), hr).await,
+            Err(e) => Err(e),
+        };
+        let (mut written, body_error) = match received {
+            Ok(received) => received,
+            Err(e) => {
+                // Whatever failed, what is stored may have completed the upload: a length
+                // just declared equal to the offset, or a store failing after the last byte.
+                drop(lock);
+                if !was_complete {
+                    self.complete_if_reached(&info.id, hr).await;
+                }
+                return Err(e);
+            }
+        };
         if body_error.is_none() && claim.ends_upload && written.length.is_none() {
             let end = written.offset;
             self.accept_length(&mut written, end).await?;
@@ -58,7 +88,7 @@ impl Inner {
         drop(lock);
         let mut changes = HookHttpResponse::default();
         if written.is_complete() && !was_complete {
-            let finished = self.complete(&written, hr).await;
+            let finished = self.on_complete(&written, hr).await;
             match (&body_error, finished) {
                 (None, finished) => changes = finished?,
                 // The request failed anyway; its error is what the client hears.
@@ -77,23 +107,22 @@ impl Inner {
     /// Streams a request body into the upload at its current offset; the caller holds `lock`.
     /// Returns the upload's info afterwards, and why the body ended early if it did (its bytes
     /// up to there are stored, unless the body was rejected).
-    pub(super) async fn receive_locked(
+    async fn receive_locked(
         &self,
         info: &UploadInfo,
-        headers: &HeaderMap,
+        framing: BodyFraming,
         body: RequestBody,
         lock: &dyn UploadLock,
         hr: &HookHttpRequest,
     ) -> Result<(UploadInfo, Option<TusError>), TusError> {
-        let checksum = headers::get::<UploadChecksum>(headers)?;
+        let BodyFraming { checksum, checksum_trailer, content_length } = framing;
         // A digest of the wrong size for its algorithm can match no body: refuse it unread.
         if checksum.as_ref().is_some_and(|c| c.digest.len() != c.algorithm.digest_len()) {
             return Err(TusError::ChecksumMismatch);
         }
-        let checksum_trailer = announces_checksum_trailer(headers);
         let limit = self.body_limit(info);
         // Refuse before reading anything if the client already told us it sends too much.
-        if content_length(headers).is_some_and(|n| n > limit) {
+        if content_length.is_some_and(|n| n > limit) {
             return Err(TusError::SizeExceeded);
         }
         if body.is_end_stream() {
@@ -162,27 +191,20 @@ pub(super) struct LengthClaim {
     pub(super) ends_upload: bool,
 }
 
-/// Completes an upload whose append never looked at its own result: the request future was
-/// dropped (the client went away right after its last byte) or the store failed part-way. The
-/// upload may have reached its length all the same, so when armed, dropping this checks the
-/// stored offset on a task of its own and runs completion if it is complete. No lock is
-/// needed: only the append that moved the offset to the length can see that transition.
-struct CompletionWatch<'a> {
-    inner: &'a Inner,
-    id: &'a UploadId,
-    hr: &'a HookHttpRequest,
-    armed: bool,
+/// What the headers say about an append's body, read before the request's headers are left
+/// behind: its checksum (header or announced trailer) and its declared size.
+struct BodyFraming {
+    checksum: Option<UploadChecksum>,
+    checksum_trailer: bool,
+    content_length: Option<u64>,
 }
 
-impl Drop for CompletionWatch<'_> {
-    fn drop(&mut self) {
-        if !self.armed {
-            return;
-        }
-        let (Some(me), Ok(runtime)) = (self.inner.me.upgrade(), tokio::runtime::Handle::try_current()) else {
-            return;
-        };
-        let (id, hr) = (self.id.clone(), self.hr.clone());
-        runtime.spawn(async move { me.complete_if_reached(&id, &hr).await });
+impl BodyFraming {
+    fn parse(headers: &HeaderMap) -> Result<Self, TusError> {
+        Ok(BodyFraming {
+            checksum: headers::get::<UploadChecksum>(headers)?,
+            checksum_trailer: announces_checksum_trailer(headers),
+            content_length: content_length(headers),
+        })
     }
 }

@@ -29,8 +29,8 @@ impl Inner {
             .unwrap_or(Err(TusError::Internal("upload completion failed")))
     }
 
-    /// Completes `id` if its stored offset reached its length: after an append whose request
-    /// was dropped or whose store call failed (see `CompletionWatch` in `patch.rs`).
+    /// Completes `id` if its stored offset reached its length: after an append that failed
+    /// (its store call, or a length it declared) but may have stored the last byte all the same.
     pub(crate) async fn complete_if_reached(&self, id: &UploadId, request: &HookHttpRequest) {
         match self.store.info(id).await {
             Ok(info) if info.is_complete() => {
