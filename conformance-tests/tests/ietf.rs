@@ -1,10 +1,11 @@
-//! The IETF "Resumable Uploads for HTTP" draft, interop versions 3 to 8, on the same endpoint
-//! as tus 1.0 (../shared/spec/ietf-checklist.md, R-numbers in test names).
+//! The IETF "Resumable Uploads for HTTP" draft, interop versions 3 to 9, on the same endpoint
+//! as tus 1.0 (../shared/spec/ietf-checklist.md, R-numbers in test names). Tests named `v9_…`
+//! pin what interop 9 (draft -12) changed.
 #![allow(clippy::unwrap_used)] // test fixtures: a failed setup step should just fail the test
 
 use conformance_tests::{Request, Response, TestServer, get, pseudo_random};
 
-const VERSIONS: [u32; 6] = [3, 4, 5, 6, 7, 8];
+const VERSIONS: [u32; 7] = [3, 4, 5, 6, 7, 8, 9];
 
 fn req(method: &str, url: &str, v: u32) -> Request {
     Request::new(method, url).header("Upload-Draft-Interop-Version", v.to_string())
@@ -180,7 +181,7 @@ fn r7_inconsistent_lengths_are_refused() {
 #[test]
 fn r31_from_interop_6_appends_need_partial_upload_content_type() {
     let s = TestServer::start();
-    for v in [6, 7, 8] {
+    for v in [6, 7, 8, 9] {
         let url = create_empty(&s, v, Some(3));
         let res = complete(req("PATCH", &url, v), v, true)
             .header("Upload-Offset", "0")
@@ -231,7 +232,9 @@ fn r12_r14_options_announces_partial_upload_and_limits() {
     for v in VERSIONS {
         let res = req("OPTIONS", s.url(), v).send();
         res.expect_status(200);
-        assert!(res.header("Accept-Patch").unwrap().contains("application/partial-upload"), "v{v}");
+        if v <= 8 {
+            assert!(res.header("Accept-Patch").unwrap().contains("application/partial-upload"), "v{v}");
+        }
         let limit = res.header("Upload-Limit").unwrap();
         assert!(limit.contains("min-size=0") && limit.contains("max-size=1000000"), "v{v}: {limit}");
         let age_key = if v >= 7 { "max-age=3600" } else { "expires=3600" };
@@ -279,8 +282,176 @@ fn r42_cancellation_then_gone() {
 #[test]
 fn unknown_interop_versions_are_plain_tus_requests() {
     let s = TestServer::start();
-    for v in [2, 9] {
+    for v in [2, 10] {
         let res = complete(req("POST", s.url(), v), v, false).body(b"").send();
         res.expect_status(412);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Interop 9 (draft -12): what changed since -11
+// ---------------------------------------------------------------------------------------------
+
+const MISMATCHING_OFFSET: &str = "https://iana.org/assignments/http-problem-types#mismatching-upload-offset";
+const INCONSISTENT_LENGTH: &str = "https://iana.org/assignments/http-problem-types#inconsistent-upload-length";
+
+fn problem(res: &Response) -> serde_json::Value {
+    assert_eq!(res.header("Content-Type"), Some("application/problem+json"), "{}", res.dump());
+    serde_json::from_slice(&res.body).unwrap()
+}
+
+#[test]
+fn v9_r12_r14_options_needs_no_accept_patch_and_always_carries_upload_limit() {
+    let s = TestServer::start();
+    let res = req("OPTIONS", s.url(), 9).send();
+    res.expect_status(200);
+    assert_eq!(res.header("Upload-Draft-Interop-Version"), Some("9"));
+    // -12 dropped the requirement: `Accept-Patch` on the creation URL would claim PATCH works
+    // there (RFC 5789 §3.1), and it does not.
+    assert!(!res.has_header("Accept-Patch"), "{}", res.dump());
+    assert!(res.header("Upload-Limit").is_some_and(|l| l.contains("min-size=0")), "{}", res.dump());
+    // Interop 8 (-10, -11) still requires it.
+    assert!(req("OPTIONS", s.url(), 8).send().header("Accept-Patch").is_some_and(|v| v.contains("partial-upload")));
+}
+
+#[test]
+fn v9_r30h_get_retrieves_the_offset_of_an_unfinished_upload() {
+    let s = TestServer::start();
+    let url = create_empty(&s, 9, Some(6));
+    append(&url, 9, 0, b"abc", false).expect_status(204);
+    let got = req("GET", &url, 9).send();
+    got.expect_status(204);
+    assert!(got.body.is_empty());
+    assert_eq!(got.header("Upload-Offset"), Some("3"));
+    assert_eq!(got.header("Upload-Length"), Some("6"));
+    assert!(!says_complete(&got, 9));
+    assert_eq!(got.header("Upload-Draft-Interop-Version"), Some("9"));
+    // The same answer as HEAD.
+    let h = head(&url, 9);
+    for name in ["Upload-Offset", "Upload-Length", "Upload-Complete", "Upload-Limit", "Cache-Control"] {
+        assert_eq!(got.header(name), h.header(name), "{name}");
+    }
+    // Before 9 a GET is a download, and an unfinished upload has none.
+    req("GET", &url, 8).send().expect_status(409);
+
+    // The client resumes where GET said, and a finished upload's GET brings its bytes along.
+    append(&url, 9, 3, b"def", true).expect_status(204);
+    let got = req("GET", &url, 9).send();
+    got.expect_status(200);
+    assert_eq!(got.body, b"abcdef");
+    assert_eq!(got.header("Upload-Offset"), Some("6"));
+    assert_eq!(got.header("Upload-Length"), Some("6"));
+    assert!(says_complete(&got, 9));
+    assert!(got.header("Upload-Limit").is_some_and(|l| l.contains("min-size=0")));
+}
+
+#[test]
+fn v9_r30h_get_retrieves_the_offset_where_downloads_are_off() {
+    let s = TestServer::spawn(&["--disable-download"]);
+    let url = create_empty(&s, 9, Some(2));
+    append(&url, 9, 0, b"ok", true).expect_status(204);
+    let got = req("GET", &url, 9).send();
+    got.expect_status(204);
+    assert_eq!(got.header("Upload-Offset"), Some("2"));
+    assert!(says_complete(&got, 9));
+    assert_eq!(got.header("Cache-Control"), Some("no-store"));
+    // Before 9 GET is only a download, which is off.
+    req("GET", &url, 8).send().expect_status(405);
+}
+
+#[test]
+fn v9_protocol_answers_to_creations_and_appends_say_upload_complete_false() {
+    let s = TestServer::start();
+    let url = create_empty(&s, 9, Some(5));
+    let patch = || complete(req("PATCH", &url, 9), 9, false);
+    // `Upload-Complete: ?0` marks an answer of the upload protocol, not of the target resource.
+    let res = patch().header("Upload-Offset", "0").header("Content-Type", "application/octet-stream").body(b"x").send();
+    res.expect_status(415);
+    assert!(!says_complete(&res, 9));
+    let res = patch().header("Content-Type", "application/partial-upload").body(b"x").send();
+    res.expect_status(400);
+    assert!(!says_complete(&res, 9));
+    let res = append(&url, 9, 3, b"x", false);
+    res.expect_status(409);
+    assert!(!says_complete(&res, 9));
+    let res = complete(req("POST", s.url(), 9), 9, true).header("Upload-Length", "10").body(b"hello").send();
+    res.expect_status(400);
+    assert_eq!(problem(&res)["type"], INCONSISTENT_LENGTH);
+    assert!(!says_complete(&res, 9));
+    assert_eq!(head(&url, 9).header("Upload-Offset"), Some("0"));
+}
+
+#[test]
+fn v9_r37_appends_to_a_completed_upload_are_offset_or_length_errors() {
+    let s = TestServer::start();
+    let url = create_empty(&s, 9, Some(2));
+    append(&url, 9, 0, b"ok", true).expect_status(204);
+    // -12 has no completed-upload problem type: more content is an inconsistent length ...
+    let res = append(&url, 9, 2, b"more", true);
+    res.expect_status(400);
+    assert_eq!(problem(&res)["type"], INCONSISTENT_LENGTH);
+    assert!(!says_complete(&res, 9));
+    // ... and so is announcing more to come, the length being reached.
+    let res = append(&url, 9, 2, b"", false);
+    res.expect_status(400);
+    assert_eq!(problem(&res)["type"], INCONSISTENT_LENGTH);
+    // A wrong offset is a mismatch telling where the upload ends.
+    let res = append(&url, 9, 0, b"ok", true);
+    res.expect_status(409);
+    assert_eq!(problem(&res)["type"], MISMATCHING_OFFSET);
+    assert_eq!(res.header("Upload-Offset"), Some("2"));
+    assert!(!says_complete(&res, 9));
+    // The valid retry of the final append gets the final response again.
+    let res = append(&url, 9, 2, b"", true);
+    res.expect_status(204);
+    assert!(says_complete(&res, 9));
+    assert_eq!(get(&url).body, b"ok");
+
+    // Interop 8 keeps the completed-upload problem type.
+    let url = create_empty(&s, 8, Some(2));
+    append(&url, 8, 0, b"ok", true).expect_status(204);
+    let res = append(&url, 8, 2, b"more", true);
+    res.expect_status(400);
+    assert_eq!(problem(&res)["type"], "https://iana.org/assignments/http-problem-types#completed-upload");
+}
+
+#[test]
+fn v9_r40_r41_refusals_for_a_limit_carry_upload_limit() {
+    let s = TestServer::spawn(&["--max-size", "10", "--expiration", "1h"]);
+    let limited = |res: &Response| {
+        res.expect_status(413);
+        let limit = res.header("Upload-Limit").unwrap_or_else(|| panic!("no Upload-Limit in {}", res.dump()));
+        assert!(limit.contains("max-size=10") && limit.contains("max-age="), "{limit}");
+        assert!(!says_complete(res, 9));
+    };
+    // A creation declaring too much.
+    limited(&complete(req("POST", s.url(), 9), 9, false).header("Upload-Length", "11").body(b"").send());
+    // A creation of unknown length whose body runs past the maximum.
+    limited(&complete(req("POST", s.url(), 9), 9, false).body([7u8; 11]).send());
+    // Appends of an upload of unknown length: too much content, or too long a length declared.
+    let url = create_empty(&s, 9, None);
+    limited(&append(&url, 9, 0, &[7u8; 11], false));
+    limited(
+        &complete(req("PATCH", &url, 9), 9, false)
+            .header("Upload-Offset", "0")
+            .header("Upload-Length", "11")
+            .header("Content-Type", "application/partial-upload")
+            .body(b"")
+            .send(),
+    );
+    assert_eq!(head(&url, 9).header("Upload-Offset"), Some("0"));
+}
+
+#[test]
+fn v9_r22_r40_creation_with_no_content_is_always_allowed() {
+    let s = TestServer::spawn(&["--max-size", "10"]);
+    // No `min-append-size` is announced, so nothing a creation carries can fall short of one.
+    let limit = req("OPTIONS", s.url(), 9).send().header("Upload-Limit").unwrap().to_owned();
+    assert!(!limit.contains("min-append-size") && limit.contains("max-size=10"), "{limit}");
+    for length in [None, Some(10)] {
+        let url = create_empty(&s, 9, length);
+        let h = head(&url, 9);
+        assert_eq!(h.header("Upload-Offset"), Some("0"), "{length:?}");
+        assert!(!says_complete(&h, 9));
     }
 }

@@ -1,5 +1,5 @@
 //! The IETF "Resumable Uploads for HTTP" draft (draft-ietf-httpbis-resumable-upload), interop
-//! versions 3 to 8 (drafts -01 to -11), served side by side with tus 1.0 on the same endpoint
+//! versions 3 to 9 (drafts -01 to -12), served side by side with tus 1.0 on the same endpoint
 //! and stores: a request carrying `Upload-Draft-Interop-Version: <n>` is handled as draft `n`.
 //!
 //! What differs between versions:
@@ -10,16 +10,23 @@
 //! | 4, 5 | -02, -03 | `Upload-Complete`; any PATCH content type |
 //! | 6 | -04, -05 | PATCH needs `application/partial-upload`; problem details; `Upload-Limit` `expires` |
 //! | 7, 8 | -06 … -11 | `Upload-Limit` `max-age`; OPTIONS carries `Accept-Patch` |
+//! | 9 | -12 | no `Accept-Patch`; `Upload-Complete: ?0` on every refusal of a creation or append (it now says the protocol, not the target resource, answered); `GET` is offset retrieval; no *completed-upload* problem (a `409` or an inconsistent length instead); a `413` carries `Upload-Limit` |
 //!
-//! Offset retrieval always answers `204` (required up to interop 4, allowed after). The interim
-//! `104 Upload Resumption Supported` is **not** sent: hyper's server API has no way to emit an
-//! informational response other than `100 Continue`. Clients therefore learn the upload URL
-//! from the final `201` response; a client whose creation request is cut off before that
-//! cannot resume it and starts over (tus-js-client's draft modes create with an empty body
-//! first, so they are unaffected).
+//! Interop 9's `GET` answers as `HEAD` does; the draft asks nothing of its content, and a
+//! finished upload's bytes come along where the download path would serve them to the request.
+//! Its `min-size` (a threshold for offering resumability) and "empty creations are not held to
+//! `min-append-size`" need nothing here: we announce `min-size=0` and no append sizes.
+//!
+//! Offset retrieval answers `204` (required up to interop 4, allowed after), unless a `GET`
+//! brings the bytes (the download's `200`/`206`). The interim `104 Upload Resumption
+//! Supported` is **not** sent: hyper's server API has no way to emit an informational
+//! response other than `100 Continue`. Clients therefore learn the upload URL from the final
+//! `201` response; a client whose creation request is cut off before that cannot resume it
+//! and starts over (tus-js-client's draft modes create with an empty body first, so they are
+//! unaffected).
 
 use http::header::{self, HeaderMap, HeaderValue};
-use http::{Method, Request, Response, StatusCode};
+use http::{Method, Request, Response, StatusCode, Uri};
 
 use super::RequestBody;
 use super::append::LengthClaim;
@@ -32,7 +39,8 @@ use crate::hooks::{HookHttpRequest, HookHttpResponse};
 use crate::id::UploadId;
 use crate::store::{NewUpload, UploadInfo};
 
-/// `Accept-Patch` (RFC 5789), which interop 8 requires in OPTIONS responses.
+/// `Accept-Patch` (RFC 5789), which interop 8 requires in OPTIONS responses and 9 no longer
+/// does (on the creation URL it would claim PATCH is allowed there).
 const ACCEPT_PATCH: header::HeaderName = header::HeaderName::from_static("accept-patch");
 
 /// The media type of an append's body from interop version 6 on.
@@ -44,7 +52,7 @@ pub(crate) struct Draft(u64);
 
 impl Draft {
     /// The oldest and newest supported interop versions.
-    pub(crate) const SUPPORTED: std::ops::RangeInclusive<u64> = 3..=8;
+    pub(crate) const SUPPORTED: std::ops::RangeInclusive<u64> = 3..=9;
 
     /// The draft named by `Upload-Draft-Interop-Version`, if it is one we speak.
     /// A request naming the version on two lines is refused (`400`): it is no valid Item.
@@ -79,6 +87,12 @@ impl Draft {
     fn error_body(self) -> ErrorBody {
         if self.0 >= 6 { ErrorBody::Problem } else { ErrorBody::Text }
     }
+
+    /// Draft -12 (interop 9) on: `Upload-Complete` says who answered, `GET` is offset
+    /// retrieval, no *completed-upload* problem type, limit refusals carry `Upload-Limit`.
+    fn since_12(self) -> bool {
+        self.0 >= 9
+    }
 }
 
 fn invalid(name: &header::HeaderName) -> TusError {
@@ -110,20 +124,50 @@ impl Inner {
         req: Request<RequestBody>,
         hr: &HookHttpRequest,
     ) -> Result<Response<ResponseBody>, TusError> {
+        let appended = match (method, &target) {
+            (&Method::POST, Target::Collection) => Some(None),
+            (&Method::PATCH, Target::Upload(id)) => Some(Some(id.clone())),
+            _ => None,
+        };
         let result = match (method, target) {
             (&Method::OPTIONS, _) => Ok(self.ietf_options(draft)),
             (&Method::POST, Target::Collection) => self.ietf_create(draft, req, hr).await,
             (&Method::HEAD, Target::Upload(id)) => self.ietf_head(draft, &id, hr).await,
             (&Method::PATCH, Target::Upload(id)) => self.ietf_append(draft, &id, req, hr).await,
             (&Method::DELETE, Target::Upload(id)) if self.termination().is_some() => self.delete(&id, hr).await,
+            (&Method::GET, Target::Upload(id)) if draft.since_12() => {
+                self.ietf_get(draft, &id, req.headers(), req.uri(), hr).await
+            }
             (&Method::GET, Target::Upload(id)) if self.config.download => {
                 self.get(&id, req.headers(), req.uri(), hr).await
             }
             _ => Err(TusError::MethodNotAllowed),
         };
         let mut res = result.unwrap_or_else(|e| render_error(&e, method, draft.error_body()));
+        if let Some(upload) = appended {
+            self.protocol_answer(draft, &mut res, upload.as_ref()).await;
+        }
         draft.stamp(&mut res);
         Ok(res)
+    }
+
+    /// Interop 9: a creation or append the protocol refused says `Upload-Complete: ?0` (a
+    /// success already says where the upload stands), and a `413` carries the upload's limits.
+    async fn protocol_answer(&self, draft: Draft, res: &mut Response<ResponseBody>, upload: Option<&UploadId>) {
+        if !draft.since_12() {
+            return;
+        }
+        if !res.headers().contains_key(names::UPLOAD_COMPLETE) {
+            draft.set_complete(res.headers_mut(), false);
+        }
+        if res.status() == StatusCode::PAYLOAD_TOO_LARGE && !res.headers().contains_key(names::UPLOAD_LIMIT) {
+            // The upload as it stands now (its lifetime moved with whatever was stored).
+            let info = match upload {
+                Some(id) => self.store.info(id).await.ok(),
+                None => None,
+            };
+            res.headers_mut().insert(names::UPLOAD_LIMIT, self.upload_limit(draft, info.as_ref()));
+        }
     }
 
     /// `Upload-Limit` for `draft`: `min-size=0`, `max-size` if there is a maximum, and the
@@ -148,7 +192,9 @@ impl Inner {
 
     fn ietf_options(&self, draft: Draft) -> Response<ResponseBody> {
         let mut res = self.options();
-        res.headers_mut().insert(ACCEPT_PATCH, HeaderValue::from_static(PARTIAL_UPLOAD));
+        if !draft.since_12() {
+            res.headers_mut().insert(ACCEPT_PATCH, HeaderValue::from_static(PARTIAL_UPLOAD));
+        }
         res.headers_mut().insert(names::UPLOAD_LIMIT, self.upload_limit(draft, None));
         res
     }
@@ -160,13 +206,49 @@ impl Inner {
         id: &UploadId,
         hr: &HookHttpRequest,
     ) -> Result<Response<ResponseBody>, TusError> {
+        let info = self.retrieve_offset(id, hr).await?;
+        let mut res = tus_response(StatusCode::NO_CONTENT);
+        self.describe_retrieved(draft, &mut res, &info);
+        Ok(res)
+    }
+
+    /// Offset retrieval by `GET` (interop 9 on): `HEAD`'s answer, with a finished upload's
+    /// bytes where the download path serves them to this request itself (not where downloads
+    /// are off, unsigned, unservable, or a presigned redirect that would lose these fields).
+    async fn ietf_get(
+        &self,
+        draft: Draft,
+        id: &UploadId,
+        headers: &HeaderMap,
+        uri: &Uri,
+        hr: &HookHttpRequest,
+    ) -> Result<Response<ResponseBody>, TusError> {
+        let info = self.retrieve_offset(id, hr).await?;
+        let download = if info.is_complete() && self.config.download {
+            match self.get(id, headers, uri, hr).await {
+                Ok(res) if res.status().is_redirection() && res.status() != StatusCode::NOT_MODIFIED => None,
+                Ok(res) => Some(res),
+                Err(TusError::Signature(_) | TusError::NotServable(_) | TusError::NotFinished) => None,
+                Err(e) => return Err(e),
+            }
+        } else {
+            None
+        };
+        let mut res = download.unwrap_or_else(|| tus_response(StatusCode::NO_CONTENT));
+        self.describe_retrieved(draft, &mut res, &info);
+        Ok(res)
+    }
+
+    /// The upload as offset retrieval reports it.
+    async fn retrieve_offset(&self, id: &UploadId, hr: &HookHttpRequest) -> Result<UploadInfo, TusError> {
         // As for tus: a HEAD stops a stale request still writing, so the offset is final.
         drop(self.lock(id).await);
-        let info = self.load_info(id, hr).await?;
-        let mut res = tus_response(StatusCode::NO_CONTENT);
-        self.describe_upload(draft, &mut res, &info);
+        self.load_info(id, hr).await
+    }
+
+    fn describe_retrieved(&self, draft: Draft, res: &mut Response<ResponseBody>, info: &UploadInfo) {
+        self.describe_upload(draft, res, info);
         res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        Ok(res)
     }
 
     fn describe_upload(&self, draft: Draft, res: &mut Response<ResponseBody>, info: &UploadInfo) {
@@ -270,7 +352,14 @@ impl Inner {
                 self.describe_upload(draft, &mut res, &info);
                 return Ok(res);
             }
-            return Err(TusError::UploadCompleted);
+            // Draft -12 dropped the completed-upload problem type: any other append to a
+            // completed upload is at the wrong offset (below), or inconsistent with its length.
+            if !draft.since_12() {
+                return Err(TusError::UploadCompleted);
+            }
+            if offset == info.offset {
+                return Err(TusError::InvalidLength);
+            }
         }
         if offset != info.offset {
             let error = TusError::MismatchedOffset { current: info.offset, provided: offset };
