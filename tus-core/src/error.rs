@@ -109,6 +109,9 @@ pub enum TusError {
     /// A download's `If-Match` names no tag of the upload.
     #[error("precondition failed")]
     PreconditionFailed,
+    /// No acceptable credentials (see [`crate::auth`]): `401` with `WWW-Authenticate`.
+    #[error("{0}")]
+    Unauthorized(crate::auth::Unauthorized),
     /// A transfer coding other than `chunked` (the body would be stored still coded).
     #[error("transfer coding not supported; send the body unencoded or chunked")]
     UnsupportedTransferCoding,
@@ -152,6 +155,7 @@ impl TusError {
             MethodNotAllowed => 405,
             NotImplemented | UnsupportedTransferCoding => 501,
             MalformedRequest => 400,
+            Unauthorized(_) => 401,
             PreconditionFailed => 412,
             UploadRejected(_) | TerminationRejected(_) | UploadStopped => 400,
             Hook(_) => 500,
@@ -191,6 +195,7 @@ impl TusError {
             NotImplemented => "ERR_NOT_IMPLEMENTED",
             UnsupportedTransferCoding => "ERR_UNSUPPORTED_TRANSFER_CODING",
             MalformedRequest => "ERR_MALFORMED_REQUEST",
+            Unauthorized(_) => "ERR_UNAUTHORIZED",
             PreconditionFailed => "ERR_PRECONDITION_FAILED",
             UploadRejected(_) => "ERR_UPLOAD_REJECTED",
             TerminationRejected(_) => "ERR_UPLOAD_TERMINATION_REJECTED",

@@ -139,6 +139,10 @@ pub struct HookUpload {
     /// processing is configured. Not in tusd.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub state: Option<String>,
+    /// The principal that created the upload (a JWT's `sub`), when an authorizer is
+    /// configured. Not in tusd.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub owner: Option<String>,
     /// A signed download URL, in `post-finish` of clean uploads when signing is on. Not in tusd.
     #[serde(rename = "DownloadURL", skip_serializing_if = "Option::is_none", default)]
     pub download_url: Option<String>,
@@ -166,6 +170,7 @@ impl HookUpload {
             partial_uploads,
             storage: BTreeMap::new(),
             state: info.state.map(|s| s.name().to_owned()),
+            owner: info.owner.as_ref().map(|p| p.subject.clone()),
             download_url: None,
         }
     }

@@ -25,6 +25,7 @@
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(demo());
 //! ```
 
+pub mod auth;
 pub mod checksum;
 pub mod error;
 pub mod handler;

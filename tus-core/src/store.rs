@@ -60,6 +60,10 @@ pub struct UploadInfo {
     /// configured or the upload is not finished.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<UploadState>,
+    /// The principal that created the upload, with the limits it had then (see
+    /// [`crate::auth`]); `None` when no authorizer was configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<Box<crate::auth::Principal>>,
 }
 
 /// Where a finished upload stands in post-upload processing (content check, virus scan).
@@ -117,12 +121,14 @@ pub struct NewUpload {
     pub metadata: Metadata,
     /// Role in a concatenation.
     pub concat: Option<ConcatRole>,
+    /// The principal creating it, if an authorizer is configured.
+    pub owner: Option<Box<crate::auth::Principal>>,
 }
 
 impl NewUpload {
     /// A plain upload of `length` bytes (`None` = deferred) under `id`.
     pub fn new(id: UploadId, length: Option<u64>) -> Self {
-        NewUpload { id, length, metadata: Metadata::default(), concat: None }
+        NewUpload { id, length, metadata: Metadata::default(), concat: None, owner: None }
     }
 
     /// Sets the metadata.
@@ -137,6 +143,12 @@ impl NewUpload {
         self
     }
 
+    /// Sets the owner.
+    pub fn with_owner(mut self, owner: Option<crate::auth::Principal>) -> Self {
+        self.owner = owner.map(Box::new);
+        self
+    }
+
     /// The info of a freshly created upload: nothing stored yet.
     pub fn into_info(self, now: SystemTime) -> UploadInfo {
         UploadInfo {
@@ -148,6 +160,7 @@ impl NewUpload {
             created_at: now,
             updated_at: now,
             state: None,
+            owner: self.owner,
         }
     }
 }

@@ -12,11 +12,12 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::body::{BodyOutcome, BodyRules, chunk_stream};
+use super::hooks::Call;
 use super::request::{announces_checksum_trailer, content_length};
 use super::{Inner, RequestBody};
 use crate::error::TusError;
 use crate::headers::{self, UploadChecksum};
-use crate::hooks::{HookHttpRequest, HookHttpResponse, HookType};
+use crate::hooks::{HookHttpResponse, HookType};
 use crate::locker::UploadLock;
 use crate::store::{AppendOptions, UploadInfo};
 
@@ -41,12 +42,12 @@ impl Inner {
         headers: &HeaderMap,
         body: RequestBody,
         lock: Box<dyn UploadLock>,
-        hr: &HookHttpRequest,
+        call: &Call,
     ) -> Result<(UploadInfo, HookHttpResponse), TusError> {
         let framing = BodyFraming::parse(headers)?;
         let Some(me) = self.me.upgrade() else { return Err(TusError::Internal("service is shutting down")) };
-        let hr = hr.clone();
-        tokio::spawn(async move { me.append_locked(info, claim, framing, body, lock, &hr).await })
+        let call = call.clone();
+        tokio::spawn(async move { me.append_locked(info, claim, framing, body, lock, &call).await })
             .await
             .unwrap_or(Err(TusError::Internal("append failed")))
     }
@@ -58,7 +59,7 @@ impl Inner {
         framing: BodyFraming,
         body: RequestBody,
         lock: Box<dyn UploadLock>,
-        hr: &HookHttpRequest,
+        call: &Call,
     ) -> Result<(UploadInfo, HookHttpResponse), TusError> {
         let was_complete = info.is_complete();
         let received = match claim.declared {
@@ -66,7 +67,7 @@ impl Inner {
             None => Ok(()),
         };
         let received = match received {
-            Ok(()) => self.receive_locked(&info, framing, body, lock.as_ref(), hr).await,
+            Ok(()) => self.receive_locked(&info, framing, body, lock.as_ref(), call).await,
             Err(e) => Err(e),
         };
         let (mut written, body_error) = match received {
@@ -76,7 +77,7 @@ impl Inner {
                 // just declared equal to the offset, or a store failing after the last byte.
                 drop(lock);
                 if !was_complete {
-                    self.complete_if_reached(&info.id, hr).await;
+                    self.complete_if_reached(&info.id, call).await;
                 }
                 return Err(e);
             }
@@ -88,7 +89,7 @@ impl Inner {
         drop(lock);
         let mut changes = HookHttpResponse::default();
         if written.is_complete() && !was_complete {
-            let finished = self.on_complete(&written, hr).await;
+            let finished = self.on_complete(&written, call).await;
             match (&body_error, finished) {
                 (None, finished) => changes = finished?,
                 // The request failed anyway; its error is what the client hears.
@@ -113,7 +114,7 @@ impl Inner {
         framing: BodyFraming,
         body: RequestBody,
         lock: &dyn UploadLock,
-        hr: &HookHttpRequest,
+        call: &Call,
     ) -> Result<(UploadInfo, Option<TusError>), TusError> {
         let BodyFraming { checksum, checksum_trailer, content_length } = framing;
         // A digest of the wrong size for its algorithm can match no body: refuse it unread.
@@ -155,7 +156,7 @@ impl Inner {
                     appended = &mut append => break appended,
                     _ = tick.tick() => {
                         at.offset = info.offset + progress.load(Ordering::Relaxed);
-                        self.notify_progress(&at, hr, Some(stop_upload.clone()));
+                        self.notify_progress(&at, call, Some(stop_upload.clone()));
                     }
                 }
             }
@@ -163,7 +164,7 @@ impl Inner {
             append.await
         }?;
         at.offset = offset;
-        self.notify_progress(&at, hr, Some(stop_upload.clone()));
+        self.notify_progress(&at, call, Some(stop_upload.clone()));
         if let Some(error) = outcome.take() {
             tracing::debug!(upload = %info.id, offset, error = %error, "body ended early");
             if matches!(error, TusError::UploadStopped)

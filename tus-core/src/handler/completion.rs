@@ -5,8 +5,9 @@
 use std::time::Duration;
 
 use super::Inner;
+use super::hooks::Call;
 use crate::error::TusError;
-use crate::hooks::{HookHttpRequest, HookHttpResponse, HookType};
+use crate::hooks::{HookHttpResponse, HookType};
 use crate::id::UploadId;
 use crate::inspect::Verdict;
 use crate::store::{UploadInfo, UploadState};
@@ -17,25 +18,21 @@ const MAX_RETRY_DELAY: Duration = Duration::from_secs(60);
 impl Inner {
     /// Runs [`Inner::on_complete`] on a task of its own and waits for it: a client that goes
     /// away while hooks run or states are recorded cannot cut completion short.
-    pub(crate) async fn complete(
-        &self,
-        info: &UploadInfo,
-        request: &HookHttpRequest,
-    ) -> Result<HookHttpResponse, TusError> {
-        let Some(me) = self.me.upgrade() else { return self.on_complete(info, request).await };
-        let (info, request) = (info.clone(), request.clone());
-        tokio::spawn(async move { me.on_complete(&info, &request).await })
+    pub(crate) async fn complete(&self, info: &UploadInfo, call: &Call) -> Result<HookHttpResponse, TusError> {
+        let Some(me) = self.me.upgrade() else { return self.on_complete(info, call).await };
+        let (info, call) = (info.clone(), call.clone());
+        tokio::spawn(async move { me.on_complete(&info, &call).await })
             .await
             .unwrap_or(Err(TusError::Internal("upload completion failed")))
     }
 
     /// Completes `id` if its stored offset reached its length: after an append that failed
     /// (its store call, or a length it declared) but may have stored the last byte all the same.
-    pub(crate) async fn complete_if_reached(&self, id: &UploadId, request: &HookHttpRequest) {
+    pub(crate) async fn complete_if_reached(&self, id: &UploadId, call: &Call) {
         match self.store.info(id).await {
             Ok(info) if info.is_complete() => {
-                tracing::info!(upload = %id, "upload completed by a request that did not end cleanly");
-                if let Err(e) = self.on_complete(&info, request).await {
+                tracing::info!(upload = %id, "upload completed by a call that did not end cleanly");
+                if let Err(e) = self.on_complete(&info, call).await {
                     tracing::warn!(upload = %id, error = %e, "completing the upload failed");
                 }
             }
@@ -52,11 +49,7 @@ impl Inner {
     /// Called once an upload's last byte arrived (or a final upload was assembled). Starts
     /// processing, settles waiting finals, runs `pre-finish`, and returns the response
     /// changes `pre-finish` asked for.
-    pub(crate) async fn on_complete(
-        &self,
-        info: &UploadInfo,
-        request: &HookHttpRequest,
-    ) -> Result<HookHttpResponse, TusError> {
+    pub(crate) async fn on_complete(&self, info: &UploadInfo, call: &Call) -> Result<HookHttpResponse, TusError> {
         tracing::info!(upload = %info.id, length = ?info.length, "upload finished");
         let mut info = info.clone();
         let processed = self.inspects(&info);
@@ -74,25 +67,25 @@ impl Inner {
             // In the background: assembling the finals that wait for this partial (up to a
             // thousand parts each) is not this request's work to wait for; a HEAD of a final
             // waits for its assembly under the final's lock.
-            let (id, request) = (info.id.clone(), request.clone());
-            tokio::spawn(async move { me.settle_waiting_finals(&id, &request).await });
+            let (id, call) = (info.id.clone(), call.clone());
+            tokio::spawn(async move { me.settle_waiting_finals(&id, &call).await });
         }
-        let pre_finish = self.blocking_hook(HookType::PreFinish, &info, request).await;
+        let pre_finish = self.blocking_hook(HookType::PreFinish, &info, call).await;
         if processed {
-            self.spawn_processing(info, request.clone());
+            self.spawn_processing(info, call.clone());
         } else {
-            self.notify(HookType::PostFinish, &info, request);
+            self.notify(HookType::PostFinish, &info, call);
         }
         Ok(pre_finish?.http_response)
     }
 
-    fn spawn_processing(&self, info: UploadInfo, request: HookHttpRequest) {
+    fn spawn_processing(&self, info: UploadInfo, call: Call) {
         let Some(me) = self.me.upgrade() else { return };
-        tokio::spawn(async move { me.process(info, request).await });
+        tokio::spawn(async move { me.process(info, call).await });
     }
 
     /// Inspects a finished upload until a verdict exists, records it, then fires `post-finish`.
-    async fn process(&self, mut info: UploadInfo, request: HookHttpRequest) {
+    async fn process(&self, mut info: UploadInfo, call: Call) {
         let (Some(inspector), Some(recorder)) = (self.inspector.as_ref(), self.store.capabilities().record_state)
         else {
             return;
@@ -112,7 +105,7 @@ impl Inner {
         retry("record state of", &info.id, || recorder.set_state(&info.id, state)).await;
         tracing::info!(upload = %info.id, state = state.name(), "upload processed");
         info.state = Some(state);
-        self.notify(HookType::PostFinish, &info, &request);
+        self.notify(HookType::PostFinish, &info, &call);
     }
 
     /// Restarts processing of uploads a restart interrupted: those whose checks had begun,
@@ -132,14 +125,14 @@ impl Inner {
                     picked += 1;
                     let Some(me) = self.me.upgrade() else { break };
                     tokio::spawn(async move {
-                        if let Err(e) = me.on_complete(&info, &HookHttpRequest::default()).await {
+                        if let Err(e) = me.on_complete(&info, &Call::default()).await {
                             tracing::warn!(upload = %info.id, error = %e, "completing an uninspected upload failed");
                         }
                     });
                 }
                 Ok(info) if info.state == Some(UploadState::Processing) => {
                     picked += 1;
-                    self.spawn_processing(info, HookHttpRequest::default());
+                    self.spawn_processing(info, Call::default());
                 }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(upload = %id, error = %e, "cannot resume processing"),

@@ -8,10 +8,10 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Response, StatusCode};
 
 use super::Inner;
+use super::hooks::Call;
 use super::response::{ResponseBody, apply_hook_response, tus_response};
 use crate::error::TusError;
 use crate::headers::{self, UploadConcat};
-use crate::hooks::HookHttpRequest;
 use crate::id::UploadId;
 use crate::store::{ConcatRole, NewUpload, StoreError, UploadInfo};
 
@@ -23,7 +23,7 @@ impl Inner {
         urls: &[String],
         metadata: crate::headers::Metadata,
         host: Option<&str>,
-        hr: &HookHttpRequest,
+        call: &Call,
     ) -> Result<Response<ResponseBody>, TusError> {
         if self.store.capabilities().concatenate.is_none() {
             return Err(TusError::NotImplemented);
@@ -32,28 +32,39 @@ impl Inner {
             return Err(TusError::InvalidConcat);
         }
         let mut partials: Vec<UploadInfo> = Vec::with_capacity(urls.len());
+        // Each distinct partial is read once, however often it is listed.
+        let mut read: HashMap<UploadId, UploadInfo> = HashMap::new();
         for url in urls {
             let id = self.partial_id(url, host).ok_or(TusError::InvalidConcat)?;
-            let info = match self.store.info(&id).await {
+            if let Some(info) = read.get(&id) {
+                partials.push(info.clone());
+                continue;
+            }
+            // Another owner's partial is as unusable as one that does not exist.
+            let info = match self.upload_info(&id, call).await {
                 Ok(info) if !self.is_expired(&info) => info,
-                Ok(_) | Err(StoreError::NotFound | StoreError::Gone) => return Err(TusError::InvalidConcat),
-                Err(e) => return Err(e.into()),
+                Ok(_) | Err(TusError::NotFound | TusError::Gone) => return Err(TusError::InvalidConcat),
+                Err(e) => return Err(e),
             };
             if !info.is_partial() {
                 return Err(TusError::InvalidConcat);
             }
+            read.insert(id, info.clone());
             partials.push(info);
         }
         let length = final_length(&partials)?;
         if let Some(n) = length {
-            self.check_length(n)?;
+            self.check_length(n, call.principal.as_ref())?;
         }
         let role = ConcatRole::Final { partials: partials.iter().map(|p| p.id.clone()).collect() };
-        let upload = NewUpload::new(UploadId::random(), length).with_metadata(metadata).with_concat(role);
-        let (info, pre_create) = self.create_with_hooks(upload, hr).await?;
+        let upload = NewUpload::new(UploadId::random(), length)
+            .with_metadata(metadata)
+            .with_concat(role)
+            .with_owner(call.principal.clone());
+        let (info, pre_create) = self.create_with_hooks(upload, call).await?;
 
         if partials.iter().all(UploadInfo::is_complete) {
-            self.settle_final(info.clone(), hr).await?;
+            self.settle_final(info.clone(), call).await?;
         } else if let Ok(mut waiting) = self.waiting_finals.lock() {
             for p in partials.iter().filter(|p| !p.is_complete()) {
                 waiting.entry(p.id.clone()).or_default().insert(info.id.clone());
@@ -95,7 +106,7 @@ impl Inner {
     pub(super) fn settle_final<'a>(
         &'a self,
         info: UploadInfo,
-        hr: &'a HookHttpRequest,
+        call: &'a Call,
     ) -> BoxFuture<'a, Result<UploadInfo, TusError>> {
         Box::pin(async move {
             let Some(ConcatRole::Final { partials }) = &info.concat else { return Ok(info) };
@@ -120,13 +131,13 @@ impl Inner {
             // Partials of deferred length can add up past the maximum only now: checked before
             // a byte is copied.
             if let Some(length) = final_length(&parts)? {
-                self.check_length(length)?;
+                self.check_length(length, info.owner.as_deref())?;
             }
             // On a task of its own: a HEAD whose client leaves must not stop an assembly half-way
             // between the bytes and their completion.
             let Some(me) = self.me.upgrade() else { return Err(TusError::Internal("service is shutting down")) };
-            let (id, hr) = (info.id.clone(), hr.clone());
-            tokio::spawn(async move { me.assemble_final(&id, &parts, &hr).await })
+            let (id, call) = (info.id.clone(), call.clone());
+            tokio::spawn(async move { me.assemble_final(&id, &parts, &call).await })
                 .await
                 .unwrap_or(Err(TusError::Internal("concatenation failed")))
         })
@@ -137,7 +148,7 @@ impl Inner {
         &self,
         id: &UploadId,
         parts: &[UploadInfo],
-        hr: &HookHttpRequest,
+        call: &Call,
     ) -> Result<UploadInfo, TusError> {
         let concatenater = self.store.capabilities().concatenate.ok_or(TusError::NotImplemented)?;
         let _lock = self.lock(id).await?;
@@ -148,19 +159,19 @@ impl Inner {
         concatenater.concatenate(id, parts).await?;
         tracing::info!(upload = %id, parts = parts.len(), "final upload concatenated");
         let settled = self.store.info(id).await?;
-        if let Err(e) = self.on_complete(&settled, hr).await {
+        if let Err(e) = self.on_complete(&settled, call).await {
             tracing::warn!(upload = %id, error = %e, "pre-finish hook of a final upload failed");
         }
         Ok(self.store.info(id).await?)
     }
 
     /// Settles the final uploads waiting for `partial`, which just completed.
-    pub(super) async fn settle_waiting_finals(&self, partial: &UploadId, hr: &HookHttpRequest) {
+    pub(super) async fn settle_waiting_finals(&self, partial: &UploadId, call: &Call) {
         let finals = self.waiting_finals.lock().ok().and_then(|mut w| w.remove(partial)).unwrap_or_default();
         for final_id in finals {
             match self.store.info(&final_id).await {
                 Ok(f) => {
-                    if let Err(e) = self.settle_final(f, hr).await {
+                    if let Err(e) = self.settle_final(f, call).await {
                         // Not lost: the next HEAD or GET of the final settles it.
                         tracing::warn!(upload = %final_id, error = %e, "could not settle final upload yet");
                     }

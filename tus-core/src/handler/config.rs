@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::{CorsConfig, Inner, TusService};
+use crate::auth::Authorize;
 use crate::hooks::Hooks;
 use crate::inspect::Inspect;
 use crate::locker::Locker;
@@ -94,6 +95,7 @@ pub struct TusServiceBuilder {
     pub(super) hooks: Option<Arc<dyn Hooks>>,
     pub(super) inspector: Option<Arc<dyn Inspect>>,
     pub(super) signer: Option<UrlSigner>,
+    pub(super) authorizer: Option<Arc<dyn Authorize>>,
 }
 
 impl TusServiceBuilder {
@@ -189,6 +191,13 @@ impl TusServiceBuilder {
         self
     }
 
+    /// Requires every request (but `OPTIONS` and signed downloads) to act for a principal, and
+    /// binds uploads to the principal that created them (see [`crate::auth`]).
+    pub fn authorizer(mut self, authorizer: impl Authorize) -> Self {
+        self.authorizer = Some(Arc::new(authorizer));
+        self
+    }
+
     /// Requires signed URLs for downloads (see [`crate::signing`]).
     pub fn url_signer(mut self, signer: UrlSigner) -> Self {
         self.signer = Some(signer);
@@ -212,6 +221,7 @@ impl TusServiceBuilder {
                 hooks: self.hooks,
                 inspector: self.inspector,
                 signer: self.signer,
+                authorizer: self.authorizer,
                 shutdown,
                 waiting_finals: Mutex::default(),
                 me: me.clone(),

@@ -12,9 +12,9 @@ use http::{Response, StatusCode, Uri};
 use http_range_header::{EndPosition, StartPosition};
 
 use super::Inner;
+use super::hooks::Call;
 use super::response::{ResponseBody, tus_response};
 use crate::error::TusError;
-use crate::hooks::HookHttpRequest;
 use crate::id::UploadId;
 use crate::store::{UploadInfo, UploadState};
 
@@ -29,14 +29,14 @@ impl Inner {
         id: &UploadId,
         headers: &HeaderMap,
         uri: &Uri,
-        hr: &HookHttpRequest,
+        call: &Call,
     ) -> Result<Response<ResponseBody>, TusError> {
         // With signing on, nothing is served without a valid signature for this very upload.
         let signed_until = match &self.signer {
             Some(signer) => Some(signer.verify(id, uri.query()).map_err(TusError::Signature)?),
             None => None,
         };
-        let info = self.load_info(id, hr).await?;
+        let info = self.load_info(id, call).await?;
         let Some(length) = info.length.filter(|_| info.is_complete()) else {
             return Err(TusError::NotFinished);
         };

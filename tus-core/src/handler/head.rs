@@ -4,11 +4,11 @@
 use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
 
+use super::hooks::Call;
 use super::response::{ResponseBody, tus_response};
 use super::{Inner, UPLOAD_STATE};
 use crate::error::TusError;
 use crate::headers::{self, names};
-use crate::hooks::HookHttpRequest;
 use crate::id::UploadId;
 
 impl Inner {
@@ -17,12 +17,13 @@ impl Inner {
         &self,
         id: &UploadId,
         host: Option<&str>,
-        hr: &HookHttpRequest,
+        call: &Call,
     ) -> Result<Response<ResponseBody>, TusError> {
         // A HEAD usually means the client lost its connection and is about to resume: stop a
         // stale PATCH still holding the upload, so the offset we report is final.
+        self.check_access(id, call).await?;
         drop(self.lock(id).await);
-        let info = self.load_info(id, hr).await?;
+        let info = self.load_info(id, call).await?;
         let mut res = tus_response(StatusCode::OK);
         let h = res.headers_mut();
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

@@ -1,4 +1,5 @@
-//! Hook events: the request a hook reports, and calling blocking and notification hooks.
+//! Hook events: the request a hook reports, and calling blocking and notification hooks; and
+//! [`Call`], what every step of handling a request knows about it.
 
 use std::sync::Arc;
 
@@ -6,9 +7,21 @@ use http::Request;
 use http::header::HeaderName;
 
 use super::{Inner, RequestBody};
+use crate::auth::Principal;
 use crate::error::TusError;
 use crate::hooks::{EventDetails, HookEvent, HookHttpRequest, HookResponse, HookType, HookUpload, RemoteAddr};
 use crate::store::{UploadInfo, UploadState};
+
+/// What every step of handling one request knows about it: the request as hooks report it,
+/// and the principal it acts for (when an authorizer is configured).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Call {
+    /// The request as hook events report it (empty when no hooks are configured).
+    pub(crate) hook: HookHttpRequest,
+    /// Who the request acts for; `None` when no authorizer is configured, or for a request
+    /// that needs no principal (a signed download).
+    pub(crate) principal: Option<Principal>,
+}
 
 /// The request a hook event reports; empty when no hooks are configured.
 pub(crate) fn hook_request(req: &Request<RequestBody>, method: &http::Method, with_hooks: bool) -> HookHttpRequest {
@@ -47,13 +60,13 @@ impl Inner {
         self.hooks.as_ref().is_some_and(|h| h.enabled(hook))
     }
 
-    pub(crate) fn event(&self, hook: HookType, info: &UploadInfo, request: &HookHttpRequest) -> HookEvent {
+    pub(crate) fn event(&self, hook: HookType, info: &UploadInfo, call: &Call) -> HookEvent {
         let mut upload = HookUpload::from_info(info);
         upload.storage = self.store.describe(&info.id);
         if hook == HookType::PostFinish && info.state.is_none_or(|s| s == UploadState::Clean) {
-            upload.download_url = self.signed_download_url(&info.id, request);
+            upload.download_url = self.signed_download_url(&info.id, call);
         }
-        HookEvent { hook, event: EventDetails { upload, http_request: request.clone() } }
+        HookEvent { hook, event: EventDetails { upload, http_request: call.hook.clone() } }
     }
 
     /// Calls a blocking hook; its failure fails the request.
@@ -61,19 +74,19 @@ impl Inner {
         &self,
         hook: HookType,
         info: &UploadInfo,
-        request: &HookHttpRequest,
+        call: &Call,
     ) -> Result<HookResponse, TusError> {
         let Some(hooks) = self.hooks.as_ref().filter(|h| h.enabled(hook)) else { return Ok(HookResponse::default()) };
-        hooks.call(&self.event(hook, info, request)).await.map_err(TusError::Hook)
+        hooks.call(&self.event(hook, info, call)).await.map_err(TusError::Hook)
     }
 
     /// Fires a notification hook in the background.
-    pub(crate) fn notify(&self, hook: HookType, info: &UploadInfo, request: &HookHttpRequest) {
+    pub(crate) fn notify(&self, hook: HookType, info: &UploadInfo, call: &Call) {
         if !self.hook_enabled(hook) {
             return;
         }
         let Some(hooks) = self.hooks.clone() else { return };
-        let event = self.event(hook, info, request);
+        let event = self.event(hook, info, call);
         tokio::spawn(async move {
             if let Err(e) = hooks.call(&event).await {
                 tracing::warn!(error = %e, upload = %event.event.upload.id, "notification hook failed");
@@ -82,17 +95,12 @@ impl Inner {
     }
 
     /// `post-receive`, whose answer may ask to stop the upload; `stop` is then fired.
-    pub(crate) fn notify_progress(
-        &self,
-        info: &UploadInfo,
-        request: &HookHttpRequest,
-        stop: Option<Arc<tokio::sync::Notify>>,
-    ) {
+    pub(crate) fn notify_progress(&self, info: &UploadInfo, call: &Call, stop: Option<Arc<tokio::sync::Notify>>) {
         if !self.hook_enabled(HookType::PostReceive) {
             return;
         }
         let Some(hooks) = self.hooks.clone() else { return };
-        let event = self.event(HookType::PostReceive, info, request);
+        let event = self.event(HookType::PostReceive, info, call);
         tokio::spawn(async move {
             match hooks.call(&event).await {
                 Ok(res) if res.stop_upload => {

@@ -30,12 +30,13 @@ use http::{Method, Request, Response, StatusCode, Uri};
 
 use super::RequestBody;
 use super::append::LengthClaim;
+use super::hooks::Call;
 use super::request::{content_length, content_type_is, has_body};
 use super::response::{ErrorBody, ResponseBody, apply_hook_response, render_error, tus_response};
 use super::{Inner, Target};
 use crate::error::TusError;
 use crate::headers::{HeaderError, Metadata, names, parse_sf_bool, parse_sf_uint};
-use crate::hooks::{HookHttpRequest, HookHttpResponse};
+use crate::hooks::HookHttpResponse;
 use crate::id::UploadId;
 use crate::store::{NewUpload, UploadInfo};
 
@@ -122,7 +123,7 @@ impl Inner {
         method: &Method,
         target: Target,
         req: Request<RequestBody>,
-        hr: &HookHttpRequest,
+        call: &Call,
     ) -> Result<Response<ResponseBody>, TusError> {
         let appended = match (method, &target) {
             (&Method::POST, Target::Collection) => Some(None),
@@ -131,15 +132,15 @@ impl Inner {
         };
         let result = match (method, target) {
             (&Method::OPTIONS, _) => Ok(self.ietf_options(draft)),
-            (&Method::POST, Target::Collection) => self.ietf_create(draft, req, hr).await,
-            (&Method::HEAD, Target::Upload(id)) => self.ietf_head(draft, &id, hr).await,
-            (&Method::PATCH, Target::Upload(id)) => self.ietf_append(draft, &id, req, hr).await,
-            (&Method::DELETE, Target::Upload(id)) if self.termination().is_some() => self.delete(&id, hr).await,
+            (&Method::POST, Target::Collection) => self.ietf_create(draft, req, call).await,
+            (&Method::HEAD, Target::Upload(id)) => self.ietf_head(draft, &id, call).await,
+            (&Method::PATCH, Target::Upload(id)) => self.ietf_append(draft, &id, req, call).await,
+            (&Method::DELETE, Target::Upload(id)) if self.termination().is_some() => self.delete(&id, call).await,
             (&Method::GET, Target::Upload(id)) if draft.since_12() => {
-                self.ietf_get(draft, &id, req.headers(), req.uri(), hr).await
+                self.ietf_get(draft, &id, req.headers(), req.uri(), call).await
             }
             (&Method::GET, Target::Upload(id)) if self.config.download => {
-                self.get(&id, req.headers(), req.uri(), hr).await
+                self.get(&id, req.headers(), req.uri(), call).await
             }
             _ => Err(TusError::MethodNotAllowed),
         };
@@ -200,13 +201,8 @@ impl Inner {
     }
 
     /// Offset retrieval.
-    async fn ietf_head(
-        &self,
-        draft: Draft,
-        id: &UploadId,
-        hr: &HookHttpRequest,
-    ) -> Result<Response<ResponseBody>, TusError> {
-        let info = self.retrieve_offset(id, hr).await?;
+    async fn ietf_head(&self, draft: Draft, id: &UploadId, call: &Call) -> Result<Response<ResponseBody>, TusError> {
+        let info = self.retrieve_offset(id, call).await?;
         let mut res = tus_response(StatusCode::NO_CONTENT);
         self.describe_retrieved(draft, &mut res, &info);
         Ok(res)
@@ -221,11 +217,11 @@ impl Inner {
         id: &UploadId,
         headers: &HeaderMap,
         uri: &Uri,
-        hr: &HookHttpRequest,
+        call: &Call,
     ) -> Result<Response<ResponseBody>, TusError> {
-        let info = self.retrieve_offset(id, hr).await?;
+        let info = self.retrieve_offset(id, call).await?;
         let download = if info.is_complete() && self.config.download {
-            match self.get(id, headers, uri, hr).await {
+            match self.get(id, headers, uri, call).await {
                 Ok(res) if res.status().is_redirection() && res.status() != StatusCode::NOT_MODIFIED => None,
                 Ok(res) => Some(res),
                 Err(TusError::Signature(_) | TusError::NotServable(_) | TusError::NotFinished) => None,
@@ -240,10 +236,11 @@ impl Inner {
     }
 
     /// The upload as offset retrieval reports it.
-    async fn retrieve_offset(&self, id: &UploadId, hr: &HookHttpRequest) -> Result<UploadInfo, TusError> {
+    async fn retrieve_offset(&self, id: &UploadId, call: &Call) -> Result<UploadInfo, TusError> {
         // As for tus: a HEAD stops a stale request still writing, so the offset is final.
+        self.check_access(id, call).await?;
         drop(self.lock(id).await);
-        self.load_info(id, hr).await
+        self.load_info(id, call).await
     }
 
     fn describe_retrieved(&self, draft: Draft, res: &mut Response<ResponseBody>, info: &UploadInfo) {
@@ -266,7 +263,7 @@ impl Inner {
         &self,
         draft: Draft,
         req: Request<RequestBody>,
-        hr: &HookHttpRequest,
+        call: &Call,
     ) -> Result<Response<ResponseBody>, TusError> {
         let h = req.headers();
         let complete = draft.complete(h)?;
@@ -276,7 +273,7 @@ impl Inner {
             (true, Some(cl), _) => Some(cl),
             (_, _, declared) => declared,
         };
-        if let Some(Err(e)) = length.map(|n| self.check_length(n)) {
+        if let Some(Err(e)) = length.map(|n| self.check_length(n, call.principal.as_ref())) {
             let mut res = render_error(&e, &Method::POST, draft.error_body());
             res.headers_mut().insert(names::UPLOAD_LIMIT, self.upload_limit(draft, None));
             return Ok(res);
@@ -284,18 +281,20 @@ impl Inner {
         if length.is_none() && self.store.capabilities().defer_length.is_none() {
             return Err(TusError::NotImplemented);
         }
-        let upload = NewUpload::new(UploadId::random(), length).with_metadata(representation_metadata(h));
+        let upload = NewUpload::new(UploadId::random(), length)
+            .with_metadata(representation_metadata(h))
+            .with_owner(call.principal.clone());
         let host = self.request_origin(&req);
-        let (info, pre_create) = self.create_with_hooks(upload, hr).await?;
+        let (info, pre_create) = self.create_with_hooks(upload, call).await?;
         let location = self.upload_url(host.as_deref(), &info.id);
         // A zero-length upload is complete at creation; its pre-finish changes apply too.
         let created_complete =
-            if info.is_complete() { self.complete(&info, hr).await? } else { HookHttpResponse::default() };
+            if info.is_complete() { self.complete(&info, call).await? } else { HookHttpResponse::default() };
         let (parts, body) = req.into_parts();
         let claim = LengthClaim { declared: None, ends_upload: complete };
         let received = async {
             let lock = self.lock(&info.id).await?;
-            self.append_body(info.clone(), claim, &parts.headers, body, lock, hr).await
+            self.append_body(info.clone(), claim, &parts.headers, body, lock, call).await
         };
         let mut res = match received.await {
             Ok((written, finish)) => {
@@ -325,7 +324,7 @@ impl Inner {
         draft: Draft,
         id: &UploadId,
         req: Request<RequestBody>,
-        hr: &HookHttpRequest,
+        call: &Call,
     ) -> Result<Response<ResponseBody>, TusError> {
         let h = req.headers();
         if draft.0 >= 6 && !content_type_is(h, PARTIAL_UPLOAD) {
@@ -337,8 +336,9 @@ impl Inner {
         let declared = sf_field(h, &names::UPLOAD_LENGTH, parse_sf_uint)?;
         let body_expected = has_body(h, req.body());
 
+        self.check_access(id, call).await?;
         let lock = self.lock(id).await?;
-        let info = self.store.info(id).await?;
+        let info = self.upload_info(id, call).await?;
         if self.is_expired(&info) {
             return Err(TusError::Gone);
         }
@@ -379,7 +379,7 @@ impl Inner {
         };
         let (parts, body) = req.into_parts();
         let claim = LengthClaim { declared, ends_upload: complete };
-        match self.append_body(info, claim, &parts.headers, body, lock, hr).await {
+        match self.append_body(info, claim, &parts.headers, body, lock, call).await {
             Ok((written, finish)) => {
                 let mut res = tus_response(StatusCode::NO_CONTENT);
                 self.describe_upload(draft, &mut res, &written);

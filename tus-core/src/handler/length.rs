@@ -4,14 +4,24 @@
 //! here and nowhere else.
 
 use super::Inner;
+use crate::auth::Principal;
 use crate::error::TusError;
 use crate::store::UploadInfo;
 
 impl Inner {
-    /// A length for an upload about to exist (a creation, or a final upload's sum of
-    /// partials, checked again before it is assembled): within the maximum size.
-    pub(super) fn check_length(&self, length: u64) -> Result<(), TusError> {
-        if self.config.max_size.is_some_and(|max| length > max) { Err(TusError::SizeExceeded) } else { Ok(()) }
+    /// The largest upload `owner` may have: the service's maximum, narrowed by the owner's
+    /// own (a token's `max_size`).
+    pub(super) fn max_size_for(&self, owner: Option<&Principal>) -> Option<u64> {
+        match (self.config.max_size, owner.and_then(|p| p.max_size)) {
+            (Some(service), Some(own)) => Some(service.min(own)),
+            (service, own) => service.or(own),
+        }
+    }
+
+    /// A length for an upload of `owner` about to exist (a creation, or a final upload's sum
+    /// of partials, checked again before it is assembled): within the maximum size.
+    pub(super) fn check_length(&self, length: u64, owner: Option<&Principal>) -> Result<(), TusError> {
+        if self.max_size_for(owner).is_some_and(|max| length > max) { Err(TusError::SizeExceeded) } else { Ok(()) }
     }
 
     /// A length an append tells: it must agree with a known length; a deferred length is set
@@ -22,7 +32,7 @@ impl Inner {
             Some(_) => Err(TusError::InvalidLength),
             None if told < info.offset => Err(TusError::InvalidLength),
             None => {
-                self.check_length(told)?;
+                self.check_length(told, info.owner.as_deref())?;
                 let deferrer = self.store.capabilities().defer_length.ok_or(TusError::NotImplemented)?;
                 deferrer.declare_length(&info.id, told).await?;
                 info.length = Some(told);
@@ -34,7 +44,7 @@ impl Inner {
     /// Bytes the next body of `info` may carry: up to its length, or up to the maximum size
     /// while the length is deferred.
     pub(super) fn body_limit(&self, info: &UploadInfo) -> u64 {
-        let end = info.length.or(self.config.max_size).unwrap_or(u64::MAX);
+        let end = info.length.or(self.max_size_for(info.owner.as_deref())).unwrap_or(u64::MAX);
         end.saturating_sub(info.offset)
     }
 }

@@ -60,11 +60,14 @@ use tokio::sync::watch;
 
 pub use self::config::{LocationStyle, TusConfig, TusServiceBuilder};
 pub use self::cors::{CorsConfig, CorsOrigins};
+use self::hooks::Call;
 use self::request::{check_framing, check_version, cors_request_headers, effective_method};
 use self::response::error_response;
 pub use self::response::{BoxError, ResponseBody};
+use crate::auth::{Authorize, Principal};
 use crate::error::TusError;
-use crate::hooks::{HookHttpRequest, Hooks};
+use crate::hooks::Hooks;
+
 use crate::id::UploadId;
 use crate::inspect::Inspect;
 use crate::locker::{LockError, Locker, MemoryLocker, UploadLock};
@@ -87,6 +90,7 @@ struct Inner {
     hooks: Option<Arc<dyn Hooks>>,
     inspector: Option<Arc<dyn Inspect>>,
     signer: Option<UrlSigner>,
+    authorizer: Option<Arc<dyn Authorize>>,
     shutdown: watch::Sender<bool>,
     /// For spawning background work (hooks, processing) that outlives a request.
     me: Weak<Inner>,
@@ -113,6 +117,7 @@ impl TusService {
             hooks: None,
             inspector: None,
             signer: None,
+            authorizer: None,
         }
     }
 
@@ -217,13 +222,18 @@ where
 impl Inner {
     async fn handle(&self, req: Request<RequestBody>) -> Response<ResponseBody> {
         let method = effective_method(&req);
-        let hook_request = hooks::hook_request(&req, &method, self.hooks.is_some());
         // Only what CORS needs from the request outlives it.
         let origin_headers = self.config.cors.as_ref().map(|_| cors_request_headers(req.headers()));
         let result = match (check_framing(req.headers()), self.route(req.uri().path())) {
             (Err(e), _) => Err(e),
             (Ok(()), None) => Err(TusError::NotFound),
-            (Ok(()), Some(target)) => self.dispatch(&method, target, req, &hook_request).await,
+            (Ok(()), Some(target)) => match self.authorize(&method, req).await {
+                Ok((req, principal)) => {
+                    let hook = hooks::hook_request(&req, &method, self.hooks.is_some());
+                    self.dispatch(&method, target, req, &Call { hook, principal }).await
+                }
+                Err(e) => Err(e),
+            },
         };
         let mut res = match result {
             Ok(res) => res,
@@ -233,6 +243,27 @@ impl Inner {
             cors.apply(&method, headers, &mut res);
         }
         res
+    }
+
+    /// The principal `req` acts for, decided once for every method and both dialects before
+    /// anything else looks at the request. `OPTIONS` needs none (browsers send CORS preflights
+    /// without credentials), and neither does a download with a signed URL when signing is
+    /// on: the signature is its authorization (and is checked by the download itself).
+    async fn authorize(
+        &self,
+        method: &Method,
+        req: Request<RequestBody>,
+    ) -> Result<(Request<RequestBody>, Option<Principal>), TusError> {
+        let Some(authorizer) = &self.authorizer else { return Ok((req, None)) };
+        let signed_download = *method == Method::GET
+            && self.signer.is_some()
+            && req.uri().query().is_some_and(|q| q.split('&').any(|pair| pair.starts_with("sig=")));
+        if *method == Method::OPTIONS || signed_download {
+            return Ok((req, None));
+        }
+        let (parts, body) = req.into_parts();
+        let principal = authorizer.authorize(&parts).await.map_err(TusError::Unauthorized)?;
+        Ok((Request::from_parts(parts, body), Some(principal)))
     }
 
     fn route(&self, path: &str) -> Option<Target> {
@@ -249,10 +280,10 @@ impl Inner {
         method: &Method,
         target: Target,
         req: Request<RequestBody>,
-        hr: &HookHttpRequest,
+        call: &Call,
     ) -> Result<Response<ResponseBody>, TusError> {
         if let Some(draft) = ietf::Draft::of(req.headers())? {
-            return self.ietf(draft, method, target, req, hr).await;
+            return self.ietf(draft, method, target, req, call).await;
         }
         // Every tus request must speak our version; OPTIONS is exempt by the spec and GET is a
         // plain download a browser link must be able to make.
@@ -261,12 +292,12 @@ impl Inner {
         }
         match (method, target) {
             (&Method::OPTIONS, _) => Ok(self.options()),
-            (&Method::POST, Target::Collection) => self.post(req, hr).await,
-            (&Method::HEAD, Target::Upload(id)) => self.head(&id, self.request_origin(&req).as_deref(), hr).await,
-            (&Method::PATCH, Target::Upload(id)) => self.patch(&id, req, hr).await,
-            (&Method::DELETE, Target::Upload(id)) if self.termination().is_some() => self.delete(&id, hr).await,
+            (&Method::POST, Target::Collection) => self.post(req, call).await,
+            (&Method::HEAD, Target::Upload(id)) => self.head(&id, self.request_origin(&req).as_deref(), call).await,
+            (&Method::PATCH, Target::Upload(id)) => self.patch(&id, req, call).await,
+            (&Method::DELETE, Target::Upload(id)) if self.termination().is_some() => self.delete(&id, call).await,
             (&Method::GET, Target::Upload(id)) if self.config.download => {
-                self.get(&id, req.headers(), req.uri(), hr).await
+                self.get(&id, req.headers(), req.uri(), call).await
             }
             _ => Err(TusError::MethodNotAllowed),
         }
@@ -309,14 +340,37 @@ impl Inner {
         })
     }
 
+    /// The upload's info for a request that acts for `call`'s principal: another owner's
+    /// upload is answered exactly as one that does not exist (no oracle). With an authorizer
+    /// configured, an upload without an owner (created before) belongs to nobody. The one
+    /// place that decides ownership, for every method and both dialects.
+    async fn upload_info(&self, id: &UploadId, call: &Call) -> Result<UploadInfo, TusError> {
+        let info = self.store.info(id).await?;
+        match &call.principal {
+            Some(principal) if info.owner.as_ref().is_none_or(|owner| owner.subject != principal.subject) => {
+                Err(TusError::NotFound)
+            }
+            _ => Ok(info),
+        }
+    }
+
+    /// Refuses a request for another owner's upload before it takes the upload's lock: taking
+    /// it asks the holder to let go, and nobody but the owner may interrupt an upload.
+    async fn check_access(&self, id: &UploadId, call: &Call) -> Result<(), TusError> {
+        if call.principal.is_some() {
+            self.upload_info(id, call).await?;
+        }
+        Ok(())
+    }
+
     /// The upload's info as clients should see it: expired uploads are gone, and a final
     /// upload whose partials have all finished is settled first.
-    async fn load_info(&self, id: &UploadId, hr: &HookHttpRequest) -> Result<UploadInfo, TusError> {
-        let info = self.store.info(id).await?;
+    async fn load_info(&self, id: &UploadId, call: &Call) -> Result<UploadInfo, TusError> {
+        let info = self.upload_info(id, call).await?;
         if self.is_expired(&info) {
             return Err(TusError::Gone);
         }
-        let mut info = if info.is_final() && !info.is_complete() { self.settle_final(info, hr).await? } else { info };
+        let mut info = if info.is_final() && !info.is_complete() { self.settle_final(info, call).await? } else { info };
         // Complete but never inspected (its completion is under way, or was cut short and is
         // picked up at the next start): as unservable as any upload still being checked.
         if info.state.is_none() && info.is_complete() && self.inspects(&info) {

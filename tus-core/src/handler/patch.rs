@@ -7,11 +7,11 @@ use http::{Request, Response, StatusCode};
 use super::Inner;
 use super::RequestBody;
 use super::append::LengthClaim;
+use super::hooks::Call;
 use super::request::check_content_type;
 use super::response::{ResponseBody, apply_hook_response, error_response, tus_response};
 use crate::error::TusError;
 use crate::headers::{self, UploadChecksum, UploadLength, UploadOffset, names};
-use crate::hooks::HookHttpRequest;
 use crate::id::UploadId;
 use crate::store::UploadInfo;
 
@@ -21,7 +21,7 @@ impl Inner {
         &self,
         id: &UploadId,
         req: Request<RequestBody>,
-        hr: &HookHttpRequest,
+        call: &Call,
     ) -> Result<Response<ResponseBody>, TusError> {
         let (parts, body) = req.into_parts();
         let h = &parts.headers;
@@ -30,8 +30,9 @@ impl Inner {
         let declared_length = headers::get::<UploadLength>(h)?.map(|l| l.0);
         headers::get::<UploadChecksum>(h)?;
 
+        self.check_access(id, call).await?;
         let lock = self.lock(id).await?;
-        let info = self.store.info(id).await?;
+        let info = self.upload_info(id, call).await?;
         if self.is_expired(&info) {
             return Err(TusError::Gone);
         }
@@ -48,7 +49,7 @@ impl Inner {
             return Ok(with_expiry(error_response(&error, &parts.method), &info));
         }
         let claim = LengthClaim { declared: declared_length, ends_upload: false };
-        match self.append_body(info.clone(), claim, h, body, lock, hr).await {
+        match self.append_body(info.clone(), claim, h, body, lock, call).await {
             Ok((written, changes)) => {
                 let mut res = tus_response(StatusCode::NO_CONTENT);
                 apply_hook_response(&mut res, &changes);

@@ -9,11 +9,12 @@ use http::{Request, Response, StatusCode};
 use super::Inner;
 use super::RequestBody;
 use super::append::LengthClaim;
+use super::hooks::Call;
 use super::request::{check_content_type, has_body, parse_metadata};
 use super::response::{ResponseBody, apply_hook_response, error_response, tus_response};
 use crate::error::TusError;
 use crate::headers::{self, Metadata, UploadConcat, UploadDeferLength, UploadLength, names};
-use crate::hooks::{HookError, HookHttpRequest, HookHttpResponse, HookType};
+use crate::hooks::{HookError, HookHttpResponse, HookType};
 use crate::id::UploadId;
 use crate::store::{ConcatRole, NewUpload, UploadInfo};
 
@@ -22,7 +23,7 @@ impl Inner {
     pub(super) async fn post(
         &self,
         req: Request<RequestBody>,
-        hr: &HookHttpRequest,
+        call: &Call,
     ) -> Result<Response<ResponseBody>, TusError> {
         let h = req.headers();
         let metadata = parse_metadata(h, self.config.max_metadata_size)?;
@@ -40,7 +41,7 @@ impl Inner {
                 if length.is_some() || defer.is_some() {
                     return Err(TusError::InvalidLengthHeaders);
                 }
-                return self.create_final(&urls, metadata, host.as_deref(), hr).await;
+                return self.create_final(&urls, metadata, host.as_deref(), call).await;
             }
             concat => {
                 let length = match (length, defer) {
@@ -50,10 +51,12 @@ impl Inner {
                     _ => return Err(TusError::InvalidLengthHeaders),
                 };
                 if let Some(n) = length {
-                    self.check_length(n)?;
+                    self.check_length(n, call.principal.as_ref())?;
                 }
                 let role = concat.map(|_| ConcatRole::Partial);
-                let mut upload = NewUpload::new(UploadId::random(), length).with_metadata(metadata);
+                let mut upload = NewUpload::new(UploadId::random(), length)
+                    .with_metadata(metadata)
+                    .with_owner(call.principal.clone());
                 if let Some(role) = role {
                     upload = upload.with_concat(role);
                 }
@@ -64,11 +67,11 @@ impl Inner {
             check_content_type(h)?;
         }
 
-        let (info, pre_create) = self.create_with_hooks(upload, hr).await?;
+        let (info, pre_create) = self.create_with_hooks(upload, call).await?;
         let location = self.upload_url(host.as_deref(), &info.id);
         let mut finish = HookHttpResponse::default();
         if info.is_complete() {
-            finish = self.complete(&info, hr).await?;
+            finish = self.complete(&info, call).await?;
         }
 
         let mut offset = None;
@@ -78,7 +81,7 @@ impl Inner {
             let (parts, body) = req.into_parts();
             let received = async {
                 let lock = self.lock(&info.id).await?;
-                self.append_body(info.clone(), LengthClaim::default(), &parts.headers, body, lock, hr).await
+                self.append_body(info.clone(), LengthClaim::default(), &parts.headers, body, lock, call).await
             };
             match received.await {
                 Ok((written, changes)) => {
@@ -113,9 +116,9 @@ impl Inner {
     pub(super) async fn create_with_hooks(
         &self,
         mut upload: NewUpload,
-        hr: &HookHttpRequest,
+        call: &Call,
     ) -> Result<(UploadInfo, HookHttpResponse), TusError> {
-        let hook = self.blocking_hook(HookType::PreCreate, &upload.clone().into_info(SystemTime::now()), hr).await?;
+        let hook = self.blocking_hook(HookType::PreCreate, &upload.clone().into_info(SystemTime::now()), call).await?;
         if hook.reject_upload {
             return Err(TusError::UploadRejected(hook.http_response));
         }
@@ -137,7 +140,7 @@ impl Inner {
         }
         let info = self.store.create(upload).await?;
         tracing::info!(upload = %info.id, length = ?info.length, final_upload = info.is_final(), "upload created");
-        self.notify(HookType::PostCreate, &info, hr);
+        self.notify(HookType::PostCreate, &info, call);
         Ok((info, hook.http_response))
     }
 }

@@ -134,6 +134,10 @@ pub(crate) fn render_error(error: &TusError, method: &Method, form: ErrorBody) -
         TusError::ReadTimeout => {
             headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
+        TusError::Unauthorized(why) => {
+            let challenge = HeaderValue::from_str(&why.challenge).unwrap_or(HeaderValue::from_static("Bearer"));
+            headers.insert(header::WWW_AUTHENTICATE, challenge);
+        }
         _ => {}
     }
     if method != Method::HEAD {

@@ -4,8 +4,8 @@
 use http::Request;
 use http::header::{self, HeaderMap};
 
+use super::hooks::Call;
 use super::{Inner, LocationStyle, RequestBody};
-use crate::hooks::HookHttpRequest;
 use crate::id::UploadId;
 
 impl Inner {
@@ -38,10 +38,10 @@ impl Inner {
     }
 
     /// A signed absolute download URL for `id` (for `post-finish` payloads), if signing is on.
-    pub(super) fn signed_download_url(&self, id: &UploadId, hr: &HookHttpRequest) -> Option<String> {
+    pub(super) fn signed_download_url(&self, id: &UploadId, call: &Call) -> Option<String> {
         let signed = self.signer.as_ref()?.sign(id, self.config.hook_download_url_ttl);
         let origin =
-            hr.header.get("Host").and_then(|h| h.first()).map(|host| format!("{}://{host}", self.config.scheme));
+            call.hook.header.get("Host").and_then(|h| h.first()).map(|host| format!("{}://{host}", self.config.scheme));
         Some(format!("{}?{}", self.upload_url(origin.as_deref(), id), signed.query))
     }
 }

@@ -1,0 +1,190 @@
+//! Authorization and ownership through the handler, in process: every request but `OPTIONS`
+//! and signed downloads needs a principal, uploads belong to the principal that created them,
+//! and anyone else's requests for them are answered as for an upload that does not exist, on
+//! every method and both dialects, concatenation included. A principal's own limits narrow
+//! the service's.
+#![allow(clippy::unwrap_used)]
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt as _, Full};
+use tower::ServiceExt as _;
+use tus_core::auth::{Authorize, Principal, Unauthorized};
+use tus_core::{MemoryStore, ResponseBody, TusService, UrlSigner};
+
+/// `Authorization: User <name>`, and `User <name> max=<bytes>` for a principal with a limit.
+#[derive(Debug)]
+struct UserHeader;
+
+#[async_trait]
+impl Authorize for UserHeader {
+    async fn authorize(&self, request: &http::request::Parts) -> Result<Principal, Unauthorized> {
+        let value = request.headers.get("authorization").and_then(|v| v.to_str().ok());
+        let Some(rest) = value.and_then(|v| v.strip_prefix("User ")) else {
+            return Err(Unauthorized::new("missing", "User realm=\"test\""));
+        };
+        let mut words = rest.split(' ');
+        let mut principal = Principal::new(words.next().unwrap_or_default());
+        if let Some(max) = words.next().and_then(|w| w.strip_prefix("max=")) {
+            principal = principal.with_max_size(max.parse().unwrap());
+        }
+        Ok(principal)
+    }
+}
+
+const KEY: &str = "ownership-test-signing-key-0123456789";
+
+fn service() -> TusService {
+    TusService::builder(MemoryStore::new())
+        .authorizer(UserHeader)
+        .url_signer(UrlSigner::new(KEY.as_bytes().to_vec()).unwrap())
+        .lock_timeout(Duration::from_secs(5))
+        .build()
+}
+
+async fn call(svc: &TusService, req: Request<Full<Bytes>>) -> Response<ResponseBody> {
+    let res: Result<_, Infallible> = svc.clone().oneshot(req).await;
+    res.unwrap()
+}
+
+fn req(method: &str, uri: &str, user: Option<&str>) -> http::request::Builder {
+    let mut b = Request::builder().method(method).uri(format!("http://h{uri}")).header("tus-resumable", "1.0.0");
+    if let Some(user) = user {
+        b = b.header("authorization", format!("User {user}"));
+    }
+    b
+}
+
+async fn create(svc: &TusService, user: &str, extra: &[(&str, &str)]) -> (StatusCode, String) {
+    let mut b = req("POST", "/files/", Some(user));
+    for (k, v) in extra {
+        b = b.header(*k, *v);
+    }
+    let res = call(svc, b.body(Full::default()).unwrap()).await;
+    let location = res.headers().get("location").map(|l| l.to_str().unwrap().to_owned()).unwrap_or_default();
+    (res.status(), location.trim_start_matches("http://h").to_owned())
+}
+
+async fn patch(svc: &TusService, user: &str, path: &str, offset: u64, data: &'static [u8]) -> StatusCode {
+    let b = req("PATCH", path, Some(user))
+        .header("upload-offset", offset.to_string())
+        .header("content-type", "application/offset+octet-stream");
+    call(svc, b.body(Full::new(Bytes::from_static(data))).unwrap()).await.status()
+}
+
+#[tokio::test]
+async fn requests_without_a_principal_get_401_with_a_challenge_but_options_does_not() {
+    let svc = service();
+    let (_, path) = create(&svc, "alice", &[("upload-length", "5")]).await;
+    for (method, uri) in
+        [("POST", "/files/"), ("HEAD", path.as_str()), ("PATCH", path.as_str()), ("DELETE", path.as_str())]
+    {
+        let res = call(&svc, req(method, uri, None).body(Full::default()).unwrap()).await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{method}");
+        assert_eq!(res.headers()["www-authenticate"], "User realm=\"test\"", "{method}");
+    }
+    let get = call(&svc, Request::get(format!("http://h{path}")).body(Full::default()).unwrap()).await;
+    assert_eq!(get.status(), StatusCode::UNAUTHORIZED, "GET without a signature");
+    let ietf = Request::head(format!("http://h{path}")).header("upload-draft-interop-version", "6");
+    assert_eq!(call(&svc, ietf.body(Full::default()).unwrap()).await.status(), StatusCode::UNAUTHORIZED, "IETF HEAD");
+    let options = call(&svc, Request::options("http://h/files/").body(Full::default()).unwrap()).await;
+    assert_eq!(options.status(), StatusCode::OK, "OPTIONS (CORS preflights carry no credentials)");
+}
+
+#[tokio::test]
+async fn another_principal_sees_no_upload_on_any_method_or_dialect() {
+    let svc = service();
+    let (status, path) = create(&svc, "alice", &[("upload-length", "5")]).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let unknown = "/files/0123456789abcdef0123456789abcdef";
+    for target in [path.as_str(), unknown] {
+        let head = call(&svc, req("HEAD", target, Some("bob")).body(Full::default()).unwrap()).await;
+        assert_eq!(head.status(), StatusCode::NOT_FOUND, "HEAD {target}");
+        assert_eq!(patch(&svc, "bob", target, 0, b"evil!").await, StatusCode::NOT_FOUND, "PATCH {target}");
+        let get = call(&svc, req("GET", target, Some("bob")).body(Full::default()).unwrap()).await;
+        assert_eq!(get.status(), StatusCode::FORBIDDEN, "GET {target} needs a signature here");
+        let delete = call(&svc, req("DELETE", target, Some("bob")).body(Full::default()).unwrap()).await;
+        assert_eq!(delete.status(), StatusCode::NOT_FOUND, "DELETE {target}");
+        let ietf_head = req("HEAD", target, Some("bob")).header("upload-draft-interop-version", "6");
+        let ietf_head = call(&svc, ietf_head.body(Full::default()).unwrap()).await;
+        assert_eq!(ietf_head.status(), StatusCode::NOT_FOUND, "IETF HEAD {target}");
+        let append = req("PATCH", target, Some("bob"))
+            .header("upload-draft-interop-version", "6")
+            .header("upload-offset", "0")
+            .header("upload-complete", "?1")
+            .header("content-type", "application/partial-upload");
+        let append = call(&svc, append.body(Full::new(Bytes::from_static(b"evil!"))).unwrap()).await;
+        assert_eq!(append.status(), StatusCode::NOT_FOUND, "IETF append {target}");
+    }
+    // Nothing of Bob's reached Alice's upload, and she carries on.
+    let head = call(&svc, req("HEAD", &path, Some("alice")).body(Full::default()).unwrap()).await;
+    assert_eq!((head.status(), &head.headers()["upload-offset"]), (StatusCode::OK, &"0".parse().unwrap()));
+    assert_eq!(patch(&svc, "alice", &path, 0, b"hello").await, StatusCode::NO_CONTENT);
+}
+
+#[tokio::test]
+async fn a_final_may_list_only_its_owners_partials() {
+    let svc = service();
+    let (_, partial) = create(&svc, "alice", &[("upload-length", "5"), ("upload-concat", "partial")]).await;
+    assert_eq!(patch(&svc, "alice", &partial, 0, b"hello").await, StatusCode::NO_CONTENT);
+    let list = format!("final;{partial} {partial}");
+    let (status, _) = create(&svc, "bob", &[("upload-concat", &list)]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "Bob assembled Alice's partial");
+    let (status, final_path) = create(&svc, "alice", &[("upload-concat", &list)]).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let head = call(&svc, req("HEAD", &final_path, Some("alice")).body(Full::default()).unwrap()).await;
+    assert_eq!(head.headers()["upload-offset"], "10");
+}
+
+#[tokio::test]
+async fn a_signed_download_needs_no_principal_and_a_principal_limit_narrows_the_maximum() {
+    let svc = service();
+    let (_, path) = create(&svc, "alice", &[("upload-length", "5")]).await;
+    assert_eq!(patch(&svc, "alice", &path, 0, b"hello").await, StatusCode::NO_CONTENT);
+    let id = path.trim_start_matches("/files/");
+    let signed = svc.signed_download_path(&tus_core::UploadId::parse(id).unwrap(), Duration::from_secs(60)).unwrap();
+    let res = call(&svc, Request::get(format!("http://h{signed}")).body(Full::default()).unwrap()).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.into_body().collect().await.unwrap().to_bytes(), "hello");
+
+    let (status, _) = create(&svc, "carol max=10", &[("upload-length", "11")]).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "a length past the principal's own maximum");
+    let (status, deferred) = create(&svc, "carol max=10", &[("upload-defer-length", "1")]).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let declare = req("PATCH", &deferred, Some("carol max=10"))
+        .header("upload-offset", "0")
+        .header("upload-length", "11")
+        .header("content-type", "application/offset+octet-stream");
+    let declared = call(&svc, declare.body(Full::default()).unwrap()).await;
+    assert_eq!(declared.status(), StatusCode::PAYLOAD_TOO_LARGE, "a deferred length past the principal's maximum");
+}
+
+#[tokio::test]
+async fn another_principal_cannot_interrupt_an_upload_in_flight() {
+    use http_body_util::StreamBody;
+    let svc = service();
+    let (_, path) = create(&svc, "alice", &[("upload-length", "10")]).await;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<http_body::Frame<Bytes>, std::io::Error>>(2);
+    let body = StreamBody::new(futures_util::stream::unfold(rx, |mut rx| async { rx.recv().await.map(|f| (f, rx)) }));
+    let alice = req("PATCH", &path, Some("alice"))
+        .header("upload-offset", "0")
+        .header("content-type", "application/offset+octet-stream")
+        .body(body)
+        .unwrap();
+    let in_flight = tokio::spawn({
+        let svc = svc.clone();
+        async move { svc.oneshot(alice).await.unwrap().status() }
+    });
+    tx.send(Ok(http_body::Frame::data(Bytes::from_static(b"hello")))).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // A HEAD of the owner would ask this PATCH to let go; Bob's must not reach the lock.
+    let bob = call(&svc, req("HEAD", &path, Some("bob")).body(Full::default()).unwrap()).await;
+    assert_eq!(bob.status(), StatusCode::NOT_FOUND);
+    tx.send(Ok(http_body::Frame::data(Bytes::from_static(b"world")))).await.unwrap();
+    drop(tx);
+    assert_eq!(in_flight.await.unwrap(), StatusCode::NO_CONTENT, "Bob's HEAD interrupted Alice's upload");
+}
