@@ -109,6 +109,9 @@ pub enum TusError {
     /// A download's `If-Match` names no tag of the upload.
     #[error("precondition failed")]
     PreconditionFailed,
+    /// A creation or length declaration would take its owner past a quota.
+    #[error("{0}")]
+    QuotaExceeded(crate::quota::QuotaExceeded),
     /// No acceptable credentials (see [`crate::auth`]): `401` with `WWW-Authenticate`.
     #[error("{0}")]
     Unauthorized(crate::auth::Unauthorized),
@@ -142,7 +145,7 @@ impl TusError {
             UploadCompleted => 400,
             InvalidContentType => 415,
             MismatchedOffset { .. } => 409,
-            SizeExceeded => 413,
+            SizeExceeded | QuotaExceeded(_) => 413,
             NotFound => 404,
             Gone => 410,
             ModifyFinal => 403,
@@ -182,6 +185,8 @@ impl TusError {
             MismatchedOffset { .. } => "ERR_MISMATCHED_OFFSET",
             UploadCompleted => "ERR_UPLOAD_COMPLETED",
             SizeExceeded => "ERR_UPLOAD_SIZE_EXCEEDED",
+            QuotaExceeded(q) if q.quota == crate::quota::Quota::Bytes => "ERR_QUOTA_BYTES_EXCEEDED",
+            QuotaExceeded(_) => "ERR_QUOTA_UPLOADS_EXCEEDED",
             NotFound => "ERR_UPLOAD_NOT_FOUND",
             Gone => "ERR_UPLOAD_GONE",
             ModifyFinal => "ERR_MODIFY_FINAL",

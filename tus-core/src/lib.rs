@@ -35,6 +35,7 @@ pub mod id;
 pub mod inspect;
 pub mod locker;
 pub mod memory;
+pub mod quota;
 pub mod signing;
 pub mod store;
 #[cfg(any(test, feature = "testing"))]

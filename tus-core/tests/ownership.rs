@@ -1,4 +1,4 @@
-//! Authorization and ownership through the handler, in process: every request but `OPTIONS`
+//! Authorization, ownership and quotas through the handler, in process: every request but `OPTIONS`
 //! and signed downloads needs a principal, uploads belong to the principal that created them,
 //! and anyone else's requests for them are answered as for an upload that does not exist, on
 //! every method and both dialects, concatenation included. A principal's own limits narrow
@@ -187,4 +187,71 @@ async fn another_principal_cannot_interrupt_an_upload_in_flight() {
     tx.send(Ok(http_body::Frame::data(Bytes::from_static(b"world")))).await.unwrap();
     drop(tx);
     assert_eq!(in_flight.await.unwrap(), StatusCode::NO_CONTENT, "Bob's HEAD interrupted Alice's upload");
+}
+
+fn quota_service(store: MemoryStore, bytes: Option<u64>, uploads: Option<u64>) -> TusService {
+    TusService::builder(store)
+        .authorizer(UserHeader)
+        .quota(tus_core::quota::QuotaLimits::new(bytes, uploads))
+        .expiration(Duration::from_secs(3600))
+        .build()
+}
+
+async fn refusal(svc: &TusService, user: &str, extra: &[(&str, &str)]) -> (StatusCode, String) {
+    let mut b = req("POST", "/files/", Some(user));
+    for (k, v) in extra {
+        b = b.header(*k, *v);
+    }
+    let res = call(svc, b.body(Full::default()).unwrap()).await;
+    let status = res.status();
+    (status, String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap())
+}
+
+#[tokio::test]
+async fn the_upload_quota_refuses_the_upload_that_would_cross_it_and_frees_up_on_completion() {
+    let svc = quota_service(MemoryStore::new(), None, Some(2));
+    let (_, first) = create(&svc, "alice", &[("upload-length", "5")]).await;
+    let (_, second) = create(&svc, "alice", &[("upload-length", "5")]).await;
+    let (status, body) = refusal(&svc, "alice", &[("upload-length", "5")]).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(body.contains("uploads quota exceeded: limit 2, 0 left"), "{body}");
+    assert_eq!(create(&svc, "bob", &[("upload-length", "5")]).await.0, StatusCode::CREATED, "owners are separate");
+    // Completing one frees its place; terminating the other frees another.
+    assert_eq!(patch(&svc, "alice", &first, 0, b"hello").await, StatusCode::NO_CONTENT);
+    assert_eq!(create(&svc, "alice", &[("upload-length", "5")]).await.0, StatusCode::CREATED);
+    let delete = call(&svc, req("DELETE", &second, Some("alice")).body(Full::default()).unwrap()).await;
+    assert_eq!(delete.status(), StatusCode::NO_CONTENT);
+    assert_eq!(create(&svc, "alice", &[("upload-length", "5")]).await.0, StatusCode::CREATED);
+    assert_eq!(refusal(&svc, "alice", &[("upload-length", "5")]).await.0, StatusCode::PAYLOAD_TOO_LARGE);
+    // Zero-length uploads are complete at once and never count.
+    assert_eq!(create(&svc, "alice", &[("upload-length", "0")]).await.0, StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn the_byte_quota_counts_declared_lengths_and_survives_a_restart() {
+    let store = MemoryStore::new();
+    let svc = quota_service(store.clone(), Some(100), None);
+    assert_eq!(create(&svc, "alice", &[("upload-length", "60")]).await.0, StatusCode::CREATED);
+    let (status, body) = refusal(&svc, "alice", &[("upload-length", "50")]).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(body.contains("bytes quota exceeded: limit 100, 40 left"), "{body}");
+    // A deferred length is counted when it is declared.
+    let (_, deferred) = create(&svc, "alice", &[("upload-defer-length", "1")]).await;
+    let declare = |length: &str| {
+        req("PATCH", &deferred, Some("alice"))
+            .header("upload-offset", "0")
+            .header("upload-length", length)
+            .header("content-type", "application/offset+octet-stream")
+            .body(Full::default())
+            .unwrap()
+    };
+    assert_eq!(call(&svc, declare("41")).await.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(call(&svc, declare("40")).await.status(), StatusCode::NO_CONTENT);
+    assert_eq!(refusal(&svc, "alice", &[("upload-length", "1")]).await.0, StatusCode::PAYLOAD_TOO_LARGE);
+
+    // A new process over the same store counts again from what is stored.
+    let restarted = quota_service(store, Some(100), None);
+    assert_eq!(restarted.rebuild_quotas().await.unwrap(), 2);
+    assert_eq!(refusal(&restarted, "alice", &[("upload-length", "1")]).await.0, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(create(&restarted, "bob", &[("upload-length", "100")]).await.0, StatusCode::CREATED);
 }

@@ -89,6 +89,7 @@ impl Inner {
         drop(lock);
         let mut changes = HookHttpResponse::default();
         if written.is_complete() && !was_complete {
+            self.release_upload(&written).await;
             let finished = self.on_complete(&written, call).await;
             match (&body_error, finished) {
                 (None, finished) => changes = finished?,
@@ -171,6 +172,7 @@ impl Inner {
                 && let Some(terminater) = self.store.capabilities().terminate
             {
                 terminater.terminate(&info.id).await?;
+                self.release_upload(info).await;
                 tracing::info!(upload = %info.id, "upload stopped by a post-receive hook and terminated");
                 // Gone: nothing left to complete.
                 at.length = None;

@@ -31,7 +31,8 @@ impl Inner {
     pub(crate) async fn complete_if_reached(&self, id: &UploadId, call: &Call) {
         match self.store.info(id).await {
             Ok(info) if info.is_complete() => {
-                tracing::info!(upload = %id, "upload completed by a call that did not end cleanly");
+                tracing::info!(upload = %id, "upload completed by a request that did not end cleanly");
+                self.release_upload(&info).await;
                 if let Err(e) = self.on_complete(&info, call).await {
                     tracing::warn!(upload = %id, error = %e, "completing the upload failed");
                 }

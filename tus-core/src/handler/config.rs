@@ -57,6 +57,8 @@ pub struct TusConfig {
     pub hook_download_url_ttl: Duration,
     /// Longest lifetime of a presigned store URL a signed download redirects to. Default 15 min.
     pub max_presign_ttl: Duration,
+    /// What one owner may hold in unfinished uploads (with an authorizer). Default: no limit.
+    pub quota: crate::quota::QuotaLimits,
     /// CORS grants; `None` sends no CORS headers. Default: any origin, no credentials.
     pub cors: Option<CorsConfig>,
     /// Build `Location` URLs from `Forwarded` / `X-Forwarded-Host` / `X-Forwarded-Proto`
@@ -80,6 +82,7 @@ impl Default for TusConfig {
             max_concat_parts: 1000,
             hook_download_url_ttl: Duration::from_secs(3600),
             max_presign_ttl: Duration::from_secs(15 * 60),
+            quota: crate::quota::QuotaLimits::default(),
             cors: Some(CorsConfig::default()),
             trust_forwarded: false,
         }
@@ -96,6 +99,7 @@ pub struct TusServiceBuilder {
     pub(super) inspector: Option<Arc<dyn Inspect>>,
     pub(super) signer: Option<UrlSigner>,
     pub(super) authorizer: Option<Arc<dyn Authorize>>,
+    pub(super) quota_book: Option<Arc<dyn crate::quota::QuotaBook>>,
 }
 
 impl TusServiceBuilder {
@@ -198,6 +202,19 @@ impl TusServiceBuilder {
         self
     }
 
+    /// Limits what one owner may hold in unfinished uploads (needs an authorizer; see
+    /// [`crate::quota`]).
+    pub fn quota(mut self, limits: crate::quota::QuotaLimits) -> Self {
+        self.config.quota = limits;
+        self
+    }
+
+    /// Keeps quota counts in `book` (default: in this process).
+    pub fn quota_book(mut self, book: impl crate::quota::QuotaBook) -> Self {
+        self.quota_book = Some(Arc::new(book));
+        self
+    }
+
     /// Requires signed URLs for downloads (see [`crate::signing`]).
     pub fn url_signer(mut self, signer: UrlSigner) -> Self {
         self.signer = Some(signer);
@@ -222,6 +239,7 @@ impl TusServiceBuilder {
                 inspector: self.inspector,
                 signer: self.signer,
                 authorizer: self.authorizer,
+                quota_book: self.quota_book.unwrap_or_else(|| Arc::new(crate::quota::MemoryQuotaBook::new())),
                 shutdown,
                 waiting_finals: Mutex::default(),
                 me: me.clone(),

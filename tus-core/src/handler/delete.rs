@@ -21,6 +21,9 @@ impl Inner {
             return Err(TusError::TerminationRejected(hook.http_response));
         }
         terminater.terminate(id).await?;
+        if !info.is_complete() {
+            self.release_upload(&info).await;
+        }
         drop(lock);
         tracing::info!(upload = %id, "upload terminated");
         self.notify(HookType::PostTerminate, &info, call);

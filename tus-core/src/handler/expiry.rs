@@ -51,6 +51,7 @@ impl Inner {
             match self.store.info(&id).await {
                 Ok(info) if self.is_expired(&info) => {
                     expirer.terminate(&id).await?;
+                    self.release_upload(&info).await;
                     removed += 1;
                 }
                 _ => {}

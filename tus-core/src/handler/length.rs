@@ -34,7 +34,11 @@ impl Inner {
             None => {
                 self.check_length(told, info.owner.as_deref())?;
                 let deferrer = self.store.capabilities().defer_length.ok_or(TusError::NotImplemented)?;
-                deferrer.declare_length(&info.id, told).await?;
+                self.reserve_length(info, told).await?;
+                if let Err(e) = deferrer.declare_length(&info.id, told).await {
+                    self.unreserve(info.owner.as_deref(), info.is_final(), 0, told).await;
+                    return Err(e.into());
+                }
                 info.length = Some(told);
                 Ok(())
             }

@@ -39,6 +39,7 @@ mod length;
 mod options;
 mod patch;
 mod post;
+mod quota;
 mod request;
 mod response;
 mod url;
@@ -91,6 +92,7 @@ struct Inner {
     inspector: Option<Arc<dyn Inspect>>,
     signer: Option<UrlSigner>,
     authorizer: Option<Arc<dyn Authorize>>,
+    quota_book: Arc<dyn crate::quota::QuotaBook>,
     shutdown: watch::Sender<bool>,
     /// For spawning background work (hooks, processing) that outlives a request.
     me: Weak<Inner>,
@@ -118,6 +120,7 @@ impl TusService {
             inspector: None,
             signer: None,
             authorizer: None,
+            quota_book: None,
         }
     }
 
@@ -142,6 +145,13 @@ impl TusService {
     pub fn reaper(&self) -> impl Future<Output = ()> + Send + 'static {
         let inner = self.inner.clone();
         async move { inner.reap_forever().await }
+    }
+
+    /// Counts every unfinished upload against its owner's quota again, from the store (call
+    /// once at start when the quota book lives in this process; a shared book keeps its
+    /// counts). Returns how many uploads it counted.
+    pub async fn rebuild_quotas(&self) -> Result<usize, TusError> {
+        self.inner.rebuild_quotas().await
     }
 
     /// Picks up processing of finished uploads a restart interrupted (their state is still

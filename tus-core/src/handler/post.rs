@@ -138,7 +138,22 @@ impl Inner {
             }
             upload.metadata = metadata;
         }
-        let info = self.store.create(upload).await?;
+        // A zero-length upload is complete at once and never counts against a quota.
+        let counts = upload.length != Some(0);
+        if counts {
+            self.reserve_upload(&upload).await?;
+        }
+        let is_final = matches!(upload.concat, Some(ConcatRole::Final { .. }));
+        let (owner, length) = (upload.owner.clone(), upload.length);
+        let info = match self.store.create(upload).await {
+            Ok(info) => info,
+            Err(e) => {
+                if counts {
+                    self.unreserve(owner.as_deref(), is_final, 1, length.unwrap_or(0)).await;
+                }
+                return Err(e.into());
+            }
+        };
         tracing::info!(upload = %info.id, length = ?info.length, final_upload = info.is_final(), "upload created");
         self.notify(HookType::PostCreate, &info, call);
         Ok((info, hook.http_response))
