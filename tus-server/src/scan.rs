@@ -39,11 +39,7 @@ impl ContentCheck {
     }
 
     fn allows(&self, mime: &str) -> bool {
-        self.allowed.is_empty()
-            || self.allowed.iter().any(|p| match p.strip_suffix("/*") {
-                Some(prefix) => mime.split('/').next() == Some(prefix),
-                None => p == mime,
-            })
+        self.allowed.is_empty() || matches_any(&self.allowed, mime)
     }
 
     /// The verdict for an upload whose first bytes are `head` and declared type `declared`.
@@ -66,6 +62,30 @@ impl ContentCheck {
             Verdict::Rejected(format!("type {effective} not allowed"))
         }
     }
+
+    /// [`ContentCheck::judge`], then the owner's own allow-list (a token's `allowed_types`,
+    /// kept with the upload): both must allow the type.
+    pub fn judge_for(&self, head: &[u8], declared: Option<&str>, owner_allowed: Option<&[String]>) -> Verdict {
+        let verdict = self.judge(head, declared);
+        let Some(patterns) = owner_allowed.filter(|_| verdict == Verdict::Clean) else { return verdict };
+        let patterns: Vec<String> = patterns.iter().map(|p| p.trim().to_ascii_lowercase()).collect();
+        let sniffed = infer::get(head).map(|t| t.mime_type().to_owned());
+        let declared = declared.map(|d| d.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
+        let effective = sniffed.or(declared).unwrap_or_else(|| "application/octet-stream".to_owned());
+        if matches_any(&patterns, &effective) {
+            Verdict::Clean
+        } else {
+            Verdict::Rejected(format!("type {effective} not allowed for this owner"))
+        }
+    }
+}
+
+/// Whether `mime` matches one of `patterns` (`type/subtype` or `type/*`, lower case).
+fn matches_any(patterns: &[String], mime: &str) -> bool {
+    patterns.iter().any(|p| match p.strip_suffix("/*") {
+        Some(prefix) => mime.split('/').next() == Some(prefix),
+        None => p == mime,
+    })
 }
 
 #[async_trait]
@@ -77,7 +97,8 @@ impl Inspect for ContentCheck {
         while let Some(chunk) = stream.next().await {
             head.extend_from_slice(&chunk.map_err(inspect_error)?);
         }
-        Ok(self.judge(&head, info.metadata.get_str("filetype")))
+        let owner_allowed = info.owner.as_ref().and_then(|o| o.allowed_types.as_deref());
+        Ok(self.judge_for(&head, info.metadata.get_str("filetype"), owner_allowed))
     }
 }
 
@@ -225,6 +246,12 @@ mod tests {
         assert_eq!(images.judge(png, None), Verdict::Clean);
         assert_eq!(images.judge(pdf, Some("application/pdf")), Verdict::Clean);
         assert!(matches!(images.judge(b"just text", None), Verdict::Rejected(_)));
+        // An owner's own list narrows the server's: both must allow the type.
+        let pngs_only = ["image/png".to_owned()];
+        assert_eq!(images.judge_for(png, None, Some(&pngs_only)), Verdict::Clean);
+        assert!(matches!(images.judge_for(pdf, None, Some(&pngs_only)), Verdict::Rejected(_)));
+        assert!(matches!(any.judge_for(b"just text", None, Some(&pngs_only)), Verdict::Rejected(_)));
+        assert_eq!(any.judge_for(b"just text", None, None), Verdict::Clean);
     }
 
     #[test]
