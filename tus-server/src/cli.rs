@@ -162,6 +162,33 @@ pub struct Cli {
     #[arg(long, env = "TUS_SIGNING_KEY", hide_env_values = true, conflicts_with = "signing_key_file", global = true)]
     pub signing_key: Option<String>,
 
+    /// Require a JWT (`Authorization: Bearer`) on every request but `OPTIONS` and signed
+    /// downloads, verified with the key(s) in this file: an HMAC secret (HS256; the bytes as
+    /// they are, one trailing newline ignored, at least 32 bytes), PEM public keys (RSA, EC
+    /// P-256/P-384, Ed25519; several blocks for rotation) or a JWKS (keys chosen by `kid`).
+    /// Uploads belong to the token's `sub`. Default: no authentication.
+    #[arg(long, env = "TUS_AUTH_JWT_KEY_FILE")]
+    pub auth_jwt_key_file: Option<PathBuf>,
+
+    /// Accept only tokens whose `iss` is this issuer (repeatable, or comma-separated in the
+    /// variable).
+    #[arg(long, env = "TUS_AUTH_JWT_ISSUER", value_delimiter = ',', requires = "auth_jwt_key_file")]
+    pub auth_jwt_issuer: Vec<String>,
+
+    /// Accept only tokens whose `aud` names this audience (repeatable, or comma-separated in
+    /// the variable). Without it, a token that carries `aud` is refused.
+    #[arg(long, env = "TUS_AUTH_JWT_AUDIENCE", value_delimiter = ',', requires = "auth_jwt_key_file")]
+    pub auth_jwt_audience: Vec<String>,
+
+    /// Clock skew allowed when checking a token's `exp` and `nbf` (at most 24h).
+    #[arg(long, env = "TUS_AUTH_JWT_LEEWAY", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub auth_jwt_leeway: Duration,
+
+    /// Also take the token from this cookie when there is no `Authorization: Bearer` header
+    /// (browsers that cannot set headers; cross-origin it needs --cors-allow-credentials).
+    #[arg(long, env = "TUS_AUTH_JWT_COOKIE", requires = "auth_jwt_key_file")]
+    pub auth_jwt_cookie: Option<String>,
+
     /// Origins allowed to upload from a browser (repeatable, or comma-separated in the
     /// variable). Default: any origin, without credentials.
     #[arg(long, env = "TUS_CORS_ALLOW_ORIGIN", value_delimiter = ',')]

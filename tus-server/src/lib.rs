@@ -15,6 +15,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod auth;
 pub mod cli;
 pub mod hooks;
 pub mod metrics;
@@ -138,7 +139,7 @@ fn cors(cli: &Cli) -> Option<CorsConfig> {
     Some(cors)
 }
 
-/// Adds hooks, post-upload checks and URL signing, as the flags ask.
+/// Adds hooks, post-upload checks, URL signing and JWT authentication, as the flags ask.
 fn with_pipeline(
     mut builder: TusServiceBuilder,
     cli: &Cli,
@@ -163,6 +164,9 @@ fn with_pipeline(
     }
     if let Some(signer) = url_signer(cli)? {
         builder = builder.url_signer(signer);
+    }
+    if let Some(jwt) = auth::from_cli(cli)? {
+        builder = builder.authorizer(metrics::CountedAuthorizer::new(jwt, metrics.clone()));
     }
     Ok(builder)
 }

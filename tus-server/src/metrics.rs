@@ -10,6 +10,8 @@
 //! | `tus_patches_in_flight` | | PATCH requests being handled |
 //! | `tus_hook_invocations_total` | hook, outcome (ok, failed) | configured hook transport |
 //! | `tus_store_request_seconds` | op (create, info, append, read) | store calls |
+//! | `tus_auth_failures_total` | reason (missing, malformed, bad_signature, expired, not_yet_valid, wrong_issuer, wrong_audience, no_subject, unknown_key) | [`CountedAuthorizer`] refusals |
+//! | `tus_quota_refusals_total` | quota (bytes, uploads) | [`Metrics::quota_refused`] |
 
 use std::fmt;
 use std::ops::Range;
@@ -24,6 +26,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use tus_core::UploadId;
+use tus_core::auth::{Authorize, Principal, Unauthorized};
 use tus_core::hooks::{HookError, HookEvent, HookResponse, HookType, Hooks};
 use tus_core::store::{AppendOptions, ByteStream, Capabilities, ChunkStream, NewUpload, Store, StoreError, UploadInfo};
 
@@ -58,6 +61,16 @@ struct OpLabels {
     op: &'static str,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct QuotaLabels {
+    quota: &'static str,
+}
+
 /// The `method` label of a request: one of the methods the server serves, else `other`.
 fn method_label(method: &http::Method) -> &'static str {
     match *method {
@@ -85,6 +98,8 @@ pub struct Metrics {
     pub patches_in_flight: Gauge,
     hooks: Family<HookLabels, Counter>,
     store_seconds: Family<OpLabels, Histogram>,
+    auth_failures: Family<ReasonLabels, Counter>,
+    quota_refusals: Family<QuotaLabels, Counter>,
 }
 
 impl fmt::Debug for Metrics {
@@ -110,6 +125,8 @@ impl Metrics {
         let patches_in_flight = Gauge::default();
         let hooks = Family::<HookLabels, Counter>::default();
         let store_seconds = Family::<OpLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let auth_failures = Family::<ReasonLabels, Counter>::default();
+        let quota_refusals = Family::<QuotaLabels, Counter>::default();
         registry.register("requests", "HTTP requests by method and status", requests.clone());
         registry.register("errors", "Error responses by tus error code", errors.clone());
         registry.register("bytes_received", "Upload bytes accepted by the store", bytes_received.clone());
@@ -118,6 +135,12 @@ impl Metrics {
         registry.register("patches_in_flight", "PATCH requests being handled", patches_in_flight.clone());
         registry.register("hook_invocations", "Hook calls by hook and outcome", hooks.clone());
         registry.register("store_request_seconds", "Store call latency", store_seconds.clone());
+        registry.register("auth_failures", "Requests refused authentication, by reason", auth_failures.clone());
+        registry.register(
+            "quota_refusals",
+            "Creations or length declarations refused by a per-owner quota",
+            quota_refusals.clone(),
+        );
         Arc::new(Metrics {
             registry,
             requests,
@@ -128,6 +151,8 @@ impl Metrics {
             patches_in_flight,
             hooks,
             store_seconds,
+            auth_failures,
+            quota_refusals,
         })
     }
 
@@ -151,6 +176,19 @@ impl Metrics {
     /// Counts uploads removed by the expiry reaper.
     pub fn expired(&self, n: usize) {
         self.uploads.get_or_create(&EventLabels { event: "expired" }).inc_by(n as u64);
+    }
+
+    /// Counts one request refused authentication; `reason` is the authorizer's fixed
+    /// [`Unauthorized::reason`] (for `tus_server::auth::JwtAuthorizer`, one of
+    /// `tus_server::auth::reasons::ALL`).
+    pub fn auth_failed(&self, reason: &'static str) {
+        self.auth_failures.get_or_create(&ReasonLabels { reason }).inc();
+    }
+
+    /// Counts one creation or length declaration refused by a per-owner quota: `which` is
+    /// `"bytes"` (`--quota-bytes`) or `"uploads"` (`--quota-uploads`).
+    pub fn quota_refused(&self, which: &'static str) {
+        self.quota_refusals.get_or_create(&QuotaLabels { quota: which }).inc();
     }
 
     fn upload_event(&self, event: &'static str) {
@@ -196,6 +234,32 @@ impl Hooks for MetricsHooks {
         let result = inner.call(event).await;
         let outcome = if result.is_ok() { "ok" } else { "failed" };
         self.metrics.hooks.get_or_create(&HookLabels { hook: event.hook.name(), outcome }).inc();
+        result
+    }
+}
+
+/// Counts the refusals of an authorizer by reason (`tus_auth_failures_total`), delegating
+/// every decision to it; so authorizers themselves need no metrics.
+#[derive(Debug)]
+pub struct CountedAuthorizer<A> {
+    inner: A,
+    metrics: Arc<Metrics>,
+}
+
+impl<A> CountedAuthorizer<A> {
+    /// Wraps `inner`.
+    pub fn new(inner: A, metrics: Arc<Metrics>) -> Self {
+        CountedAuthorizer { inner, metrics }
+    }
+}
+
+#[async_trait]
+impl<A: Authorize> Authorize for CountedAuthorizer<A> {
+    async fn authorize(&self, request: &http::request::Parts) -> Result<Principal, Unauthorized> {
+        let result = self.inner.authorize(request).await;
+        if let Err(refused) = &result {
+            self.metrics.auth_failed(refused.reason);
+        }
         result
     }
 }
@@ -280,5 +344,32 @@ mod tests {
         assert!(text.contains("tus_requests_total{method=\"other\",status=\"200\"} 1"), "{text}");
         assert!(text.contains("tus_requests_total{method=\"PATCH\",status=\"204\"} 1"), "{text}");
         assert!(!text.contains("FOOBAR") && !text.contains("\"get\""), "{text}");
+    }
+
+    #[test]
+    fn auth_failures_and_quota_refusals_are_counted() {
+        use futures_util::FutureExt as _;
+
+        let metrics = Metrics::new();
+        let auth = CountedAuthorizer::new(
+            crate::auth::JwtAuthorizer::from_key_bytes(b"0123456789abcdef0123456789abcdef").expect("key"),
+            metrics.clone(),
+        );
+        let request = |value: &'static str| {
+            let mut builder = http::Request::builder();
+            if !value.is_empty() {
+                builder = builder.header(http::header::AUTHORIZATION, value);
+            }
+            builder.body(()).expect("request").into_parts().0
+        };
+        for value in ["", "", "Bearer a.b.c", "Bearer not-a-jwt"] {
+            let refused = auth.authorize(&request(value)).now_or_never().expect("ready");
+            assert!(refused.is_err());
+        }
+        metrics.quota_refused("bytes");
+        let text = metrics.render();
+        assert!(text.contains("tus_auth_failures_total{reason=\"missing\"} 2"), "{text}");
+        assert!(text.contains("tus_auth_failures_total{reason=\"malformed\"} 2"), "{text}");
+        assert!(text.contains("tus_quota_refusals_total{quota=\"bytes\"} 1"), "{text}");
     }
 }
