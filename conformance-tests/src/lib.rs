@@ -208,13 +208,19 @@ impl Request {
         Request::new(method, url).header("Tus-Resumable", TUS_RESUMABLE)
     }
 
-    /// A tus PATCH request with `Content-Type: application/offset+octet-stream`, the given
-    /// `Upload-Offset` and body.
-    pub fn patch(url: &str, offset: u64, data: &[u8]) -> Request {
+    /// A tus PATCH request with `Content-Type: application/offset+octet-stream` and the given
+    /// `Upload-Offset`, without a body yet: give it one with [`Request::body`] or
+    /// [`Request::chunked`], or stream one through [`Request::open`].
+    pub fn patch_at(url: &str, offset: u64) -> Request {
         Request::tus("PATCH", url)
             .header("Content-Type", OFFSET_OCTET_STREAM)
             .header("Upload-Offset", offset.to_string())
-            .body(data)
+    }
+
+    /// A tus PATCH request with `Content-Type: application/offset+octet-stream`, the given
+    /// `Upload-Offset` and body.
+    pub fn patch(url: &str, offset: u64, data: &[u8]) -> Request {
+        Request::patch_at(url, offset).body(data)
     }
 
     /// Appends a header field (several fields with the same name are allowed).
@@ -566,6 +572,18 @@ impl Response {
         self
     }
 
+    /// Asserts that a creation request `what` describes was refused with `status` and created
+    /// nothing (no `Location`).
+    ///
+    /// # Panics
+    /// Panics if the status differs or the response carries a `Location`.
+    #[track_caller]
+    pub fn expect_refused_creation(&self, status: u16, what: &str) -> &Response {
+        assert_eq!(self.status, status, "{what}:\n{}", self.dump());
+        assert!(!self.has_header("Location"), "{what} created an upload:\n{}", self.dump());
+        self
+    }
+
     /// The `Location` header.
     ///
     /// # Panics
@@ -602,6 +620,24 @@ impl Outcome {
         match self {
             Outcome::Response(r) => Some(r),
             _ => None,
+        }
+    }
+
+    /// Asserts that the server refused or cut the request `what` describes: an error response
+    /// (status 400 or above) or a closed connection, never a success and never silence until the
+    /// read timeout. Returns the error response, if there was one, for further checks.
+    ///
+    /// # Panics
+    /// Panics on a success response or a timeout.
+    #[track_caller]
+    pub fn expect_refused(self, what: &str) -> Option<Response> {
+        match self {
+            Outcome::Response(resp) => {
+                assert!(resp.status >= 400, "{what} was answered with success:\n{resp}");
+                Some(resp)
+            }
+            Outcome::Closed(_) => None,
+            Outcome::TimedOut => panic!("{what}: the server neither answered nor closed the connection"),
         }
     }
 }
@@ -922,6 +958,26 @@ fn push_log(log: &Log, line: String) {
     }
 }
 
+/// Copies every line the server prints on `stream` into `log` (tagged `[name]`) on a thread of
+/// its own, and hands each line to `lines` too when given (where the start-up looks for the URL).
+fn capture_lines(
+    stream: impl Read + Send + 'static,
+    log: &Log,
+    name: &'static str,
+    lines: Option<mpsc::Sender<String>>,
+) {
+    let log = Arc::clone(log);
+    thread::spawn(move || {
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { break };
+            push_log(&log, format!("[{name}] {line}"));
+            if let Some(lines) = &lines {
+                let _ = lines.send(line);
+            }
+        }
+    });
+}
+
 /// Extracts the first `http://…` token from a line of server output.
 pub fn extract_url(line: &str) -> Option<String> {
     let start = line.find("http://").or_else(|| line.find("https://"))?;
@@ -1053,23 +1109,10 @@ impl TestServer {
         let log = Log::default();
         let (tx, rx) = mpsc::channel::<String>();
         if let Some(stdout) = child.stdout.take() {
-            let log = Arc::clone(&log);
-            thread::spawn(move || {
-                for line in BufReader::new(stdout).lines() {
-                    let Ok(line) = line else { break };
-                    push_log(&log, format!("[stdout] {line}"));
-                    let _ = tx.send(line);
-                }
-            });
+            capture_lines(stdout, &log, "stdout", Some(tx));
         }
         if let Some(stderr) = child.stderr.take() {
-            let log = Arc::clone(&log);
-            thread::spawn(move || {
-                for line in BufReader::new(stderr).lines() {
-                    let Ok(line) = line else { break };
-                    push_log(&log, format!("[stderr] {line}"));
-                }
-            });
+            capture_lines(stderr, &log, "stderr", None);
         }
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         let url = loop {
@@ -1244,6 +1287,16 @@ impl TestServer {
         self.options().header_list("Tus-Extension")
     }
 
+    /// Asserts that `OPTIONS` lists `extension` in `Tus-Extension`.
+    ///
+    /// # Panics
+    /// Panics if it does not.
+    #[track_caller]
+    pub fn expect_extension(&self, extension: &str) {
+        let listed = self.extensions();
+        assert!(listed.iter().any(|e| e == extension), "{extension} is not in Tus-Extension {listed:?}");
+    }
+
     /// Asserts that the server still answers `OPTIONS` with `200`.
     ///
     /// # Panics
@@ -1298,6 +1351,69 @@ pub fn offset(url: &str) -> u64 {
 /// `PATCH <url>` with the given offset and body.
 pub fn patch(url: &str, offset: u64, data: &[u8]) -> Response {
     Request::patch(url, offset, data).send()
+}
+
+/// How long [`patch_in_flight`] waits after writing, so that the server has read the bytes.
+pub const IN_FLIGHT_PAUSE: Duration = Duration::from_millis(300);
+
+/// How long [`expect_offset_settles`] polls for an offset to reach its value.
+pub const SETTLE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Opens a PATCH at `offset` that announces `Content-Length: declared` and sends no byte of the
+/// body yet: the test writes, stalls, half-closes or drops the body through the returned
+/// [`Conn`].
+///
+/// # Panics
+/// Panics if the connection cannot be established.
+pub fn open_patch(url: &str, offset: u64, declared: usize) -> Conn {
+    Request::patch_at(url, offset).header("Content-Length", declared.to_string()).open()
+}
+
+/// A PATCH in flight: [`open_patch`] at offset 0 announcing `declared` bytes, of which it writes
+/// `sent`, then waits [`IN_FLIGHT_PAUSE`] so that the server has read them. The test then
+/// interrupts it (drops it, deletes the upload, races a second request, …).
+///
+/// # Panics
+/// Panics if the connection cannot be established or the bytes cannot be written.
+pub fn patch_in_flight(url: &str, declared: usize, sent: &[u8]) -> Conn {
+    let mut conn = open_patch(url, 0, declared);
+    conn.write_all(sent).unwrap_or_else(|e| panic!("writing the first {} body bytes failed: {e}", sent.len()));
+    thread::sleep(IN_FLIGHT_PAUSE);
+    conn
+}
+
+/// Polls `HEAD <url>` for up to [`SETTLE_TIMEOUT`] until it reports `Upload-Offset: want` (the
+/// server may still be storing what it received when the request ended).
+///
+/// # Panics
+/// Panics with `what` and the last offset seen if the offset does not get there in time.
+#[track_caller]
+pub fn expect_offset_settles(url: &str, want: u64, what: &str) {
+    let mut seen = None;
+    let reached = poll(SETTLE_TIMEOUT, || {
+        let now = offset(url);
+        seen = Some(now);
+        (now == want).then_some(now)
+    });
+    assert_eq!(reached, Some(want), "{what}: offset {seen:?} after {SETTLE_TIMEOUT:?}, expected {want}");
+}
+
+/// The offset of `url` once it has settled after an interrupted request: polls HEAD (for up to
+/// 3 s) until it reports a non-zero offset twice in a row, and returns it (or the last offset
+/// seen, 0 if none, when it never settles).
+///
+/// # Panics
+/// Panics if a HEAD does not succeed with an `Upload-Offset`.
+#[track_caller]
+pub fn settled_offset(url: &str) -> u64 {
+    let mut last = None;
+    poll(Duration::from_secs(3), || {
+        let now = offset(url);
+        let stable = last == Some(now) && now > 0;
+        last = Some(now);
+        stable.then_some(now)
+    })
+    .unwrap_or_else(|| last.unwrap_or(0))
 }
 
 /// `GET <url>` (no tus headers: downloads do not need them).

@@ -4,8 +4,7 @@ use std::thread;
 use std::time::Duration;
 
 use conformance_tests::{
-    CHECKSUM_ALGORITHMS, OFFSET_OCTET_STREAM, Request, Response, TestServer, b64, get, head, offset, patch,
-    pseudo_random,
+    CHECKSUM_ALGORITHMS, IN_FLIGHT_PAUSE, Request, Response, TestServer, b64, get, head, offset, patch, pseudo_random,
 };
 use md5::Md5;
 use sha1::{Digest, Sha1};
@@ -44,9 +43,7 @@ fn patch_sum(url: &str, offset: u64, data: &[u8], sum: &str) -> Response {
 }
 
 fn patch_trailer(url: &str, offset: u64, chunks: &[&[u8]], sum: &str) -> Response {
-    Request::tus("PATCH", url)
-        .header("Content-Type", OFFSET_OCTET_STREAM)
-        .header("Upload-Offset", offset.to_string())
+    Request::patch_at(url, offset)
         .header("Trailer", "Upload-Checksum")
         .chunked(chunks, &[("Upload-Checksum", sum)])
         .send()
@@ -63,8 +60,7 @@ fn k0_reference_digests() {
 
 #[test]
 fn k1_checksum_listed() {
-    let s = TestServer::start();
-    assert!(s.extensions().iter().any(|e| e == "checksum"));
+    TestServer::start().expect_extension("checksum");
 }
 
 #[test]
@@ -161,14 +157,12 @@ fn k8_interrupted_checksummed_patch_keeps_nothing() {
     let total = 1 << 20;
     let data = pseudo_random(total, 8);
     let url = s.create(total as u64);
-    let mut conn = Request::tus("PATCH", &url)
-        .header("Content-Type", OFFSET_OCTET_STREAM)
-        .header("Upload-Offset", "0")
+    let mut conn = Request::patch_at(&url, 0)
         .header("Upload-Checksum", checksum("sha1", &data))
         .header("Content-Length", total.to_string())
         .open();
     conn.write_all(&data[..total / 4]).unwrap();
-    thread::sleep(Duration::from_millis(300));
+    thread::sleep(IN_FLIGHT_PAUSE);
     drop(conn);
     for _ in 0..15 {
         assert_eq!(offset(&url), 0, "bytes of an unverifiable (interrupted) PATCH were kept");
@@ -227,9 +221,7 @@ fn k10_crc32_is_big_endian_ieee() {
 fn k10_checksum_with_chunked_body_header() {
     let s = TestServer::start();
     let url = s.create(11);
-    let resp = Request::tus("PATCH", &url)
-        .header("Content-Type", OFFSET_OCTET_STREAM)
-        .header("Upload-Offset", "0")
+    let resp = Request::patch_at(&url, 0)
         .header("Upload-Checksum", checksum("sha256", b"hello world"))
         .chunked(&[b"hello", b" world"], &[])
         .send();
@@ -239,8 +231,7 @@ fn k10_checksum_with_chunked_body_header() {
 
 #[test]
 fn k11_checksum_trailer_listed() {
-    let s = TestServer::start();
-    assert!(s.extensions().iter().any(|e| e == "checksum-trailer"));
+    TestServer::start().expect_extension("checksum-trailer");
 }
 
 #[test]

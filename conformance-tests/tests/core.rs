@@ -5,21 +5,10 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use conformance_tests::{
-    CHECKSUM_ALGORITHMS, DEFAULT_EXTENSIONS, KNOWN_EXTENSIONS, OFFSET_OCTET_STREAM, Outcome, Request, Response,
-    TUS_RESUMABLE, TestServer, b64, get, head, offset, options, patch, poll, pseudo_random,
+    CHECKSUM_ALGORITHMS, DEFAULT_EXTENSIONS, KNOWN_EXTENSIONS, OFFSET_OCTET_STREAM, Request, Response, TUS_RESUMABLE,
+    TestServer, b64, expect_offset_settles, get, head, offset, open_patch, options, patch, patch_in_flight,
+    pseudo_random, settled_offset,
 };
-
-/// Waits until HEAD reports a non-zero offset that stays the same for two polls in a row.
-fn settled_offset(url: &str) -> u64 {
-    let mut last = None;
-    poll(Duration::from_secs(3), || {
-        let now = offset(url);
-        let stable = last == Some(now) && now > 0;
-        last = Some(now);
-        stable.then_some(now)
-    })
-    .unwrap_or_else(|| last.unwrap_or(0))
-}
 
 fn patch_ct(url: &str, content_type: Option<&str>, offset: &str, data: &[u8]) -> Response {
     let mut req = Request::tus("PATCH", url).header("Upload-Offset", offset).body(data);
@@ -574,14 +563,7 @@ fn c12_interrupted_patch_keeps_received_bytes() {
     let sent = 1 << 20;
     let data = pseudo_random(total, 12);
     let url = s.create(total as u64);
-    let mut conn = Request::tus("PATCH", &url)
-        .header("Content-Type", OFFSET_OCTET_STREAM)
-        .header("Upload-Offset", "0")
-        .header("Content-Length", total.to_string())
-        .open();
-    conn.write_all(&data[..sent]).unwrap();
-    thread::sleep(Duration::from_millis(300));
-    drop(conn);
+    drop(patch_in_flight(&url, total, &data[..sent]));
 
     let kept = settled_offset(&url);
     assert!(kept > 0, "no byte of the interrupted PATCH was kept");
@@ -598,31 +580,17 @@ fn c12_interrupted_patch_keeps_received_bytes() {
 fn c13_stalled_body_is_cut_after_timeout() {
     let s = TestServer::spawn(&["--body-read-timeout", "1s"]);
     let url = s.create(100);
-    let mut conn = Request::tus("PATCH", &url)
-        .header("Content-Type", OFFSET_OCTET_STREAM)
-        .header("Upload-Offset", "0")
-        .header("Content-Length", "100")
-        .open();
+    let mut conn = open_patch(&url, 0, 100);
     conn.write_all(b"abc").unwrap();
     let started = Instant::now();
     conn.set_read_timeout(Duration::from_secs(8)).unwrap();
-    match conn.finish() {
-        Outcome::TimedOut => panic!("the server did not cut a body stalled for 8 s"),
-        Outcome::Response(resp) => {
-            assert!(resp.status >= 400, "stalled PATCH answered with success:\n{resp}")
-        }
-        Outcome::Closed(_) => {}
-    }
+    conn.finish().expect_refused("a PATCH body stalled for 8 s");
     assert!(
         started.elapsed() >= Duration::from_millis(500),
         "the stalled body was cut after only {:?}",
         started.elapsed()
     );
-    let kept = poll(Duration::from_secs(2), || {
-        let o = offset(&url);
-        (o == 3).then_some(o)
-    });
-    assert_eq!(kept, Some(3), "the 3 received bytes were not kept (offset {})", offset(&url));
+    expect_offset_settles(&url, 3, "the 3 received bytes were not kept");
     let rest = vec![b'x'; 97];
     patch(&url, 3, &rest).expect_status(204);
     let mut want = b"abc".to_vec();
@@ -635,20 +603,9 @@ fn c12_clean_disconnect_keeps_every_byte() {
     let s = TestServer::start();
     let data = pseudo_random(100_000, 121);
     let url = s.create(200_000);
-    let mut conn = Request::tus("PATCH", &url)
-        .header("Content-Type", OFFSET_OCTET_STREAM)
-        .header("Upload-Offset", "0")
-        .header("Content-Length", "200000")
-        .open();
-    conn.write_all(&data).unwrap();
-    thread::sleep(Duration::from_millis(200));
-    drop(conn);
+    drop(patch_in_flight(&url, 200_000, &data));
     // Every byte was written before the FIN, so every byte reached the server.
-    let kept = poll(Duration::from_secs(2), || {
-        let o = offset(&url);
-        (o == 100_000).then_some(o)
-    });
-    assert_eq!(kept, Some(100_000), "offset {} after 100000 bytes and a clean close", offset(&url));
+    expect_offset_settles(&url, 100_000, "not every one of 100000 bytes was kept after a clean close");
     assert_eq!(&get_after_completion(&url, 100_000, 200_000)[..100_000], &data[..]);
 }
 
@@ -662,52 +619,25 @@ fn get_after_completion(url: &str, at: u64, total: u64) -> Vec<u8> {
 fn c12_half_closed_body_answered_with_error_and_kept() {
     let s = TestServer::start();
     let url = s.create(100);
-    let mut conn = Request::tus("PATCH", &url)
-        .header("Content-Type", OFFSET_OCTET_STREAM)
-        .header("Upload-Offset", "0")
-        .header("Content-Length", "100")
-        .open();
+    let mut conn = open_patch(&url, 0, 100);
     conn.write_all(b"abc").unwrap();
     thread::sleep(Duration::from_millis(100));
     conn.shutdown_write().unwrap();
-    match conn.finish() {
-        Outcome::Response(resp) => {
-            assert!(resp.status >= 400, "a truncated PATCH body was answered with:\n{resp}");
-            resp.expect_tus_resumable();
-        }
-        Outcome::Closed(_) => {}
-        Outcome::TimedOut => panic!("no answer to a half-closed PATCH"),
+    if let Some(resp) = conn.finish().expect_refused("a half-closed (truncated) PATCH body") {
+        resp.expect_tus_resumable();
     }
-    let kept = poll(Duration::from_secs(2), || {
-        let o = offset(&url);
-        (o == 3).then_some(o)
-    });
-    assert_eq!(kept, Some(3), "the 3 bytes before the half-close were not kept");
+    expect_offset_settles(&url, 3, "the 3 bytes before the half-close were not kept");
 }
 
 #[test]
 fn c13_stalled_chunked_body_is_cut_after_timeout() {
     let s = TestServer::spawn(&["--body-read-timeout", "1s"]);
     let url = s.create(100);
-    let mut conn = Request::tus("PATCH", &url)
-        .header("Content-Type", OFFSET_OCTET_STREAM)
-        .header("Upload-Offset", "0")
-        .header("Transfer-Encoding", "chunked")
-        .open();
+    let mut conn = Request::patch_at(&url, 0).header("Transfer-Encoding", "chunked").open();
     conn.write_all(b"5\r\nhello\r\n").unwrap();
     conn.set_read_timeout(Duration::from_secs(8)).unwrap();
-    match conn.finish() {
-        Outcome::TimedOut => panic!("the server did not cut a chunked body stalled for 8 s"),
-        Outcome::Response(resp) => {
-            assert!(resp.status >= 400, "stalled PATCH answered with success:\n{resp}")
-        }
-        Outcome::Closed(_) => {}
-    }
-    let kept = poll(Duration::from_secs(2), || {
-        let o = offset(&url);
-        (o == 5).then_some(o)
-    });
-    assert_eq!(kept, Some(5), "the received chunk was not kept");
+    conn.finish().expect_refused("a chunked PATCH body stalled for 8 s");
+    expect_offset_settles(&url, 5, "the received chunk was not kept");
 }
 
 #[test]
@@ -716,11 +646,7 @@ fn c13_slow_but_steady_body_not_cut() {
     // idle for more than 0.4 s, with --body-read-timeout 1s.
     let s = TestServer::spawn(&["--body-read-timeout", "1s"]);
     let url = s.create(6);
-    let mut conn = Request::tus("PATCH", &url)
-        .header("Content-Type", OFFSET_OCTET_STREAM)
-        .header("Upload-Offset", "0")
-        .header("Content-Length", "6")
-        .open();
+    let mut conn = open_patch(&url, 0, 6);
     for byte in b"steady" {
         thread::sleep(Duration::from_millis(400));
         conn.write_all(&[*byte]).unwrap();
@@ -735,11 +661,7 @@ fn c13_slow_but_steady_body_not_cut() {
 fn c14_chunked_patch_accepted() {
     let s = TestServer::start();
     let url = s.create(11);
-    let resp = Request::tus("PATCH", &url)
-        .header("Content-Type", OFFSET_OCTET_STREAM)
-        .header("Upload-Offset", "0")
-        .chunked(&[b"hel", b"lo", b" ", b"world"], &[])
-        .send();
+    let resp = Request::patch_at(&url, 0).chunked(&[b"hel", b"lo", b" ", b"world"], &[]).send();
     resp.expect_status(204);
     assert_eq!(resp.offset(), 11);
     assert_eq!(get(&url).body, b"hello world");
@@ -764,11 +686,7 @@ fn c15_patch_past_length_413_with_content_length() {
 fn c15_patch_past_length_413_chunked() {
     let s = TestServer::start();
     let url = s.create(5);
-    let resp = Request::tus("PATCH", &url)
-        .header("Content-Type", OFFSET_OCTET_STREAM)
-        .header("Upload-Offset", "0")
-        .chunked(&[b"hel", b"lo wo", b"rld"], &[])
-        .send();
+    let resp = Request::patch_at(&url, 0).chunked(&[b"hel", b"lo wo", b"rld"], &[]).send();
     resp.expect_status(413).expect_tus_resumable();
     let o = offset(&url);
     assert!(o <= 5, "offset {o} exceeds Upload-Length 5");

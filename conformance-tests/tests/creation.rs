@@ -391,11 +391,7 @@ fn f8_deferred_data_past_max_size_413() {
 
     let url = s.create_deferred();
     patch(&url, 0, &[b'a'; 60]).expect_status(204);
-    let resp = Request::tus("PATCH", &url)
-        .header("Content-Type", OFFSET_OCTET_STREAM)
-        .header("Upload-Offset", "60")
-        .chunked(&[&[b'b'; 30], &[b'c'; 30]], &[])
-        .send();
+    let resp = Request::patch_at(&url, 60).chunked(&[&[b'b'; 30], &[b'c'; 30]], &[]).send();
     resp.expect_status(413);
     let o = offset(&url);
     assert!((60..=100).contains(&o), "offset {o} after a chunked overflow of --max-size 100");

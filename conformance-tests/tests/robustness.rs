@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use conformance_tests::{
     Conn, IO_TIMEOUT, OFFSET_OCTET_STREAM, Outcome, Request, Response, TestServer, Url, b64, get, head, last_segment,
-    offset, options, patch, pseudo_random, raw_exchange,
+    offset, open_patch, options, patch, patch_in_flight, pseudo_random, raw_exchange,
 };
 
 const CT: (&str, &str) = ("Content-Type", OFFSET_OCTET_STREAM);
@@ -13,12 +13,8 @@ const CT: (&str, &str) = ("Content-Type", OFFSET_OCTET_STREAM);
 /// Asserts that the outcome of an abandoned request is a 4xx response or a closed connection.
 #[track_caller]
 fn assert_interrupted(outcome: Outcome) {
-    match outcome {
-        Outcome::Response(resp) => {
-            assert!((400..500).contains(&resp.status), "interrupted PATCH answered:\n{resp}")
-        }
-        Outcome::Closed(_) => {}
-        Outcome::TimedOut => panic!("the interrupted PATCH neither answered nor closed"),
+    if let Some(resp) = outcome.expect_refused("the interrupted PATCH") {
+        assert!(resp.status < 500, "interrupted PATCH answered:\n{resp}");
     }
 }
 
@@ -41,11 +37,7 @@ fn z1_second_patch_interrupts_first() {
     let data = pseudo_random(total, 21);
     let garbage = pseudo_random(total, 99);
     let url = s.create(total as u64);
-    let mut first = Request::tus("PATCH", &url)
-        .headers(&[CT, ("Upload-Offset", "0"), ("Content-Length", &total.to_string())])
-        .open();
-    first.write_all(&data[..100_000]).unwrap();
-    thread::sleep(Duration::from_millis(300));
+    let mut first = patch_in_flight(&url, total, &data[..100_000]);
 
     let started = Instant::now();
     let second = patch(&url, 0, &data);
@@ -76,11 +68,7 @@ fn z1_head_interrupts_stale_patch() {
     let total = 200_000;
     let data = pseudo_random(total, 22);
     let url = s.create(total as u64);
-    let mut stale = Request::tus("PATCH", &url)
-        .headers(&[CT, ("Upload-Offset", "0"), ("Content-Length", &total.to_string())])
-        .open();
-    stale.write_all(&data[..30_000]).unwrap();
-    thread::sleep(Duration::from_millis(300));
+    let mut stale = patch_in_flight(&url, total, &data[..30_000]);
 
     let started = Instant::now();
     let h = head(&url);
@@ -132,9 +120,7 @@ fn z2_offset_never_decreases() {
         assert!(start >= last, "offset went back from {last} to {start} (round {round})");
         last = start;
         let remaining = total - start as usize;
-        let mut conn = Request::tus("PATCH", &url)
-            .headers(&[CT, ("Upload-Offset", &start.to_string()), ("Content-Length", &remaining.to_string())])
-            .open();
+        let mut conn = open_patch(&url, start, remaining);
         let piece = remaining.min(64 * 1024);
         conn.write_all(&data[start as usize..start as usize + piece]).unwrap();
         thread::sleep(Duration::from_millis(150));
@@ -431,9 +417,7 @@ fn keep_alive_requests_on_one_connection() {
     assert_eq!(r.expect_status(200).offset(), 0);
     let r = conn.send(&ka(Request::patch(&url, 0, b"hello"))).unwrap();
     assert_eq!(r.expect_status(204).offset(), 5);
-    let r = conn
-        .send(&ka(Request::tus("PATCH", &url).headers(&[CT, ("Upload-Offset", "5")]).chunked(&[b" wor", b"ld"], &[])))
-        .unwrap();
+    let r = conn.send(&ka(Request::patch_at(&url, 5).chunked(&[b" wor", b"ld"], &[]))).unwrap();
     assert_eq!(r.expect_status(204).offset(), 11);
     let r = conn.send(&ka(Request::new("GET", &url))).unwrap();
     assert_eq!(r.expect_status(200).body, b"hello world");
@@ -476,13 +460,10 @@ fn hostile_rejected_body_not_parsed_as_next_request() {
 fn hostile_oversized_declared_body_rejected_early() {
     let s = TestServer::start();
     let url = s.create(10);
-    let mut conn =
-        Request::tus("PATCH", &url).headers(&[CT, ("Upload-Offset", "0"), ("Content-Length", "1000000000")]).open();
+    let mut conn = open_patch(&url, 0, 1_000_000_000);
     let _ = conn.write_all(&[b'a'; 1000]);
-    match conn.finish() {
-        Outcome::Response(resp) => assert_eq!(resp.status, 413, "{resp}"),
-        Outcome::Closed(_) => {}
-        Outcome::TimedOut => panic!("an oversized Content-Length was not rejected early"),
+    if let Some(resp) = conn.finish().expect_refused("an oversized Content-Length (not rejected early)") {
+        assert_eq!(resp.status, 413, "{resp}");
     }
     assert_eq!(offset(&url), 0);
 }

@@ -4,8 +4,8 @@ use std::thread;
 use std::time::Duration;
 
 use conformance_tests::{
-    OFFSET_OCTET_STREAM, Request, TestServer, b64, delete, encode_metadata, get, head, offset, patch, poll,
-    pseudo_random, response_metadata,
+    OFFSET_OCTET_STREAM, Request, TestServer, b64, delete, encode_metadata, get, head, offset, patch, patch_in_flight,
+    pseudo_random, response_metadata, settled_offset,
 };
 use sha2::{Digest, Sha256};
 
@@ -64,24 +64,9 @@ fn scenario_resume_after_interrupted_patch() {
     let data = pseudo_random(total, 2);
     let url = s.create(total as u64);
     let sent = 700 * 1024;
-    {
-        let mut conn = Request::tus("PATCH", &url)
-            .header("Content-Type", OFFSET_OCTET_STREAM)
-            .header("Upload-Offset", "0")
-            .header("Content-Length", total.to_string())
-            .open();
-        conn.write_all(&data[..sent]).unwrap();
-        thread::sleep(Duration::from_millis(200));
-        // Dropping the connection closes the socket mid-body.
-    }
-    let mut last = 0;
-    let resumed_at = poll(Duration::from_secs(3), || {
-        let now = offset(&url);
-        let stable = now > 0 && now == last;
-        last = now;
-        stable.then_some(now)
-    })
-    .unwrap_or(last);
+    // Dropping the connection closes the socket mid-body.
+    drop(patch_in_flight(&url, total, &data[..sent]));
+    let resumed_at = settled_offset(&url);
     assert!(
         resumed_at > 0 && resumed_at < total as u64,
         "offset after the interruption is {resumed_at} (sent {sent} of {total})"

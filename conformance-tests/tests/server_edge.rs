@@ -14,8 +14,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use conformance_tests::{
-    Conn, OFFSET_OCTET_STREAM, Request, TUS_RESUMABLE, TestServer, Url, get, last_segment, offset, pseudo_random,
-    server_binary,
+    Conn, OFFSET_OCTET_STREAM, Request, TUS_RESUMABLE, TestServer, Url, get, last_segment, offset, open_patch,
+    pseudo_random, server_binary,
 };
 
 /// The HTTP/2 connection preface a prior-knowledge (h2c) client starts with.
@@ -214,13 +214,7 @@ fn slow_http1_upload_outlives_the_idle_timeout() {
     let s = TestServer::spawn(&["--header-read-timeout", "1s"]);
     let total = SLOW_CHUNKS * SLOW_CHUNK;
     let url = s.create(total as u64);
-    let mut conn = Request::tus("PATCH", &url)
-        .headers(&[
-            ("Content-Type", OFFSET_OCTET_STREAM),
-            ("Upload-Offset", "0"),
-            ("Content-Length", &total.to_string()),
-        ])
-        .open();
+    let mut conn = open_patch(&url, 0, total);
     for i in 0..SLOW_CHUNKS {
         thread::sleep(SLOW_GAP);
         conn.write_all(&[b'a' + i as u8; SLOW_CHUNK]).expect("the server cut the slow upload");
@@ -283,13 +277,7 @@ fn sigterm_answers_the_upload_in_flight_and_does_not_wait_for_idle_connections()
     let mut s = TestServer::spawn(&[]);
     let total = 1 << 20;
     let url = s.create(total as u64);
-    let mut upload = Request::tus("PATCH", &url)
-        .headers(&[
-            ("Content-Type", OFFSET_OCTET_STREAM),
-            ("Upload-Offset", "0"),
-            ("Content-Length", &total.to_string()),
-        ])
-        .open();
+    let mut upload = open_patch(&url, 0, total);
     upload.write_all(&pseudo_random(1000, 34)).expect("first bytes");
     // An HTTP/2 client that never answers the server's PING, and an idle HTTP/1.1 one.
     let mut h2 = connect(s.authority());

@@ -1,6 +1,8 @@
 //! Extension `termination` (T).
 
-use conformance_tests::{Request, Response, TestServer, delete, get, head, offset, patch};
+use std::time::Duration;
+
+use conformance_tests::{Request, Response, TestServer, delete, get, head, offset, patch, patch_in_flight};
 
 #[track_caller]
 fn assert_gone(resp: &Response) {
@@ -10,8 +12,7 @@ fn assert_gone(resp: &Response) {
 
 #[test]
 fn t1_termination_listed() {
-    let s = TestServer::start();
-    assert!(s.extensions().iter().any(|e| e == "termination"));
+    TestServer::start().expect_extension("termination");
 }
 
 #[test]
@@ -71,26 +72,14 @@ fn t4_after_delete_head_patch_delete_gone() {
 
 #[test]
 fn t4_delete_interrupts_in_flight_patch() {
-    use conformance_tests::{OFFSET_OCTET_STREAM, Outcome};
-    use std::time::Duration;
     let s = TestServer::start();
     let url = s.create(100_000);
-    let mut conn = Request::tus("PATCH", &url)
-        .header("Content-Type", OFFSET_OCTET_STREAM)
-        .header("Upload-Offset", "0")
-        .header("Content-Length", "100000")
-        .open();
-    conn.write_all(&[b'a'; 20_000]).unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    let mut conn = patch_in_flight(&url, 100_000, &[b'a'; 20_000]);
     delete(&url).expect_status(204);
     // Whatever the stale PATCH still sends must not bring the upload back.
     let _ = conn.write_all(&[b'b'; 20_000]);
     conn.set_read_timeout(Duration::from_secs(5)).unwrap();
-    match conn.finish() {
-        Outcome::Response(resp) => assert!(resp.status >= 400, "{resp}"),
-        Outcome::Closed(_) => {}
-        Outcome::TimedOut => panic!("the PATCH of a deleted upload neither answered nor closed"),
-    }
+    conn.finish().expect_refused("the PATCH of a deleted upload");
     assert_gone(&head(&url));
     get(&url).expect_status_in(&[404, 410]);
 }
