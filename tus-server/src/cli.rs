@@ -211,6 +211,15 @@ pub struct Cli {
     #[arg(long, env = "TUS_REDIS_URL")]
     pub redis_url: Option<String>,
 
+    /// Most bytes one owner (a token's `sub`) may hold in unfinished uploads, by declared
+    /// length; needs `--auth-jwt-key-file`. Kept in Redis with `--redis-url`.
+    #[arg(long, env = "TUS_QUOTA_BYTES", requires = "auth_jwt_key_file")]
+    pub quota_bytes: Option<u64>,
+
+    /// Most unfinished uploads one owner may hold; needs `--auth-jwt-key-file`.
+    #[arg(long, env = "TUS_QUOTA_UPLOADS", requires = "auth_jwt_key_file")]
+    pub quota_uploads: Option<u64>,
+
     /// Lease of a Redis upload lock: how long a crashed instance can keep an upload locked.
     /// Renewed every third of it while the holder works.
     #[arg(long, env = "TUS_REDIS_LOCK_LEASE", default_value = "10s", value_parser = humantime::parse_duration)]

@@ -21,6 +21,7 @@ pub mod hooks;
 pub mod metrics;
 pub mod ops;
 pub mod redis_lock;
+pub mod redis_quota;
 pub mod scan;
 mod tls;
 
@@ -99,6 +100,17 @@ pub async fn build_app(cli: &Cli) -> Result<App, ServerError> {
     if let Some(redis) = &redis {
         builder = builder.locker(redis.clone());
     }
+    let quota = tus_core::quota::QuotaLimits::new(cli.quota_bytes, cli.quota_uploads);
+    if quota.is_limited() {
+        builder = builder.quota(quota);
+        // Where the locks are: shared by every instance when Redis is configured.
+        if let Some(url) = &cli.redis_url {
+            let book = redis_quota::RedisQuotaBook::connect(url)
+                .await
+                .map_err(|e| ServerError::Config(format!("redis {url}: {e}")))?;
+            builder = builder.quota_book(book);
+        }
+    }
     builder = builder.cors(cors(cli));
     builder = with_pipeline(builder, cli, &metrics)?;
     Ok(App { tus: builder.build(), metrics, readiness: Readiness { store, redis } })
@@ -155,7 +167,9 @@ fn with_pipeline(
     };
     // Lifecycle metrics come from hook events, so the metrics wrapper is always installed.
     builder = builder.hooks(MetricsHooks::new(metrics.clone(), transport));
-    if !cli.allowed_types.is_empty() || cli.clamd_address.is_some() {
+    // With authentication, a token's allowed_types is checked after every upload too.
+    let checks_types = !cli.allowed_types.is_empty() || cli.auth_jwt_key_file.is_some();
+    if checks_types || cli.clamd_address.is_some() {
         let mut chain = InspectChain::new().then(scan::ContentCheck::new(cli.allowed_types.clone()));
         if let Some(address) = &cli.clamd_address {
             chain = chain.then(scan::ClamdScanner::new(address.clone(), cli.clamd_max_stream, cli.clamd_timeout));
@@ -222,6 +236,14 @@ pub async fn serve(
     // closes once the last one has ended.
     let (stop_connections, _) = watch::channel(());
     let reaper = tokio::spawn(reap(app.clone()));
+    // A quota book in this process starts empty: count what the store holds. (A shared one in
+    // Redis keeps its counts across restarts.)
+    if cli.redis_url.is_none() && (cli.quota_bytes.is_some() || cli.quota_uploads.is_some()) {
+        match app.tus.rebuild_quotas().await {
+            Ok(n) => tracing::info!(uploads = n, "quota counts rebuilt from the store"),
+            Err(e) => tracing::warn!(error = %e, "could not rebuild quota counts"),
+        }
+    }
     match app.tus.resume_processing().await {
         Ok(0) => {}
         Ok(n) => tracing::info!(uploads = n, "resumed post-upload processing interrupted by a restart"),

@@ -82,7 +82,13 @@ impl App {
             Ok(res) => res,
             Err(never) => match never {},
         };
-        self.metrics.request(&method, res.status(), res.extensions().get::<ErrorCode>().map(|c| c.0));
+        let code = res.extensions().get::<ErrorCode>().map(|c| c.0);
+        self.metrics.request(&method, res.status(), code);
+        match code {
+            Some("ERR_QUOTA_BYTES_EXCEEDED") => self.metrics.quota_refused("bytes"),
+            Some("ERR_QUOTA_UPLOADS_EXCEEDED") => self.metrics.quota_refused("uploads"),
+            _ => {}
+        }
         res
     }
 }
