@@ -121,6 +121,22 @@ pub fn get<H: TusHeader>(headers: &HeaderMap) -> Result<Option<H>, HeaderError> 
     H::decode(first).map(Some)
 }
 
+/// A Structured Field Item (as the IETF draft's fields are): `Ok(None)` if absent, an error if
+/// malformed or sent on two lines. Two lines are their combination (RFC 9110 §5.3), which for an
+/// Item is no valid Item. The draft's counterpart of [`get`].
+pub fn get_item<T>(
+    headers: &HeaderMap,
+    name: &HeaderName,
+    parse: fn(&HeaderValue) -> Option<T>,
+) -> Result<Option<T>, HeaderError> {
+    let mut lines = headers.get_all(name).iter();
+    let Some(first) = lines.next() else { return Ok(None) };
+    if lines.next().is_some() {
+        return Err(HeaderError::Invalid(name.clone()));
+    }
+    parse(first).map(Some).ok_or_else(|| HeaderError::Invalid(name.clone()))
+}
+
 /// Inserts header `H` into `headers`.
 pub fn set<H: TusHeader>(headers: &mut HeaderMap, value: &H) {
     headers.insert(H::name(), value.encode());
@@ -488,6 +504,18 @@ mod tests {
         }
         // Well-formed but of the wrong size for sha1: parsed, so the handler can answer 460.
         assert_eq!(UploadChecksum::decode(&hv("sha1 AAAA")).map(|c| c.digest.len()), Ok(3));
+    }
+
+    #[test]
+    fn items_on_two_lines_are_invalid() {
+        let mut h = HeaderMap::new();
+        assert_eq!(get_item(&h, &names::UPLOAD_OFFSET, parse_sf_uint), Ok(None));
+        h.append(names::UPLOAD_OFFSET, hv("5"));
+        assert_eq!(get_item(&h, &names::UPLOAD_OFFSET, parse_sf_uint), Ok(Some(5)));
+        h.append(names::UPLOAD_OFFSET, hv("5"));
+        assert_eq!(get_item(&h, &names::UPLOAD_OFFSET, parse_sf_uint), Err(HeaderError::Invalid(names::UPLOAD_OFFSET)));
+        let bad: HeaderMap = [(names::UPLOAD_OFFSET, hv("x"))].into_iter().collect();
+        assert!(get_item(&bad, &names::UPLOAD_OFFSET, parse_sf_uint).is_err());
     }
 
     #[test]

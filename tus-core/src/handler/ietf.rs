@@ -35,7 +35,7 @@ use super::request::{content_length, content_type_is, has_body};
 use super::response::{ErrorBody, ResponseBody, apply_hook_response, render_error, tus_response};
 use super::{Inner, Target};
 use crate::error::TusError;
-use crate::headers::{HeaderError, Metadata, names, parse_sf_bool, parse_sf_uint};
+use crate::headers::{self, HeaderError, Metadata, names, parse_sf_bool, parse_sf_uint};
 use crate::hooks::HookHttpResponse;
 use crate::id::UploadId;
 use crate::store::{NewUpload, UploadInfo};
@@ -70,7 +70,7 @@ impl Draft {
     fn complete(self, headers: &HeaderMap) -> Result<bool, TusError> {
         let (name, inverted) =
             if self.0 == 3 { (names::UPLOAD_INCOMPLETE, true) } else { (names::UPLOAD_COMPLETE, false) };
-        let value = sf_field(headers, &name, parse_sf_bool)?.ok_or_else(|| invalid(&name))?;
+        let value = headers::get_item(headers, &name, parse_sf_bool)?.ok_or_else(|| invalid(&name))?;
         Ok(value != inverted)
     }
 
@@ -98,21 +98,6 @@ impl Draft {
 
 fn invalid(name: &header::HeaderName) -> TusError {
     TusError::InvalidHeader(HeaderError::Invalid(name.clone()))
-}
-
-/// A Structured Field of the draft: absent, or one valid line. A field sent on two lines is
-/// their combination (RFC 9110 §5.3), which for these Items is no valid Item: `400`.
-pub(super) fn sf_field<T>(
-    headers: &HeaderMap,
-    name: &header::HeaderName,
-    parse: fn(&HeaderValue) -> Option<T>,
-) -> Result<Option<T>, TusError> {
-    let mut lines = headers.get_all(name).iter();
-    let Some(first) = lines.next() else { return Ok(None) };
-    if lines.next().is_some() {
-        return Err(invalid(name));
-    }
-    parse(first).map(Some).ok_or_else(|| invalid(name))
 }
 
 impl Inner {
@@ -267,7 +252,7 @@ impl Inner {
     ) -> Result<Response<ResponseBody>, TusError> {
         let h = req.headers();
         let complete = draft.complete(h)?;
-        let declared = sf_field(h, &names::UPLOAD_LENGTH, parse_sf_uint)?;
+        let declared = headers::get_item(h, &names::UPLOAD_LENGTH, parse_sf_uint)?;
         let length = match (complete, content_length(h), declared) {
             (true, Some(cl), Some(l)) if cl != l => return Err(TusError::InvalidLength),
             (true, Some(cl), _) => Some(cl),
@@ -330,10 +315,10 @@ impl Inner {
         if draft.0 >= 6 && !content_type_is(h, PARTIAL_UPLOAD) {
             return Err(TusError::InvalidContentType);
         }
-        let offset =
-            sf_field(h, &names::UPLOAD_OFFSET, parse_sf_uint)?.ok_or_else(|| invalid(&names::UPLOAD_OFFSET))?;
+        let offset = headers::get_item(h, &names::UPLOAD_OFFSET, parse_sf_uint)?
+            .ok_or_else(|| invalid(&names::UPLOAD_OFFSET))?;
         let complete = draft.complete(h)?;
-        let declared = sf_field(h, &names::UPLOAD_LENGTH, parse_sf_uint)?;
+        let declared = headers::get_item(h, &names::UPLOAD_LENGTH, parse_sf_uint)?;
         let body_expected = has_body(h, req.body());
 
         self.check_access(id, call).await?;
