@@ -36,7 +36,6 @@ use super::response::{ErrorBody, ResponseBody, apply_hook_response, render_error
 use super::{Inner, Target};
 use crate::error::TusError;
 use crate::headers::{self, HeaderError, Metadata, names, parse_sf_bool, parse_sf_uint};
-use crate::hooks::HookHttpResponse;
 use crate::id::UploadId;
 use crate::store::{NewUpload, UploadInfo};
 
@@ -258,36 +257,29 @@ impl Inner {
             (true, Some(cl), _) => Some(cl),
             (_, _, declared) => declared,
         };
-        if let Some(Err(e)) = length.map(|n| self.check_length(n, call.principal.as_ref())) {
-            let mut res = render_error(&e, &Method::POST, draft.error_body());
-            res.headers_mut().insert(names::UPLOAD_LIMIT, self.upload_limit(draft, None));
-            return Ok(res);
-        }
-        if length.is_none() && self.store.capabilities().defer_length.is_none() {
-            return Err(TusError::NotImplemented);
-        }
         let upload = NewUpload::new(UploadId::random(), length)
             .with_metadata(representation_metadata(h))
             .with_owner(call.principal.clone());
         let host = self.request_origin(&req);
-        let (info, pre_create) = self.create_with_hooks(upload, call).await?;
-        let location = self.upload_url(host.as_deref(), &info.id);
-        // A zero-length upload is complete at creation; its pre-finish changes apply too.
-        let created_complete =
-            if info.is_complete() { self.complete(&info, call).await? } else { HookHttpResponse::default() };
         let (parts, body) = req.into_parts();
         let claim = LengthClaim { declared: None, ends_upload: complete };
-        let received = async {
-            let lock = self.lock(&info.id).await?;
-            self.append_body(info.clone(), claim, &parts.headers, body, lock, call).await
+        let created = match self.create_upload(upload, claim, &parts.headers, Some(body), call).await {
+            Ok(created) => created,
+            Err(e @ TusError::SizeExceeded) => {
+                let mut res = render_error(&e, &Method::POST, draft.error_body());
+                res.headers_mut().insert(names::UPLOAD_LIMIT, self.upload_limit(draft, None));
+                return Ok(res);
+            }
+            Err(e) => return Err(e),
         };
-        let mut res = match received.await {
-            Ok((written, finish)) => {
+        let location = self.upload_url(host.as_deref(), &created.info.id);
+        // (The draft's creation always passes a body along, possibly empty.)
+        let mut res = match created.appended.unwrap_or_else(|| Ok(created.info.clone())) {
+            Ok(written) => {
                 let mut res = tus_response(StatusCode::CREATED);
                 self.describe_upload(draft, &mut res, &written);
-                apply_hook_response(&mut res, &pre_create);
-                apply_hook_response(&mut res, &finish);
-                apply_hook_response(&mut res, &created_complete);
+                apply_hook_response(&mut res, &created.pre_create);
+                apply_hook_response(&mut res, &created.finish);
                 res
             }
             Err(e) => {

@@ -3,7 +3,7 @@
 
 use std::time::SystemTime;
 
-use http::header::{self, HeaderValue};
+use http::header::{self, HeaderMap, HeaderValue};
 use http::{Request, Response, StatusCode};
 
 use super::Inner;
@@ -46,13 +46,9 @@ impl Inner {
             concat => {
                 let length = match (length, defer) {
                     (Some(UploadLength(n)), None) => Some(n),
-                    (None, Some(UploadDeferLength)) if self.store.capabilities().defer_length.is_some() => None,
-                    (None, Some(UploadDeferLength)) => return Err(TusError::NotImplemented),
+                    (None, Some(UploadDeferLength)) => None,
                     _ => return Err(TusError::InvalidLengthHeaders),
                 };
-                if let Some(n) = length {
-                    self.check_length(n, call.principal.as_ref())?;
-                }
                 let role = concat.map(|_| ConcatRole::Partial);
                 let mut upload = NewUpload::new(UploadId::random(), length)
                     .with_metadata(metadata)
@@ -66,33 +62,22 @@ impl Inner {
         if has_body {
             check_content_type(h)?;
         }
-
-        let (info, pre_create) = self.create_with_hooks(upload, call).await?;
+        // creation-with-upload: the body is a PATCH at offset 0.
+        let (parts, body) = req.into_parts();
+        let body = has_body.then_some(body);
+        let created = self.create_upload(upload, LengthClaim::default(), &parts.headers, body, call).await?;
+        let Created { info, pre_create, finish, appended } = created;
         let location = self.upload_url(host.as_deref(), &info.id);
-        let mut finish = HookHttpResponse::default();
-        if info.is_complete() {
-            finish = self.complete(&info, call).await?;
-        }
-
         let mut offset = None;
-        let mut res = if has_body {
-            // creation-with-upload: the body is a PATCH at offset 0. Even if it fails the
-            // upload exists, so the response still carries `Location` for the client to resume.
-            let (parts, body) = req.into_parts();
-            let received = async {
-                let lock = self.lock(&info.id).await?;
-                self.append_body(info.clone(), LengthClaim::default(), &parts.headers, body, lock, call).await
-            };
-            match received.await {
-                Ok((written, changes)) => {
-                    offset = Some(written.offset);
-                    finish = changes;
-                    tus_response(StatusCode::CREATED)
-                }
-                Err(e) => error_response(&e, &parts.method),
+        let mut res = match appended {
+            None => tus_response(StatusCode::CREATED),
+            Some(Ok(written)) => {
+                offset = Some(written.offset);
+                tus_response(StatusCode::CREATED)
             }
-        } else {
-            tus_response(StatusCode::CREATED)
+            // Even if the body failed the upload exists, so the response still carries
+            // `Location` for the client to resume.
+            Some(Err(e)) => error_response(&e, &parts.method),
         };
         apply_hook_response(&mut res, &pre_create);
         apply_hook_response(&mut res, &finish);
@@ -109,6 +94,48 @@ impl Inner {
             self.set_expires_header(headers, &now);
         }
         Ok(res)
+    }
+
+    /// Creates an upload and appends the body that came with the creation, the same for both
+    /// dialects: each parses its request into `upload` (length or deferred, metadata, concat
+    /// role, owner) and `claim`, and renders what this returns. The length is checked here
+    /// (`length.rs`), a zero-length upload is completed at once, and the body goes through
+    /// the one append path.
+    pub(super) async fn create_upload(
+        &self,
+        upload: NewUpload,
+        claim: LengthClaim,
+        headers: &HeaderMap,
+        body: Option<RequestBody>,
+        call: &Call,
+    ) -> Result<Created, TusError> {
+        match upload.length {
+            Some(n) => self.check_length(n, upload.owner.as_deref())?,
+            None if self.store.capabilities().defer_length.is_none() => return Err(TusError::NotImplemented),
+            None => {}
+        }
+        let (info, pre_create) = self.create_with_hooks(upload, call).await?;
+        let mut finish = HookHttpResponse::default();
+        if info.is_complete() {
+            finish = self.complete(&info, call).await?;
+        }
+        let appended = match body {
+            None => None,
+            Some(body) => {
+                let appended = async {
+                    let lock = self.lock(&info.id).await?;
+                    self.append_body(info.clone(), claim, headers, body, lock, call).await
+                };
+                Some(appended.await.map(|(written, changes)| {
+                    // Completed by its body, not at creation: that append's pre-finish counts.
+                    if !info.is_complete() {
+                        finish = changes;
+                    }
+                    written
+                }))
+            }
+        };
+        Ok(Created { info, pre_create, finish, appended })
     }
 
     /// Runs `pre-create` (which may refuse, or change the ID and metadata), creates the
@@ -158,4 +185,16 @@ impl Inner {
         self.notify(HookType::PostCreate, &info, call);
         Ok((info, hook.http_response))
     }
+}
+
+/// What creating an upload came to (see [`Inner::create_upload`]).
+pub(super) struct Created {
+    /// The upload as created.
+    pub(super) info: UploadInfo,
+    /// `pre-create`'s response changes.
+    pub(super) pre_create: HookHttpResponse,
+    /// `pre-finish`'s response changes, if the upload is complete.
+    pub(super) finish: HookHttpResponse,
+    /// What appending the creation's body came to, if one came along.
+    pub(super) appended: Option<Result<UploadInfo, TusError>>,
 }
