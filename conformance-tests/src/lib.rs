@@ -1328,6 +1328,22 @@ impl Drop for TestServer {
     }
 }
 
+/// Declares a test, `#[test] fn $name`, asserting that a default server ([`TestServer::start`])
+/// lists `$extension` in `Tus-Extension`: the "is listed" item of each extension's section.
+///
+/// ```ignore
+/// conformance_tests::extension_listed!(k1_checksum_listed, "checksum");
+/// ```
+#[macro_export]
+macro_rules! extension_listed {
+    ($name:ident, $extension:literal) => {
+        #[test]
+        fn $name() {
+            $crate::TestServer::start().expect_extension($extension);
+        }
+    };
+}
+
 // ---------------------------------------------------------------------------------------------
 // tus helpers
 // ---------------------------------------------------------------------------------------------
@@ -1346,6 +1362,35 @@ pub fn offset(url: &str) -> u64 {
     let resp = head(url);
     resp.expect_status(200);
     resp.offset()
+}
+
+/// `Upload-Offset` and `Upload-Length` (if known) as `HEAD <url>` reports them.
+///
+/// # Panics
+/// Panics if the HEAD response has no valid `Upload-Offset` (or a malformed `Upload-Length`).
+#[track_caller]
+pub fn offset_and_length(url: &str) -> (u64, Option<u64>) {
+    let resp = head(url);
+    (resp.offset(), resp.length())
+}
+
+/// Asserts that `url` is a complete upload holding exactly `data`: HEAD reports both
+/// `Upload-Offset` and `Upload-Length` as `data.len()`, and GET answers `200` with `data`.
+///
+/// # Panics
+/// Panics if either differs.
+#[track_caller]
+pub fn expect_complete(url: &str, data: &[u8]) {
+    let len = data.len() as u64;
+    assert_eq!(offset_and_length(url), (len, Some(len)), "offset and length of {url}");
+    let body = get(url).expect_status(200).body.clone();
+    assert!(body == data, "GET {url} returned {}, expected {}", preview(&body), preview(data));
+}
+
+/// Bytes as (lossy) text for a failure message, cut after 200 bytes.
+fn preview(data: &[u8]) -> String {
+    let shown = String::from_utf8_lossy(&data[..data.len().min(200)]).into_owned();
+    if data.len() > 200 { format!("{shown:?}… ({} bytes)", data.len()) } else { format!("{shown:?}") }
 }
 
 /// `PATCH <url>` with the given offset and body.

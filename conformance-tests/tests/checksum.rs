@@ -4,7 +4,8 @@ use std::thread;
 use std::time::Duration;
 
 use conformance_tests::{
-    CHECKSUM_ALGORITHMS, IN_FLIGHT_PAUSE, Request, Response, TestServer, b64, get, head, offset, patch, pseudo_random,
+    CHECKSUM_ALGORITHMS, IN_FLIGHT_PAUSE, Request, Response, TestServer, b64, extension_listed, get, head, offset,
+    patch, pseudo_random,
 };
 use md5::Md5;
 use sha1::{Digest, Sha1};
@@ -58,10 +59,7 @@ fn k0_reference_digests() {
     assert_eq!(checksum("crc32", b"hello world"), "crc32 DUoRhQ==");
 }
 
-#[test]
-fn k1_checksum_listed() {
-    TestServer::start().expect_extension("checksum");
-}
+extension_listed!(k1_checksum_listed, "checksum");
 
 #[test]
 fn k2_algorithm_header_comma_list() {
@@ -81,8 +79,7 @@ fn k3_sha1_supported_and_works() {
     assert!(s.options().header_list("Tus-Checksum-Algorithm").iter().any(|a| a == "sha1"));
     let url = s.create(11);
     let resp = patch_sum(&url, 0, b"hello world", "sha1 Kq5sNclPz7QV2+lfQIuc6R7oRu0=");
-    resp.expect_status(204);
-    assert_eq!(resp.offset(), 11);
+    assert_eq!(resp.expect_status(204).offset(), 11);
 }
 
 #[test]
@@ -101,11 +98,9 @@ fn k5_matching_checksum_204() {
     let s = TestServer::start();
     let url = s.create(11);
     let resp = patch_sum(&url, 0, b"hello", &checksum("sha1", b"hello"));
-    resp.expect_status(204);
-    assert_eq!(resp.offset(), 5);
+    assert_eq!(resp.expect_status(204).offset(), 5);
     let resp = patch_sum(&url, 5, b" world", &checksum("sha1", b" world"));
-    resp.expect_status(204);
-    assert_eq!(resp.offset(), 11);
+    assert_eq!(resp.expect_status(204).offset(), 11);
     assert_eq!(get(&url).body, b"hello world");
 }
 
@@ -203,8 +198,7 @@ fn k10_md5_reference_value() {
     let s = TestServer::start();
     let url = s.create(11);
     let resp = patch_sum(&url, 0, b"hello world", "md5 XrY7u+Ae7tCTyyK7j1rNww==");
-    resp.expect_status(204);
-    assert_eq!(resp.offset(), 11);
+    assert_eq!(resp.expect_status(204).offset(), 11);
 }
 
 #[test]
@@ -225,22 +219,17 @@ fn k10_checksum_with_chunked_body_header() {
         .header("Upload-Checksum", checksum("sha256", b"hello world"))
         .chunked(&[b"hello", b" world"], &[])
         .send();
-    resp.expect_status(204);
-    assert_eq!(resp.offset(), 11);
+    assert_eq!(resp.expect_status(204).offset(), 11);
 }
 
-#[test]
-fn k11_checksum_trailer_listed() {
-    TestServer::start().expect_extension("checksum-trailer");
-}
+extension_listed!(k11_checksum_trailer_listed, "checksum-trailer");
 
 #[test]
 fn k11_trailer_checksum_match_204() {
     let s = TestServer::start();
     let url = s.create(11);
     let resp = patch_trailer(&url, 0, &[b"hello world"], "sha1 Kq5sNclPz7QV2+lfQIuc6R7oRu0=");
-    resp.expect_status(204);
-    assert_eq!(resp.offset(), 11);
+    assert_eq!(resp.expect_status(204).offset(), 11);
     assert_eq!(get(&url).body, b"hello world");
 }
 
@@ -260,8 +249,7 @@ fn k11_trailer_checksum_multiple_chunks() {
     let url = s.create(data.len() as u64);
     let chunks: Vec<&[u8]> = data.chunks(40_000).collect();
     let resp = patch_trailer(&url, 0, &chunks[..4], &checksum("sha256", &data[..160_000]));
-    resp.expect_status(204);
-    assert_eq!(resp.offset(), 160_000);
+    assert_eq!(resp.expect_status(204).offset(), 160_000);
     let resp = patch_trailer(&url, 160_000, &chunks[4..], &checksum("sha512", &data[..1]));
     resp.expect_status(460);
     assert_eq!(offset(&url), 160_000);

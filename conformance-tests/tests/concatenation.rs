@@ -1,8 +1,8 @@
 //! Extensions `concatenation` and `concatenation-unfinished` (N).
 
 use conformance_tests::{
-    OFFSET_OCTET_STREAM, Request, Response, TestServer, Url, get, head, last_segment, metadata_map, offset, patch,
-    response_metadata,
+    OFFSET_OCTET_STREAM, Request, Response, TestServer, Url, expect_complete, extension_listed, get, head,
+    last_segment, metadata_map, offset, patch, response_metadata,
 };
 
 fn final_header(urls: &[&str]) -> String {
@@ -15,6 +15,15 @@ fn create_final(s: &TestServer, urls: &[&str]) -> String {
     s.create_with(&[("Upload-Concat", &final_header(urls))])
 }
 
+/// A server with two completed partial uploads, `hello` and ` world` (in that order).
+#[track_caller]
+fn hello_and_world() -> (TestServer, String, String) {
+    let s = TestServer::start();
+    let a = s.upload_partial(b"hello");
+    let b = s.upload_partial(b" world");
+    (s, a, b)
+}
+
 /// The partial URLs listed in a final upload's `Upload-Concat`.
 #[track_caller]
 fn concat_urls(resp: &Response) -> Vec<String> {
@@ -23,17 +32,7 @@ fn concat_urls(resp: &Response) -> Vec<String> {
     list.split_whitespace().map(str::to_owned).collect()
 }
 
-#[track_caller]
-fn expect_400_no_location(resp: &Response, what: &str) {
-    assert_eq!(resp.status, 400, "{what}:\n{resp}");
-    assert!(!resp.has_header("Location"), "{what} created an upload:\n{resp}");
-}
-
-#[test]
-fn n1_concatenation_listed() {
-    let s = TestServer::start();
-    assert!(s.extensions().iter().any(|e| e == "concatenation"));
-}
+extension_listed!(n1_concatenation_listed, "concatenation");
 
 #[test]
 fn n2_partial_creation_201() {
@@ -50,8 +49,7 @@ fn n2_partial_creation_201() {
         .header("Content-Type", OFFSET_OCTET_STREAM)
         .body(b"hello")
         .send();
-    resp.expect_status(201);
-    assert_eq!(resp.offset(), 5);
+    assert_eq!(resp.expect_status(201).offset(), 5);
 }
 
 #[test]
@@ -87,9 +85,7 @@ fn n5_partials_accept_patch() {
 
 #[test]
 fn n6_final_creation_201_absolute_urls() {
-    let s = TestServer::start();
-    let a = s.upload_partial(b"hello");
-    let b = s.upload_partial(b" world");
+    let (s, a, b) = hello_and_world();
     let resp = s.post().header("Upload-Concat", final_header(&[&a, &b])).body(b"").send();
     resp.expect_status(201).expect_tus_resumable();
     let f = s.resolve(resp.location());
@@ -100,9 +96,7 @@ fn n6_final_creation_201_absolute_urls() {
 
 #[test]
 fn n6_final_with_relative_urls() {
-    let s = TestServer::start();
-    let a = s.upload_partial(b"hello");
-    let b = s.upload_partial(b" world");
+    let (s, a, b) = hello_and_world();
     let rel_a = Url::parse(&a).path;
     let rel_b = Url::parse(&b).path;
     let f = create_final(&s, &[&rel_a, &rel_b]);
@@ -113,9 +107,7 @@ fn n6_final_with_relative_urls() {
 
 #[test]
 fn n7_final_length_is_sum() {
-    let s = TestServer::start();
-    let a = s.upload_partial(b"hello");
-    let b = s.upload_partial(b" world");
+    let (s, a, b) = hello_and_world();
     let f = create_final(&s, &[&a, &b]);
     assert_eq!(head(&f).length(), Some(11));
 }
@@ -126,17 +118,14 @@ fn n7_final_length_over_max_size_413() {
     let a = s.upload_partial(b"hello!");
     let b = s.upload_partial(b"world!");
     let resp = s.post().header("Upload-Concat", final_header(&[&a, &b])).body(b"").send();
-    resp.expect_status(413);
-    assert!(!resp.has_header("Location"));
+    resp.expect_refused_creation(413, "a final over --max-size");
     let f = create_final(&s, &[&a]);
     assert_eq!(head(&f).length(), Some(6));
 }
 
 #[test]
 fn n8_final_offset_equals_length() {
-    let s = TestServer::start();
-    let a = s.upload_partial(b"hello");
-    let b = s.upload_partial(b" world");
+    let (s, a, b) = hello_and_world();
     let f = create_final(&s, &[&a, &b]);
     let h = head(&f);
     h.expect_status(200);
@@ -146,9 +135,7 @@ fn n8_final_offset_equals_length() {
 
 #[test]
 fn n9_final_head_upload_concat_echoes_urls() {
-    let s = TestServer::start();
-    let a = s.upload_partial(b"hello");
-    let b = s.upload_partial(b" world");
+    let (s, a, b) = hello_and_world();
     let f = create_final(&s, &[&a, &b]);
     let h = head(&f);
     assert_eq!(concat_urls(&h), vec![a.clone(), b.clone()]);
@@ -158,9 +145,7 @@ fn n9_final_head_upload_concat_echoes_urls() {
 
 #[test]
 fn n10_partials_concatenated_in_order() {
-    let s = TestServer::start();
-    let a = s.upload_partial(b"hello");
-    let b = s.upload_partial(b" world");
+    let (s, a, b) = hello_and_world();
     let f = create_final(&s, &[&a, &b]);
     let resp = get(&f);
     resp.expect_status(200);
@@ -176,16 +161,12 @@ fn n10_empty_partial_in_the_middle() {
     let empty = s.upload_partial(b"");
     let c = s.upload_partial(b"cd");
     let f = create_final(&s, &[&a, &empty, &c]);
-    let h = head(&f);
-    assert_eq!((h.offset(), h.length()), (4, Some(4)));
-    assert_eq!(get(&f).body, b"abcd");
+    expect_complete(&f, b"abcd");
 }
 
 #[test]
 fn n11_patch_final_403_nothing_changes() {
-    let s = TestServer::start();
-    let a = s.upload_partial(b"hello");
-    let b = s.upload_partial(b" world");
+    let (s, a, b) = hello_and_world();
     let f = create_final(&s, &[&a, &b]);
     for off in [11u64, 0] {
         let resp = patch(&f, off, b"x");
@@ -193,12 +174,9 @@ fn n11_patch_final_403_nothing_changes() {
         resp.expect_tus_resumable();
     }
     patch(&f, 11, b"").expect_status(403);
-    let h = head(&f);
-    assert_eq!((h.offset(), h.length()), (11, Some(11)));
-    assert_eq!(offset(&a), 5);
-    assert_eq!(offset(&b), 6);
-    assert_eq!(get(&f).body, b"hello world");
-    assert_eq!(get(&a).body, b"hello");
+    expect_complete(&f, b"hello world");
+    expect_complete(&a, b"hello");
+    expect_complete(&b, b" world");
 }
 
 #[test]
@@ -236,9 +214,7 @@ fn n13_same_partial_repeated_and_reused() {
     let s = TestServer::start();
     let a = s.upload_partial(b"hello");
     let f = create_final(&s, &[&a, &a]);
-    let h = head(&f);
-    assert_eq!((h.offset(), h.length()), (10, Some(10)));
-    assert_eq!(get(&f).body, b"hellohello");
+    expect_complete(&f, b"hellohello");
     let g = create_final(&s, &[&a]);
     assert_eq!(get(&g).body, b"hello");
     assert_eq!(get(&f).body, b"hellohello");
@@ -257,9 +233,8 @@ fn n14_final_over_unfinished_partials_accepted() {
 #[test]
 fn n15_concatenation_unfinished_listed() {
     let s = TestServer::start();
-    let exts = s.extensions();
-    assert!(exts.iter().any(|e| e == "concatenation-unfinished"), "{exts:?}");
-    assert!(exts.iter().any(|e| e == "concatenation"), "{exts:?}");
+    s.expect_extension("concatenation-unfinished");
+    s.expect_extension("concatenation");
 }
 
 #[test]
@@ -277,9 +252,7 @@ fn n16_unfinished_final_head_has_no_offset() {
     assert!(!head(&f).has_header("Upload-Offset"), "offset shown while a partial is unfinished");
     assert_eq!(get(&f).status, 409, "download of an unfinished final");
     patch(&b, 4, b"ld").expect_status(204);
-    let h = head(&f);
-    assert_eq!((h.offset(), h.length()), (11, Some(11)));
-    assert_eq!(get(&f).body, b"hello world");
+    expect_complete(&f, b"hello world");
 }
 
 #[test]
@@ -292,9 +265,7 @@ fn n17_unfinished_final_head_has_length_when_known() {
     let f = s.resolve(resp.location());
     assert_eq!(head(&f).length(), Some(11));
     patch(&a, 0, b"hello").expect_status(204);
-    let h = head(&f);
-    assert_eq!((h.offset(), h.length()), (11, Some(11)));
-    assert_eq!(get(&f).body, b"hello world");
+    expect_complete(&f, b"hello world");
 }
 
 #[test]
@@ -309,10 +280,8 @@ fn n17_unfinished_final_with_deferred_partial_defers_length() {
     assert!(!h.has_header("Upload-Length"), "length of the final is not known yet:\n{h}");
     assert_eq!(h.header("Upload-Defer-Length"), Some("1"), "{h}");
     Request::patch(&d, 0, b" world").header("Upload-Length", "6").send().expect_status(204);
-    let h = head(&f);
-    assert_eq!((h.offset(), h.length()), (11, Some(11)));
-    assert!(!h.has_header("Upload-Defer-Length"));
-    assert_eq!(get(&f).body, b"hello world");
+    expect_complete(&f, b"hello world");
+    assert!(!head(&f).has_header("Upload-Defer-Length"));
 }
 
 #[test]
@@ -337,12 +306,12 @@ fn n19_invalid_upload_concat_400() {
     ];
     for value in cases {
         let resp = s.post().header("Upload-Concat", value.as_str()).body(b"").send();
-        expect_400_no_location(&resp, &format!("Upload-Concat {value:?}"));
+        resp.expect_refused_creation(400, &format!("Upload-Concat {value:?}"));
     }
     // A final upload can't be used as a partial.
     let f = create_final(&s, &[&partial]);
     let resp = s.post().header("Upload-Concat", final_header(&[&f])).body(b"").send();
-    expect_400_no_location(&resp, "final over a final");
+    resp.expect_refused_creation(400, "final over a final");
 }
 
 #[test]
@@ -351,7 +320,7 @@ fn n20_final_with_upload_length_400() {
     let a = s.upload_partial(b"hello");
     for len in ["5", "99"] {
         let resp = s.post().header("Upload-Concat", final_header(&[&a])).header("Upload-Length", len).body(b"").send();
-        expect_400_no_location(&resp, &format!("final with Upload-Length {len}"));
+        resp.expect_refused_creation(400, &format!("final with Upload-Length {len}"));
     }
 }
 
@@ -365,8 +334,7 @@ fn n21_final_post_with_body_403() {
         .header("Content-Type", OFFSET_OCTET_STREAM)
         .body(b"x")
         .send();
-    resp.expect_status(403).expect_tus_resumable();
-    assert!(!resp.has_header("Location"));
+    resp.expect_refused_creation(403, "a final with a body").expect_tus_resumable();
     assert_eq!(offset(&a), 5);
     let resp = Request::tus("POST", s.url())
         .header("Upload-Concat", final_header(&[&a]))

@@ -265,8 +265,7 @@ fn a10_method_override_patch() {
         .header("Upload-Offset", "0")
         .body(b"hello")
         .send();
-    resp.expect_status(204);
-    assert_eq!(resp.offset(), 5);
+    assert_eq!(resp.expect_status(204).offset(), 5);
     assert!(!resp.has_header("Location"), "override was treated as a creation:\n{resp}");
     assert_eq!(offset(&url), 5);
 }
@@ -277,8 +276,7 @@ fn a10_method_override_head() {
     let url = s.create(11);
     patch(&url, 0, b"hello").expect_status(204);
     let resp = Request::tus("POST", &url).header("X-HTTP-Method-Override", "HEAD").send();
-    resp.expect_status(200);
-    assert_eq!(resp.offset(), 5);
+    assert_eq!(resp.expect_status(200).offset(), 5);
     assert_eq!(resp.length(), Some(11));
     assert!(resp.body.is_empty(), "HEAD via override returned a body:\n{resp}");
 }
@@ -324,8 +322,7 @@ fn b2_head_offset_on_completed_upload() {
     let s = TestServer::start();
     let url = s.upload(b"hello world");
     let resp = head(&url);
-    resp.expect_status(200);
-    assert_eq!(resp.offset(), 11);
+    assert_eq!(resp.expect_status(200).offset(), 11);
     assert_eq!(resp.length(), Some(11));
 }
 
@@ -549,8 +546,7 @@ fn c11_many_one_byte_patches() {
     let url = s.create(data.len() as u64);
     for (i, byte) in data.iter().enumerate() {
         let resp = patch(&url, i as u64, &[*byte]);
-        resp.expect_status(204);
-        assert_eq!(resp.offset(), i as u64 + 1);
+        assert_eq!(resp.expect_status(204).offset(), i as u64 + 1);
     }
     assert_eq!(offset(&url), 11);
     assert_eq!(get(&url).body, data);
@@ -570,8 +566,7 @@ fn c12_interrupted_patch_keeps_received_bytes() {
     assert!(kept <= sent as u64, "offset {kept} exceeds the {sent} bytes sent");
 
     let resp = patch(&url, kept, &data[kept as usize..]);
-    resp.expect_status(204);
-    assert_eq!(resp.offset(), total as u64);
+    assert_eq!(resp.expect_status(204).offset(), total as u64);
     let body = get(&url).expect_status(200).body.clone();
     assert!(body == data, "content differs after resuming at {kept}");
 }
@@ -652,8 +647,7 @@ fn c13_slow_but_steady_body_not_cut() {
         conn.write_all(&[*byte]).unwrap();
     }
     let resp = conn.read_response().expect("response to a slow but steady PATCH");
-    resp.expect_status(204);
-    assert_eq!(resp.offset(), 6);
+    assert_eq!(resp.expect_status(204).offset(), 6);
     assert_eq!(get(&url).body, b"steady");
 }
 
@@ -662,8 +656,7 @@ fn c14_chunked_patch_accepted() {
     let s = TestServer::start();
     let url = s.create(11);
     let resp = Request::patch_at(&url, 0).chunked(&[b"hel", b"lo", b" ", b"world"], &[]).send();
-    resp.expect_status(204);
-    assert_eq!(resp.offset(), 11);
+    assert_eq!(resp.expect_status(204).offset(), 11);
     assert_eq!(get(&url).body, b"hello world");
 }
 
@@ -715,12 +708,10 @@ fn c16_empty_patch_204_offset_unchanged() {
     let s = TestServer::start();
     let url = s.create(11);
     let resp = patch(&url, 0, b"");
-    resp.expect_status(204);
-    assert_eq!(resp.offset(), 0);
+    assert_eq!(resp.expect_status(204).offset(), 0);
     patch(&url, 0, b"hello").expect_status(204);
     let resp = patch(&url, 5, b"");
-    resp.expect_status(204);
-    assert_eq!(resp.offset(), 5);
+    assert_eq!(resp.expect_status(204).offset(), 5);
     assert_eq!(offset(&url), 5);
 }
 
@@ -729,8 +720,7 @@ fn c16_empty_patch_on_completed_upload_204() {
     let s = TestServer::start();
     let url = s.upload(b"hello");
     let resp = patch(&url, 5, b"");
-    resp.expect_status(204);
-    assert_eq!(resp.offset(), 5);
+    assert_eq!(resp.expect_status(204).offset(), 5);
     assert_eq!(get(&url).body, b"hello");
 }
 

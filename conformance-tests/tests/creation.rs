@@ -4,8 +4,8 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use conformance_tests::{
-    OFFSET_OCTET_STREAM, Outcome, Request, TestServer, b64, encode_metadata, get, head, metadata_map, offset, patch,
-    response_metadata,
+    OFFSET_OCTET_STREAM, Outcome, Request, TestServer, b64, encode_metadata, expect_complete, extension_listed, get,
+    head, metadata_map, offset, offset_and_length, patch, response_metadata,
 };
 use sha1::{Digest, Sha1};
 
@@ -17,16 +17,27 @@ fn is_lower_hex_id(id: &str) -> bool {
     id.len() == 32 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
+/// Asserts that, on a fresh server, a creation with each of these `Upload-Metadata` values is
+/// refused with 400 and creates nothing.
+#[track_caller]
+fn expect_metadata_refused(values: &[&str]) {
+    let s = TestServer::start();
+    for bad in values {
+        let resp = s.post().header("Upload-Length", "1").header("Upload-Metadata", *bad).body(b"").send();
+        resp.expect_refused_creation(400, &format!("Upload-Metadata {bad:?}"));
+    }
+}
+
+/// A creation-with-upload POST declaring `Upload-Length: length` (add the body).
+fn post_with_upload(s: &TestServer, length: &str) -> Request {
+    s.post().header("Upload-Length", length).header("Content-Type", OFFSET_OCTET_STREAM)
+}
+
 // ---------------------------------------------------------------------------------------------
 // E. creation
 // ---------------------------------------------------------------------------------------------
 
-#[test]
-fn e1_creation_listed() {
-    let s = TestServer::start();
-    let exts = s.extensions();
-    assert!(exts.iter().any(|e| e == "creation"), "{exts:?}");
-}
+extension_listed!(e1_creation_listed, "creation");
 
 #[test]
 fn e2_post_returns_201() {
@@ -63,8 +74,7 @@ fn e4_new_upload_has_offset_zero() {
     let s = TestServer::start();
     let url = s.create(100);
     let resp = head(&url);
-    resp.expect_status(200);
-    assert_eq!(resp.offset(), 0);
+    assert_eq!(resp.expect_status(200).offset(), 0);
     assert_eq!(resp.length(), Some(100));
 }
 
@@ -73,9 +83,7 @@ fn e5_missing_length_400_no_location() {
     let s = TestServer::start();
     for headers in [vec![], vec![("Upload-Metadata", "filename YS50eHQ=")], vec![("Upload-Concat", "partial")]] {
         let resp = s.post().headers(&headers).body(b"").send();
-        assert_eq!(resp.status, 400, "POST with {headers:?}:\n{resp}");
-        assert!(!resp.has_header("Location"));
-        resp.expect_tus_resumable();
+        resp.expect_refused_creation(400, &format!("POST with {headers:?}")).expect_tus_resumable();
     }
 }
 
@@ -84,8 +92,7 @@ fn e6_defer_length_not_one_400() {
     let s = TestServer::start();
     for bad in ["2", "0", "true", "-1", "yes", "01x"] {
         let resp = s.post().header("Upload-Defer-Length", bad).body(b"").send();
-        assert_eq!(resp.status, 400, "Upload-Defer-Length {bad:?}:\n{resp}");
-        assert!(!resp.has_header("Location"));
+        resp.expect_refused_creation(400, &format!("Upload-Defer-Length {bad:?}"));
     }
 }
 
@@ -94,8 +101,7 @@ fn e7_zero_length_upload_complete_at_once() {
     let s = TestServer::start();
     let url = s.create(0);
     let resp = head(&url);
-    resp.expect_status(200);
-    assert_eq!(resp.offset(), 0);
+    assert_eq!(resp.expect_status(200).offset(), 0);
     assert_eq!(resp.length(), Some(0));
     let body = get(&url);
     body.expect_status(200);
@@ -111,9 +117,9 @@ fn e8_length_over_max_size_413() {
     let s = TestServer::spawn(&["--max-size", "1000"]);
     for too_big in ["1001", "18446744073709551615"] {
         let resp = s.post().header("Upload-Length", too_big).body(b"").send();
-        assert_eq!(resp.status, 413, "Upload-Length {too_big}:\n{resp}");
-        assert!(!resp.has_header("Location"));
-        resp.expect_tus_resumable().expect_error_body();
+        resp.expect_refused_creation(413, &format!("Upload-Length {too_big}"))
+            .expect_tus_resumable()
+            .expect_error_body();
     }
     let url = s.create(1000);
     assert_eq!(head(&url).length(), Some(1000));
@@ -177,23 +183,13 @@ fn e11_metadata_format_key_only_with_and_without_space() {
 
 #[test]
 fn e11_malformed_metadata_400() {
-    let s = TestServer::start();
     // (A leading space, " YQ==", can't express an empty key: HTTP strips it from the value.)
-    for bad in ["a  YQ==", "a YQ== Yg==", "a YQ==,,b Yg==", ",a YQ=="] {
-        let resp = s.post().header("Upload-Length", "1").header("Upload-Metadata", bad).body(b"").send();
-        assert_eq!(resp.status, 400, "Upload-Metadata {bad:?}:\n{resp}");
-        assert!(!resp.has_header("Location"));
-    }
+    expect_metadata_refused(&["a  YQ==", "a YQ== Yg==", "a YQ==,,b Yg==", ",a YQ=="]);
 }
 
 #[test]
 fn e12_duplicate_metadata_keys_400() {
-    let s = TestServer::start();
-    for bad in ["a YQ==,a Yg==", "a YQ==,b,a"] {
-        let resp = s.post().header("Upload-Length", "1").header("Upload-Metadata", bad).body(b"").send();
-        assert_eq!(resp.status, 400, "Upload-Metadata {bad:?}:\n{resp}");
-        assert!(!resp.has_header("Location"));
-    }
+    expect_metadata_refused(&["a YQ==,a Yg==", "a YQ==,b,a"]);
 }
 
 #[test]
@@ -205,12 +201,7 @@ fn e13_key_only_entry_echoed() {
 
 #[test]
 fn e14_invalid_base64_metadata_400() {
-    let s = TestServer::start();
-    for bad in ["filename ***", "a !!!!", "a YQ==,b Y*==", "a Y Q=="] {
-        let resp = s.post().header("Upload-Length", "1").header("Upload-Metadata", bad).body(b"").send();
-        assert_eq!(resp.status, 400, "Upload-Metadata {bad:?}:\n{resp}");
-        assert!(!resp.has_header("Location"));
-    }
+    expect_metadata_refused(&["filename ***", "a !!!!", "a YQ==,b Y*==", "a Y Q=="]);
 }
 
 #[test]
@@ -238,19 +229,14 @@ fn e15_metadata_crlf_value_no_header_injection() {
 fn e16_length_and_defer_both_400() {
     let s = TestServer::start();
     let resp = s.post().header("Upload-Length", "5").header("Upload-Defer-Length", "1").body(b"").send();
-    resp.expect_status(400);
-    assert!(!resp.has_header("Location"));
+    resp.expect_refused_creation(400, "Upload-Length with Upload-Defer-Length");
 }
 
 // ---------------------------------------------------------------------------------------------
 // F. creation-defer-length
 // ---------------------------------------------------------------------------------------------
 
-#[test]
-fn f1_defer_length_listed() {
-    let s = TestServer::start();
-    assert!(s.extensions().iter().any(|e| e == "creation-defer-length"));
-}
+extension_listed!(f1_defer_length_listed, "creation-defer-length");
 
 #[test]
 fn f2_post_defer_length_201() {
@@ -287,15 +273,12 @@ fn f5_patch_declares_length() {
     let s = TestServer::start();
     let url = s.create_deferred();
     let resp = Request::patch(&url, 0, b"hello").header("Upload-Length", "11").send();
-    resp.expect_status(204);
-    assert_eq!(resp.offset(), 5);
+    assert_eq!(resp.expect_status(204).offset(), 5);
     let h = head(&url);
     assert_eq!(h.length(), Some(11));
     assert!(!h.has_header("Upload-Defer-Length"), "{h}");
     patch(&url, 5, b" world").expect_status(204);
-    let h = head(&url);
-    assert_eq!((h.offset(), h.length()), (11, Some(11)));
-    assert_eq!(get(&url).body, b"hello world");
+    expect_complete(&url, b"hello world");
 }
 
 #[test]
@@ -305,8 +288,7 @@ fn f5_data_without_length_then_length_later() {
     patch(&url, 0, b"hello").expect_status(204);
     patch(&url, 5, b" wor").expect_status(204);
     let resp = Request::patch(&url, 9, b"ld").header("Upload-Length", "11").send();
-    resp.expect_status(204);
-    assert_eq!(resp.offset(), 11);
+    assert_eq!(resp.expect_status(204).offset(), 11);
     assert_eq!(get(&url).body, b"hello world");
 }
 
@@ -317,12 +299,10 @@ fn f6_different_length_rejected_400() {
     Request::patch(&url, 0, b"hello").header("Upload-Length", "11").send().expect_status(204);
     let resp = Request::patch(&url, 5, b" world").header("Upload-Length", "12").send();
     resp.expect_status(400);
-    let h = head(&url);
-    assert_eq!((h.offset(), h.length()), (5, Some(11)));
+    assert_eq!(offset_and_length(&url), (5, Some(11)));
     // An identical repeat is accepted.
     let resp = Request::patch(&url, 5, b" world").header("Upload-Length", "11").send();
-    resp.expect_status(204);
-    assert_eq!(resp.offset(), 11);
+    assert_eq!(resp.expect_status(204).offset(), 11);
 }
 
 #[test]
@@ -331,8 +311,7 @@ fn f6_length_change_on_normal_upload_rejected_400() {
     let url = s.create(11);
     let resp = Request::patch(&url, 0, b"hello").header("Upload-Length", "12").send();
     resp.expect_status(400);
-    let h = head(&url);
-    assert_eq!((h.offset(), h.length()), (0, Some(11)));
+    assert_eq!(offset_and_length(&url), (0, Some(11)));
     let resp = Request::patch(&url, 0, b"hello").header("Upload-Length", "11").send();
     resp.expect_status(204);
 }
@@ -404,14 +383,9 @@ fn f10_empty_patch_declaring_length_completes() {
     patch(&url, 0, b"hello").expect_status(204);
     assert_eq!(get(&url).status, 409, "a deferred upload is not finished");
     let resp = Request::patch(&url, 5, b"").header("Upload-Length", "5").send();
-    resp.expect_status(204);
-    assert_eq!(resp.offset(), 5);
-    let h = head(&url);
-    assert_eq!((h.offset(), h.length()), (5, Some(5)));
-    assert!(!h.has_header("Upload-Defer-Length"));
-    let dl = get(&url);
-    dl.expect_status(200);
-    assert_eq!(dl.body, b"hello");
+    assert_eq!(resp.expect_status(204).offset(), 5);
+    expect_complete(&url, b"hello");
+    assert!(!head(&url).has_header("Upload-Defer-Length"));
 }
 
 #[test]
@@ -419,20 +393,14 @@ fn f10_deferred_zero_length_completes() {
     let s = TestServer::start();
     let url = s.create_deferred();
     Request::patch(&url, 0, b"").header("Upload-Length", "0").send().expect_status(204);
-    let h = head(&url);
-    assert_eq!((h.offset(), h.length()), (0, Some(0)));
-    get(&url).expect_status(200);
+    expect_complete(&url, b"");
 }
 
 // ---------------------------------------------------------------------------------------------
 // G. creation-with-upload
 // ---------------------------------------------------------------------------------------------
 
-#[test]
-fn g1_creation_with_upload_listed() {
-    let s = TestServer::start();
-    assert!(s.extensions().iter().any(|e| e == "creation-with-upload"));
-}
+extension_listed!(g1_creation_with_upload_listed, "creation-with-upload");
 
 #[test]
 fn g2_creation_with_upload_implies_creation() {
@@ -447,13 +415,10 @@ fn g2_creation_with_upload_implies_creation() {
 #[test]
 fn g3_post_with_body_201_with_offset() {
     let s = TestServer::start();
-    let resp =
-        s.post().header("Upload-Length", "100").header("Content-Type", OFFSET_OCTET_STREAM).body(b"hello").send();
-    resp.expect_status(201);
-    assert_eq!(resp.offset(), 5);
+    let resp = post_with_upload(&s, "100").body(b"hello").send();
+    assert_eq!(resp.expect_status(201).offset(), 5);
     let url = s.resolve(resp.location());
-    let h = head(&url);
-    assert_eq!((h.offset(), h.length()), (5, Some(100)));
+    assert_eq!(offset_and_length(&url), (5, Some(100)));
     patch(&url, 5, &[b'!'; 95]).expect_status(204);
     assert_eq!(&get(&url).body[..6], b"hello!");
 }
@@ -461,14 +426,8 @@ fn g3_post_with_body_201_with_offset() {
 #[test]
 fn g3_post_with_chunked_body() {
     let s = TestServer::start();
-    let resp = s
-        .post()
-        .header("Upload-Length", "11")
-        .header("Content-Type", OFFSET_OCTET_STREAM)
-        .chunked(&[b"hello", b" world"], &[])
-        .send();
-    resp.expect_status(201);
-    assert_eq!(resp.offset(), 11);
+    let resp = post_with_upload(&s, "11").chunked(&[b"hello", b" world"], &[]).send();
+    assert_eq!(resp.expect_status(201).offset(), 11);
     assert_eq!(get(&s.resolve(resp.location())).body, b"hello world");
 }
 
@@ -477,8 +436,7 @@ fn g3_deferred_post_with_body() {
     let s = TestServer::start();
     let resp =
         s.post().header("Upload-Defer-Length", "1").header("Content-Type", OFFSET_OCTET_STREAM).body(b"hello").send();
-    resp.expect_status(201);
-    assert_eq!(resp.offset(), 5);
+    assert_eq!(resp.expect_status(201).offset(), 5);
     let h = head(&s.resolve(resp.location()));
     assert_eq!(h.header("Upload-Defer-Length"), Some("1"));
     assert_eq!(h.offset(), 5);
@@ -487,12 +445,7 @@ fn g3_deferred_post_with_body() {
 #[test]
 fn g4_interrupted_creation_body_is_cut_and_kept() {
     let s = TestServer::spawn(&["--body-read-timeout", "1s"]);
-    let mut conn = s
-        .post()
-        .header("Upload-Length", "100")
-        .header("Content-Type", OFFSET_OCTET_STREAM)
-        .header("Content-Length", "100")
-        .open();
+    let mut conn = post_with_upload(&s, "100").header("Content-Length", "100").open();
     conn.write_all(b"abc").unwrap();
     let started = Instant::now();
     conn.set_read_timeout(Duration::from_secs(8)).unwrap();
@@ -516,7 +469,7 @@ fn g4_interrupted_creation_body_is_cut_and_kept() {
 #[test]
 fn g5_body_longer_than_length_413() {
     let s = TestServer::start();
-    let resp = s.post().header("Upload-Length", "3").header("Content-Type", OFFSET_OCTET_STREAM).body(b"hello").send();
+    let resp = post_with_upload(&s, "3").body(b"hello").send();
     resp.expect_status(413).expect_tus_resumable();
     if let Some(loc) = resp.header("Location") {
         let o = offset(&s.resolve(loc));
@@ -527,29 +480,18 @@ fn g5_body_longer_than_length_413() {
 #[test]
 fn g6_whole_file_body_completes() {
     let s = TestServer::start();
-    let resp =
-        s.post().header("Upload-Length", "11").header("Content-Type", OFFSET_OCTET_STREAM).body(b"hello world").send();
-    resp.expect_status(201);
-    assert_eq!(resp.offset(), 11);
+    let resp = post_with_upload(&s, "11").body(b"hello world").send();
+    assert_eq!(resp.expect_status(201).offset(), 11);
     let url = s.resolve(resp.location());
-    let h = head(&url);
-    assert_eq!((h.offset(), h.length()), (11, Some(11)));
-    assert_eq!(get(&url).body, b"hello world");
+    expect_complete(&url, b"hello world");
 }
 
 #[test]
 fn g7_expect_100_continue() {
     let s = TestServer::start();
-    let resp = s
-        .post()
-        .header("Upload-Length", "11")
-        .header("Content-Type", OFFSET_OCTET_STREAM)
-        .header("Expect", "100-continue")
-        .body(b"hello world")
-        .send();
+    let resp = post_with_upload(&s, "11").header("Expect", "100-continue").body(b"hello world").send();
     assert_eq!(resp.interim, vec![100], "no 100 Continue before the body:\n{resp}");
-    resp.expect_status(201);
-    assert_eq!(resp.offset(), 11);
+    assert_eq!(resp.expect_status(201).offset(), 11);
     assert_eq!(get(&s.resolve(resp.location())).body, b"hello world");
 }
 
@@ -559,22 +501,14 @@ fn g7_expect_100_continue_on_patch() {
     let url = s.create(11);
     let resp = Request::patch(&url, 0, b"hello world").header("Expect", "100-continue").send();
     assert_eq!(resp.interim, vec![100], "no 100 Continue before the PATCH body:\n{resp}");
-    resp.expect_status(204);
-    assert_eq!(resp.offset(), 11);
+    assert_eq!(resp.expect_status(204).offset(), 11);
 }
 
 #[test]
 fn g7_expect_100_continue_early_error() {
     let s = TestServer::spawn(&["--max-size", "10"]);
-    let resp = s
-        .post()
-        .header("Upload-Length", "11")
-        .header("Content-Type", OFFSET_OCTET_STREAM)
-        .header("Expect", "100-continue")
-        .body(b"hello world")
-        .send();
-    resp.expect_status(413);
-    assert!(!resp.has_header("Location"));
+    let resp = post_with_upload(&s, "11").header("Expect", "100-continue").body(b"hello world").send();
+    resp.expect_refused_creation(413, "a body announced with Expect: 100-continue over --max-size");
 }
 
 #[test]
@@ -582,8 +516,7 @@ fn g8_body_with_other_content_type_415() {
     let s = TestServer::start();
     for ct in ["text/plain", "application/octet-stream"] {
         let resp = s.post().header("Upload-Length", "5").header("Content-Type", ct).body(b"hello").send();
-        assert_eq!(resp.status, 415, "POST body with Content-Type {ct}:\n{resp}");
-        assert!(!resp.has_header("Location"));
+        resp.expect_refused_creation(415, &format!("POST body with Content-Type {ct}"));
     }
 }
 
@@ -603,35 +536,17 @@ fn g8_empty_body_with_any_content_type_201() {
 #[test]
 fn g9_checksum_on_post_body() {
     let s = TestServer::start();
-    let resp = s
-        .post()
-        .header("Upload-Length", "11")
-        .header("Content-Type", OFFSET_OCTET_STREAM)
-        .header("Upload-Checksum", sha1_header(b"hello world"))
-        .body(b"hello world")
-        .send();
-    resp.expect_status(201);
-    assert_eq!(resp.offset(), 11);
+    let post = |sum: &str| post_with_upload(&s, "11").header("Upload-Checksum", sum).body(b"hello world").send();
+    let resp = post(&sha1_header(b"hello world"));
+    assert_eq!(resp.expect_status(201).offset(), 11);
 
-    let resp = s
-        .post()
-        .header("Upload-Length", "11")
-        .header("Content-Type", OFFSET_OCTET_STREAM)
-        .header("Upload-Checksum", sha1_header(b"hello there"))
-        .body(b"hello world")
-        .send();
+    let resp = post(&sha1_header(b"hello there"));
     resp.expect_status(460).expect_tus_resumable();
     if let Some(loc) = resp.header("Location") {
         assert_eq!(offset(&s.resolve(loc)), 0, "mismatching creation body was kept");
     }
 
-    let resp = s
-        .post()
-        .header("Upload-Length", "11")
-        .header("Content-Type", OFFSET_OCTET_STREAM)
-        .header("Upload-Checksum", "nosuchalgo AAAA")
-        .body(b"hello world")
-        .send();
+    let resp = post("nosuchalgo AAAA");
     resp.expect_status(400);
     if let Some(loc) = resp.header("Location") {
         assert_eq!(offset(&s.resolve(loc)), 0);

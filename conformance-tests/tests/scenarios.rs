@@ -4,8 +4,8 @@ use std::thread;
 use std::time::Duration;
 
 use conformance_tests::{
-    OFFSET_OCTET_STREAM, Request, TestServer, b64, delete, encode_metadata, get, head, offset, patch, patch_in_flight,
-    pseudo_random, response_metadata, settled_offset,
+    OFFSET_OCTET_STREAM, Request, TestServer, b64, delete, encode_metadata, expect_complete, get, head, offset,
+    offset_and_length, patch, patch_in_flight, pseudo_random, response_metadata, settled_offset,
 };
 use sha2::{Digest, Sha256};
 
@@ -43,8 +43,7 @@ fn scenario_chunked_upload_of_several_mib_verified_by_sha256() {
         at += size;
         assert_eq!(resp.offset(), at as u64);
         if i % 7 == 3 {
-            let h = head(&url);
-            assert_eq!((h.offset(), h.length()), (at as u64, Some(total as u64)));
+            assert_eq!(offset_and_length(&url), (at as u64, Some(total as u64)));
             assert_eq!(get(&url).status, 409, "download before completion");
         }
     }
@@ -192,9 +191,7 @@ fn scenario_deferred_length_stream_with_checksums() {
             assert_eq!(head(&url).header("Upload-Defer-Length"), Some("1"));
         }
     }
-    let h = head(&url);
-    assert_eq!((h.offset(), h.length()), (data.len() as u64, Some(data.len() as u64)));
-    assert_eq!(sha256(&get(&url).body), sha256(&data));
+    expect_complete(&url, &data);
 }
 
 #[test]
@@ -208,8 +205,7 @@ fn scenario_creation_with_upload_then_patches() {
         .header("Expect", "100-continue")
         .body(&data[..123_456])
         .send();
-    resp.expect_status(201);
-    assert_eq!(resp.offset(), 123_456);
+    assert_eq!(resp.expect_status(201).offset(), 123_456);
     let url = s.resolve(resp.location());
     let resp = patch(&url, 123_456, &data[123_456..]);
     resp.expect_status(204);

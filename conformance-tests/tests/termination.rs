@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use conformance_tests::{Request, Response, TestServer, delete, get, head, offset, patch, patch_in_flight};
+use conformance_tests::{
+    Request, Response, TestServer, delete, extension_listed, get, head, offset, patch, patch_in_flight,
+};
 
 #[track_caller]
 fn assert_gone(resp: &Response) {
@@ -10,10 +12,7 @@ fn assert_gone(resp: &Response) {
     assert!(!resp.has_header("Upload-Offset"), "terminated upload reports an offset:\n{resp}");
 }
 
-#[test]
-fn t1_termination_listed() {
-    TestServer::start().expect_extension("termination");
-}
+extension_listed!(t1_termination_listed, "termination");
 
 #[test]
 fn t1_termination_disabled_not_listed_and_405() {
