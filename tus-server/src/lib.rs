@@ -235,7 +235,11 @@ pub async fn serve(
     // Every connection task holds a receiver: a send asks them all to close, and the channel
     // closes once the last one has ended.
     let (stop_connections, _) = watch::channel(());
-    let reaper = tokio::spawn(reap(app.clone()));
+    // tus-core's reaper, with each removal counted in the metrics.
+    let reaper = {
+        let metrics = app.metrics.clone();
+        tokio::spawn(app.tus.reaper_with(move |n| metrics.expired(n)))
+    };
     // A quota book in this process starts empty: count what the store holds. (A shared one in
     // Redis keeps its counts across restarts.)
     if cli.redis_url.is_none() && (cli.quota_bytes.is_some() || cli.quota_uploads.is_some()) {
@@ -554,21 +558,5 @@ impl<B: Body + Unpin> Body for Tracked<B> {
 
     fn size_hint(&self) -> SizeHint {
         self.body.size_hint()
-    }
-}
-
-/// Removes expired uploads periodically, counting them.
-async fn reap(app: App) {
-    let Some(every) = app.tus.reap_interval() else { return };
-    loop {
-        tokio::time::sleep(every).await;
-        match app.tus.reap_expired().await {
-            Ok(0) => {}
-            Ok(n) => {
-                tracing::info!(removed = n, "expired uploads removed");
-                app.metrics.expired(n);
-            }
-            Err(e) => tracing::warn!(error = %e, "expiry pass failed"),
-        }
     }
 }

@@ -26,15 +26,22 @@ impl Inner {
         }
     }
 
-    pub(super) async fn reap_forever(&self) {
-        let Some(period) = self.expiration() else { return };
-        // Keep in step with `TusService::reap_interval`.
-        let every = (period / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+    /// Every `expiration / 4`, between 1 s and 60 s.
+    pub(super) fn reap_interval(&self) -> Option<Duration> {
+        self.expiration().map(|period| (period / 4).clamp(Duration::from_secs(1), Duration::from_secs(60)))
+    }
+
+    /// The one reaper loop: a pass every `reap_interval`, `on_removed` told what each removed.
+    pub(super) async fn reap_forever(&self, mut on_removed: impl FnMut(usize)) {
+        let Some(every) = self.reap_interval() else { return };
         loop {
             tokio::time::sleep(every).await;
             match self.reap_once().await {
                 Ok(0) => {}
-                Ok(n) => tracing::info!(removed = n, "expired uploads removed"),
+                Ok(n) => {
+                    tracing::info!(removed = n, "expired uploads removed");
+                    on_removed(n);
+                }
                 Err(e) => tracing::warn!(error = %e, "expiry pass failed"),
             }
         }

@@ -140,11 +140,21 @@ impl TusService {
         self.inner.shutdown.send_replace(true);
     }
 
-    /// Removes expired uploads forever (every `expiration / 4`, between 1 s and 60 s). Returns
-    /// at once if expiration is off or the store cannot list or delete. Spawn it once.
+    /// Removes expired uploads forever (a [`reap_expired`](Self::reap_expired) pass every
+    /// [`reap_interval`](Self::reap_interval)). Returns at once if expiration is off. Spawn it
+    /// once.
     pub fn reaper(&self) -> impl Future<Output = ()> + Send + 'static {
+        self.reaper_with(|_| {})
+    }
+
+    /// [`reaper`](Self::reaper), calling `on_removed(n)` after every pass that removed `n > 0`
+    /// uploads (to count them in metrics, say).
+    pub fn reaper_with(
+        &self,
+        on_removed: impl FnMut(usize) + Send + 'static,
+    ) -> impl Future<Output = ()> + Send + 'static {
         let inner = self.inner.clone();
-        async move { inner.reap_forever().await }
+        async move { inner.reap_forever(on_removed).await }
     }
 
     /// Counts every unfinished upload against its owner's quota again, from the store (call
@@ -169,7 +179,7 @@ impl TusService {
 
     /// How often [`TusService::reaper`] runs a pass, if expiration is on.
     pub fn reap_interval(&self) -> Option<Duration> {
-        self.inner.expiration().map(|period| (period / 4).clamp(Duration::from_secs(1), Duration::from_secs(60)))
+        self.inner.reap_interval()
     }
 
     /// Runs one pass of the reaper now, returning how many uploads it removed.
