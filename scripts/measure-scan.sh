@@ -5,24 +5,19 @@
 # tus-server (e.g. S3 flags).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 CLAMD=${CLAMD:-tcp://127.0.0.1:3310}
 SIZE_MIB=${SIZE_MIB:-100}
-cargo build --release -q -p tus-server
-work=$(mktemp -d)
-trap 'kill "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
-head -c $((SIZE_MIB * 1024 * 1024)) /dev/urandom > "$work/file"
-./target/release/tus-server --port 0 --upload-dir "$work/data" --clamd-address "$CLAMD" \
-    --clamd-max-stream $((SIZE_MIB * 1024 * 1024)) "$@" > "$work/out" 2> "$work/err" &
-pid=$!
-for _ in $(seq 50); do grep -q http "$work/out" 2>/dev/null && break; sleep 0.1; done
-base=$(grep -o 'http://[^ ]*' "$work/out")
-loc=$(curl -s -D - -o /dev/null -X POST "$base" -H 'Tus-Resumable: 1.0.0' -H "Upload-Length: $((SIZE_MIB * 1024 * 1024))" \
-    | tr -d '\r' | awk 'tolower($1)=="location:"{print $2}')
-curl -s -o /dev/null -X PATCH "$loc" -H 'Tus-Resumable: 1.0.0' -H 'Content-Type: application/offset+octet-stream' \
-    -H 'Upload-Offset: 0' --data-binary @"$work/file"
+measure_setup
+random_file "$work/file" "$SIZE_MIB"
+start_server server --upload-dir "$work/data" --clamd-address "$CLAMD" \
+    --clamd-max-stream $((SIZE_MIB * 1024 * 1024)) "$@"
+base=$(server_url server)
+loc=$(tus_create "$base" $((SIZE_MIB * 1024 * 1024)))
+tus_patch "$loc" 0 "$work/file" > /dev/null
 start=$(date +%s.%N)
 while :; do
-    state=$(curl -s -I "$loc" -H 'Tus-Resumable: 1.0.0' | tr -d '\r' | awk 'tolower($1)=="upload-state:"{print $2}')
+    state=$(head_field "$loc" upload-state)
     [ "$state" = processing ] || break
     sleep 0.05
 done
