@@ -584,6 +584,19 @@ impl Response {
         self
     }
 
+    /// Asserts that a PATCH (or another append) `what` describes was refused with `status` and
+    /// `Tus-Resumable`, and that the upload at `url` is still at offset `at`.
+    ///
+    /// # Panics
+    /// Panics if the status, `Tus-Resumable` or the offset differ.
+    #[track_caller]
+    pub fn expect_refused_patch(&self, status: u16, url: &str, at: u64, what: &str) -> &Response {
+        assert_eq!(self.status, status, "{what}:\n{}", self.dump());
+        self.expect_tus_resumable();
+        assert_eq!(offset(url), at, "{what} moved the offset of {url}");
+        self
+    }
+
     /// The `Location` header.
     ///
     /// # Panics

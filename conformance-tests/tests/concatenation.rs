@@ -147,9 +147,7 @@ fn n9_final_head_upload_concat_echoes_urls() {
 fn n10_partials_concatenated_in_order() {
     let (s, a, b) = hello_and_world();
     let f = create_final(&s, &[&a, &b]);
-    let resp = get(&f);
-    resp.expect_status(200);
-    assert_eq!(resp.body, b"hello world");
+    assert_eq!(get(&f).expect_status(200).body, b"hello world");
     let swapped = create_final(&s, &[&b, &a]);
     assert_eq!(get(&swapped).body, b" worldhello");
 }
@@ -169,9 +167,7 @@ fn n11_patch_final_403_nothing_changes() {
     let (s, a, b) = hello_and_world();
     let f = create_final(&s, &[&a, &b]);
     for off in [11u64, 0] {
-        let resp = patch(&f, off, b"x");
-        assert_eq!(resp.status, 403, "PATCH final at offset {off}:\n{resp}");
-        resp.expect_tus_resumable();
+        patch(&f, off, b"x").expect_refused_patch(403, &f, 11, &format!("PATCH final at offset {off}"));
     }
     patch(&f, 11, b"").expect_status(403);
     expect_complete(&f, b"hello world");

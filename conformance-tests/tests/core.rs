@@ -4,11 +4,7 @@ use std::collections::BTreeSet;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use conformance_tests::{
-    CHECKSUM_ALGORITHMS, DEFAULT_EXTENSIONS, KNOWN_EXTENSIONS, OFFSET_OCTET_STREAM, Request, Response, TUS_RESUMABLE,
-    TestServer, b64, expect_offset_settles, get, head, offset, open_patch, options, patch, patch_in_flight,
-    pseudo_random, settled_offset,
-};
+use conformance_tests::{CHECKSUM_ALGORITHMS, DEFAULT_EXTENSIONS, KNOWN_EXTENSIONS, OFFSET_OCTET_STREAM, Request, Response, TUS_RESUMABLE, TestServer, b64, expect_complete, expect_offset_settles, get, head, offset, open_patch, options, patch, patch_in_flight, pseudo_random, settled_offset, raw_exchange, RawReply, Url};
 
 fn patch_ct(url: &str, content_type: Option<&str>, offset: &str, data: &[u8]) -> Response {
     let mut req = Request::tus("PATCH", url).header("Upload-Offset", offset).body(data);
@@ -16,6 +12,25 @@ fn patch_ct(url: &str, content_type: Option<&str>, offset: &str, data: &[u8]) ->
         req = req.header("Content-Type", ct);
     }
     req.send()
+}
+
+/// One request of every method that needs `Tus-Resumable` (POST, HEAD, PATCH, DELETE), without
+/// it: on the server `s` and its 5-byte upload `url`.
+fn unversioned_requests(s: &TestServer, url: &str) -> [Request; 4] {
+    [
+        Request::new("POST", s.url()).header("Upload-Length", "5").body(b""),
+        Request::new("HEAD", url),
+        Request::patch(url, 0, b"hello").without_header("Tus-Resumable"),
+        Request::new("DELETE", url),
+    ]
+}
+
+/// Sends `head` (a request line and header fields, each ending in CRLF) with `Host` and
+/// `Connection: close`, then `body`, on a raw connection, and reads all the server answers.
+fn raw_close(s: &TestServer, head: &str, body: &[u8]) -> RawReply {
+    let mut bytes = format!("{head}Host: {}\r\nConnection: close\r\n\r\n", s.authority()).into_bytes();
+    bytes.extend_from_slice(body);
+    raw_exchange(s.authority(), &bytes)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -67,16 +82,7 @@ fn a2_unsupported_version_gets_412() {
     let s = TestServer::start();
     let url = s.create(5);
     for version in ["0.0.1", "0.2.2", "2.0.0", "1.0", "1.0.0.0", "banana"] {
-        let requests = [
-            Request::new("POST", s.url()).header("Upload-Length", "5").body(b""),
-            Request::new("HEAD", &url),
-            Request::new("PATCH", &url)
-                .header("Content-Type", OFFSET_OCTET_STREAM)
-                .header("Upload-Offset", "0")
-                .body(b"hello"),
-            Request::new("DELETE", &url),
-        ];
-        for req in requests {
+        for req in unversioned_requests(&s, &url) {
             let req = req.header("Tus-Resumable", version);
             let resp = req.send();
             assert_eq!(resp.status, 412, "{} with Tus-Resumable {version}:\n{resp}", req.method);
@@ -88,15 +94,7 @@ fn a2_unsupported_version_gets_412() {
 fn a3_412_includes_tus_version() {
     let s = TestServer::start();
     let url = s.create(5);
-    for req in [
-        Request::new("POST", s.url()).header("Upload-Length", "5").body(b""),
-        Request::new("HEAD", &url),
-        Request::new("PATCH", &url)
-            .header("Content-Type", OFFSET_OCTET_STREAM)
-            .header("Upload-Offset", "0")
-            .body(b"hi"),
-        Request::new("DELETE", &url),
-    ] {
+    for req in unversioned_requests(&s, &url) {
         let resp = req.header("Tus-Resumable", "0.0.1").send();
         resp.expect_status(412).expect_tus_resumable();
         assert!(
@@ -127,12 +125,7 @@ fn a4_412_has_no_side_effects() {
 
     // PATCH: the offset does not move.
     let url = s.create(5);
-    let resp = Request::new("PATCH", &url)
-        .header("Tus-Resumable", "0.0.1")
-        .header("Content-Type", OFFSET_OCTET_STREAM)
-        .header("Upload-Offset", "0")
-        .body(b"hello")
-        .send();
+    let resp = Request::patch(&url, 0, b"hello").set_header("Tus-Resumable", "0.0.1").send();
     resp.expect_status(412);
     assert_eq!(offset(&url), 0);
 
@@ -157,11 +150,7 @@ fn a5_missing_tus_resumable_gets_412() {
     resp.expect_status(412).expect_tus_resumable();
     assert!(resp.has_header("Tus-Version"));
 
-    let resp = Request::new("PATCH", &url)
-        .header("Content-Type", OFFSET_OCTET_STREAM)
-        .header("Upload-Offset", "0")
-        .body(b"hello")
-        .send();
+    let resp = Request::patch(&url, 0, b"hello").without_header("Tus-Resumable").send();
     resp.expect_status(412).expect_tus_resumable();
     assert!(resp.has_header("Tus-Version"));
     assert_eq!(offset(&url), 0, "a PATCH without Tus-Resumable changed the upload");
@@ -239,9 +228,7 @@ fn a9_invalid_upload_offset_rejected_400() {
         ["-1", "abc", "1e3", " ", "", "0x2", "2.0", "2 2", "18446744073709551616", "99999999999999999999999999999"]
     {
         let resp = patch_ct(&url, Some(OFFSET_OCTET_STREAM), bad, b"llo");
-        assert_eq!(resp.status, 400, "Upload-Offset {bad:?}:\n{resp}");
-        resp.expect_tus_resumable();
-        assert_eq!(offset(&url), 2, "Upload-Offset {bad:?} modified the upload");
+        resp.expect_refused_patch(400, &url, 2, &format!("Upload-Offset {bad:?}"));
     }
 }
 
@@ -374,26 +361,15 @@ fn b6_head_unknown_upload_404_without_offset() {
 fn b7_head_response_has_no_body() {
     let s = TestServer::start();
     let url = s.upload(b"hello world");
-    let path = conformance_tests::Url::parse(&url).path;
-    let raw = conformance_tests::raw_exchange(
-        s.authority(),
-        format!("HEAD {path} HTTP/1.1\r\nHost: {}\r\nTus-Resumable: 1.0.0\r\nConnection: close\r\n\r\n", s.authority())
-            .as_bytes(),
-    );
+    let path = Url::parse(&url).path;
+    let raw = raw_close(&s, &format!("HEAD {path} HTTP/1.1\r\nTus-Resumable: 1.0.0\r\n"), b"");
     assert!(raw.closed, "server kept the connection open despite Connection: close");
     assert_eq!(raw.status(), Some(200), "{}", raw.text());
     assert_eq!(raw.after_head(), Some(&b""[..]), "bytes after the HEAD response head: {}", raw.text());
 
     // Also for an unknown upload (404).
-    let unknown = conformance_tests::Url::parse(&s.unknown_url()).path;
-    let raw = conformance_tests::raw_exchange(
-        s.authority(),
-        format!(
-            "HEAD {unknown} HTTP/1.1\r\nHost: {}\r\nTus-Resumable: 1.0.0\r\nConnection: close\r\n\r\n",
-            s.authority()
-        )
-        .as_bytes(),
-    );
+    let unknown = Url::parse(&s.unknown_url()).path;
+    let raw = raw_close(&s, &format!("HEAD {unknown} HTTP/1.1\r\nTus-Resumable: 1.0.0\r\n"), b"");
     assert_eq!(raw.status(), Some(404), "{}", raw.text());
     assert_eq!(raw.after_head(), Some(&b""[..]), "bytes after the HEAD 404 head: {}", raw.text());
 }
@@ -410,8 +386,7 @@ fn b8_head_offset_accepted_by_next_patch() {
         patch(&url, o, chunk).expect_status(204);
         expected += chunk.len() as u64;
     }
-    assert_eq!(offset(&url), 3000);
-    assert_eq!(get(&url).body, data);
+    expect_complete(&url, &data);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -432,17 +407,12 @@ fn c1_patch_applies_bytes_at_offset() {
 fn c2_patch_success_is_exactly_204_without_body() {
     let s = TestServer::start();
     let url = s.create(11);
-    let path = conformance_tests::Url::parse(&url).path;
-    let raw = conformance_tests::raw_exchange(
-        s.authority(),
-        format!(
-            "PATCH {path} HTTP/1.1\r\nHost: {}\r\nTus-Resumable: 1.0.0\r\nContent-Type: \
-             application/offset+octet-stream\r\nUpload-Offset: 0\r\nContent-Length: 5\r\n\
-             Connection: close\r\n\r\nhello",
-            s.authority()
-        )
-        .as_bytes(),
+    let path = Url::parse(&url).path;
+    let head = format!(
+        "PATCH {path} HTTP/1.1\r\nTus-Resumable: 1.0.0\r\nContent-Type: {OFFSET_OCTET_STREAM}\r\n\
+         Upload-Offset: 0\r\nContent-Length: 5\r\n"
     );
+    let raw = raw_close(&s, &head, b"hello");
     assert_eq!(raw.status(), Some(204), "{}", raw.text());
     assert_eq!(raw.after_head(), Some(&b""[..]), "204 followed by bytes: {}", raw.text());
 }
@@ -463,8 +433,7 @@ fn c4_offset_advances_by_bytes_received() {
     assert_eq!(patch(&url, 0, b"hello").expect_status(204).offset(), 5);
     assert_eq!(offset(&url), 5);
     assert_eq!(patch(&url, 5, b" world").expect_status(204).offset(), 11);
-    assert_eq!(offset(&url), 11);
-    assert_eq!(get(&url).body, b"hello world");
+    expect_complete(&url, b"hello world");
 }
 
 #[test]
@@ -478,9 +447,7 @@ fn c5_wrong_content_type_415() {
         "application/offset+octet-streamx",
     ] {
         let resp = patch_ct(&url, Some(ct), "0", b"hello");
-        assert_eq!(resp.status, 415, "Content-Type {ct:?}:\n{resp}");
-        resp.expect_tus_resumable();
-        assert_eq!(offset(&url), 0, "Content-Type {ct:?} modified the upload");
+        resp.expect_refused_patch(415, &url, 0, &format!("Content-Type {ct:?}"));
     }
 }
 
@@ -488,9 +455,7 @@ fn c5_wrong_content_type_415() {
 fn c6_missing_content_type_415() {
     let s = TestServer::start();
     let url = s.create(11);
-    let resp = patch_ct(&url, None, "0", b"hello");
-    resp.expect_status(415).expect_tus_resumable();
-    assert_eq!(offset(&url), 0);
+    patch_ct(&url, None, "0", b"hello").expect_refused_patch(415, &url, 0, "a PATCH without Content-Type");
     // Also with an empty body.
     patch_ct(&url, None, "0", b"").expect_status(415);
 }
@@ -500,9 +465,8 @@ fn c7_offset_ahead_409_with_real_offset() {
     let s = TestServer::start();
     let url = s.create(11);
     let resp = patch(&url, 5, b"hello");
-    resp.expect_status(409).expect_tus_resumable();
+    resp.expect_refused_patch(409, &url, 0, "a PATCH ahead of the offset");
     assert_eq!(resp.header("Upload-Offset"), Some("0"), "409 must carry the real offset");
-    assert_eq!(offset(&url), 0);
     assert_eq!(get(&url).status, 409, "upload must still be unfinished");
 }
 
@@ -519,7 +483,7 @@ fn c8_offset_behind_409() {
     resp.expect_status(409);
     assert_eq!(offset(&url), 5);
     patch(&url, 5, b" world").expect_status(204);
-    assert_eq!(get(&url).body, b"hello world");
+    expect_complete(&url, b"hello world");
 }
 
 #[test]
@@ -534,9 +498,8 @@ fn c9_patch_unknown_upload_404() {
 fn c10_missing_upload_offset_400() {
     let s = TestServer::start();
     let url = s.create(11);
-    let resp = Request::tus("PATCH", &url).header("Content-Type", OFFSET_OCTET_STREAM).body(b"hello").send();
-    resp.expect_status(400).expect_tus_resumable();
-    assert_eq!(offset(&url), 0);
+    let resp = Request::patch(&url, 0, b"hello").without_header("Upload-Offset").send();
+    resp.expect_refused_patch(400, &url, 0, "a PATCH without Upload-Offset");
 }
 
 #[test]
@@ -548,8 +511,7 @@ fn c11_many_one_byte_patches() {
         let resp = patch(&url, i as u64, &[*byte]);
         assert_eq!(resp.expect_status(204).offset(), i as u64 + 1);
     }
-    assert_eq!(offset(&url), 11);
-    assert_eq!(get(&url).body, data);
+    expect_complete(&url, data);
 }
 
 #[test]
@@ -648,7 +610,7 @@ fn c13_slow_but_steady_body_not_cut() {
     }
     let resp = conn.read_response().expect("response to a slow but steady PATCH");
     assert_eq!(resp.expect_status(204).offset(), 6);
-    assert_eq!(get(&url).body, b"steady");
+    expect_complete(&url, b"steady");
 }
 
 #[test]
@@ -657,7 +619,7 @@ fn c14_chunked_patch_accepted() {
     let url = s.create(11);
     let resp = Request::patch_at(&url, 0).chunked(&[b"hel", b"lo", b" ", b"world"], &[]).send();
     assert_eq!(resp.expect_status(204).offset(), 11);
-    assert_eq!(get(&url).body, b"hello world");
+    expect_complete(&url, b"hello world");
 }
 
 #[test]
@@ -665,14 +627,13 @@ fn c15_patch_past_length_413_with_content_length() {
     let s = TestServer::start();
     let url = s.create(5);
     let resp = patch(&url, 0, b"hello world");
-    resp.expect_status(413).expect_tus_resumable();
-    assert_eq!(offset(&url), 0, "an oversized declared body must be rejected before reading");
+    resp.expect_refused_patch(413, &url, 0, "an oversized declared body (rejected before reading)");
 
     patch(&url, 0, b"hel").expect_status(204);
     patch(&url, 3, b"lo!").expect_status(413);
     assert_eq!(offset(&url), 3);
     patch(&url, 3, b"lo").expect_status(204);
-    assert_eq!(get(&url).body, b"hello");
+    expect_complete(&url, b"hello");
 }
 
 #[test]
@@ -699,8 +660,7 @@ fn c15_patch_on_completed_upload_non_empty_413() {
     let url = s.upload(b"hello");
     let resp = patch(&url, 5, b"!");
     resp.expect_status(413);
-    assert_eq!(offset(&url), 5);
-    assert_eq!(get(&url).body, b"hello");
+    expect_complete(&url, b"hello");
 }
 
 #[test]
@@ -721,7 +681,7 @@ fn c16_empty_patch_on_completed_upload_204() {
     let url = s.upload(b"hello");
     let resp = patch(&url, 5, b"");
     assert_eq!(resp.expect_status(204).offset(), 5);
-    assert_eq!(get(&url).body, b"hello");
+    expect_complete(&url, b"hello");
 }
 
 // ---------------------------------------------------------------------------------------------

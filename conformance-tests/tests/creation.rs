@@ -289,7 +289,7 @@ fn f5_data_without_length_then_length_later() {
     patch(&url, 5, b" wor").expect_status(204);
     let resp = Request::patch(&url, 9, b"ld").header("Upload-Length", "11").send();
     assert_eq!(resp.expect_status(204).offset(), 11);
-    assert_eq!(get(&url).body, b"hello world");
+    expect_complete(&url, b"hello world");
 }
 
 #[test]

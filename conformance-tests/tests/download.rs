@@ -116,9 +116,24 @@ fn disposition(resp: &Response) -> Disposition {
     out
 }
 
-fn upload_typed(s: &TestServer, data: &[u8], filetype: &str, filename: &str) -> String {
+/// Uploads `data` with `filetype` and `filename` metadata and downloads it (asserting `200`).
+#[track_caller]
+fn get_typed(s: &TestServer, data: &[u8], filetype: &str, filename: &str) -> Response {
     let meta = encode_metadata(&[("filetype", filetype.as_bytes()), ("filename", filename.as_bytes())]);
-    s.upload_with(data, &[("Upload-Metadata", &meta)])
+    let resp = get(&s.upload_with(data, &[("Upload-Metadata", &meta)]));
+    resp.expect_status(200);
+    resp
+}
+
+/// `GET url` with `Range: range`, asserted to answer `206` with `body` and `Content-Range:
+/// content_range`.
+#[track_caller]
+fn expect_range(url: &str, range: &str, body: &[u8], content_range: &str) -> Response {
+    let resp = Request::new("GET", url).header("Range", range).send();
+    resp.expect_status(206);
+    assert!(resp.body == body, "Range {range}: body {:?}, expected {:?}", resp.text(), String::from_utf8_lossy(body));
+    assert_eq!(resp.header("Content-Range"), Some(content_range), "Range {range}:\n{resp}");
+    resp
 }
 
 #[test]
@@ -161,40 +176,25 @@ fn get_etag_is_stable() {
 fn get_range_206() {
     let s = TestServer::start();
     let url = s.upload(b"hello world");
-    let resp = Request::new("GET", &url).header("Range", "bytes=0-4").send();
-    resp.expect_status(206);
-    assert_eq!(resp.body, b"hello");
-    assert_eq!(resp.header("Content-Range"), Some("bytes 0-4/11"));
+    let resp = expect_range(&url, "bytes=0-4", b"hello", "bytes 0-4/11");
     assert_eq!(resp.header("Content-Length"), Some("5"));
-    let resp = Request::new("GET", &url).header("Range", "bytes=4-6").send();
-    resp.expect_status(206);
-    assert_eq!(resp.body, b"o w");
-    assert_eq!(resp.header("Content-Range"), Some("bytes 4-6/11"));
+    expect_range(&url, "bytes=4-6", b"o w", "bytes 4-6/11");
 }
 
 #[test]
 fn get_suffix_range() {
     let s = TestServer::start();
     let url = s.upload(b"hello world");
-    let resp = Request::new("GET", &url).header("Range", "bytes=-5").send();
-    resp.expect_status(206);
-    assert_eq!(resp.body, b"world");
-    assert_eq!(resp.header("Content-Range"), Some("bytes 6-10/11"));
+    expect_range(&url, "bytes=-5", b"world", "bytes 6-10/11");
 }
 
 #[test]
 fn get_open_range() {
     let s = TestServer::start();
     let url = s.upload(b"hello world");
-    let resp = Request::new("GET", &url).header("Range", "bytes=6-").send();
-    resp.expect_status(206);
-    assert_eq!(resp.body, b"world");
-    assert_eq!(resp.header("Content-Range"), Some("bytes 6-10/11"));
+    expect_range(&url, "bytes=6-", b"world", "bytes 6-10/11");
     // A last-byte position past the end is clamped.
-    let resp = Request::new("GET", &url).header("Range", "bytes=6-100").send();
-    resp.expect_status(206);
-    assert_eq!(resp.body, b"world");
-    assert_eq!(resp.header("Content-Range"), Some("bytes 6-10/11"));
+    expect_range(&url, "bytes=6-100", b"world", "bytes 6-10/11");
 }
 
 #[test]
@@ -232,9 +232,7 @@ fn get_content_type_from_filetype() {
         ("text/plain\r\nX-Injected: 1", "application/octet-stream"),
         ("", "application/octet-stream"),
     ] {
-        let url = upload_typed(&s, b"data", filetype, "f.bin");
-        let resp = get(&url);
-        resp.expect_status(200);
+        let resp = get_typed(&s, b"data", filetype, "f.bin");
         assert_eq!(resp.header("Content-Type"), Some(want), "filetype {filetype:?}:\n{resp}");
         assert!(!resp.has_header("X-Injected"));
         assert_eq!(resp.header("X-Content-Type-Options"), Some("nosniff"));
@@ -258,9 +256,7 @@ fn get_content_disposition_inline_only_for_harmless_types() {
         ("application/pdf", "attachment"),
         ("application/octet-stream", "attachment"),
     ] {
-        let url = upload_typed(&s, b"data", filetype, "file.dat");
-        let resp = get(&url);
-        resp.expect_status(200);
+        let resp = get_typed(&s, b"data", filetype, "file.dat");
         let d = disposition(&resp);
         assert_eq!(d.kind, want, "disposition for {filetype}:\n{resp}");
         assert_eq!(d.filename.as_deref(), Some("file.dat"), "filename for {filetype}:\n{resp}");
@@ -281,9 +277,7 @@ fn get_content_disposition_filename_sanitized() {
         "new\nline.txt",
         "..\\..\\etc/passwd",
     ] {
-        let url = upload_typed(&s, b"data", "text/plain", evil);
-        let resp = get(&url);
-        resp.expect_status(200);
+        let resp = get_typed(&s, b"data", "text/plain", evil);
         assert!(!resp.has_header("X-Injected"), "header injection via {evil:?}:\n{resp}");
         assert_eq!(resp.header_all("Content-Disposition").len(), 1);
         // `disposition` fails on any parameter besides filename/filename*, on a control
@@ -317,10 +311,8 @@ fn get_unknown_404() {
 #[test]
 fn get_zero_length_upload() {
     let s = TestServer::start();
-    let url = s.create(0);
-    let resp = get(&url);
-    resp.expect_status(200);
-    assert!(resp.body.is_empty());
+    let resp = get(&s.create(0));
+    assert!(resp.expect_status(200).body.is_empty());
     assert_eq!(resp.header("Content-Length"), Some("0"));
 }
 
@@ -343,7 +335,5 @@ fn get_large_upload_streams_completely() {
     resp.expect_status(200);
     assert_eq!(resp.body.len(), data.len());
     assert!(resp.body == data);
-    let resp = Request::new("GET", &url).header("Range", "bytes=1000000-1000009").send();
-    resp.expect_status(206);
-    assert_eq!(resp.body, &data[1_000_000..1_000_010]);
+    expect_range(&url, "bytes=1000000-1000009", &data[1_000_000..1_000_010], "bytes 1000000-1000009/3145728");
 }

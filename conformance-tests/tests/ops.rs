@@ -18,6 +18,13 @@ fn curl(args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// `OPTIONS url` with curl and `flags`: the status code and HTTP version it got, e.g. `200 2`.
+fn curl_options(flags: &[&str], url: &str) -> String {
+    let mut args = flags.to_vec();
+    args.extend(["-X", "OPTIONS", "-o", "/dev/null", "-w", "%{http_code} %{http_version}", url]);
+    curl(&args)
+}
+
 #[test]
 fn tls_serves_http2_and_http11() {
     let dir = tempfile::tempdir().unwrap();
@@ -36,19 +43,7 @@ fn tls_serves_http2_and_http11() {
     assert!(s.url().starts_with("https://"), "{}", s.url());
     // ALPN offers both: each client gets the version it asks for.
     for (flag, answer) in [("--http2", "200 2"), ("--http1.1", "200 1.1")] {
-        let got = curl(&[
-            "--cacert",
-            &cert,
-            flag,
-            "-X",
-            "OPTIONS",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code} %{http_version}",
-            s.url(),
-        ]);
-        assert_eq!(got, answer, "{flag}");
+        assert_eq!(curl_options(&["--cacert", &cert, flag], s.url()), answer, "{flag}");
     }
     // A whole upload over HTTP/2.
     let created = curl(&[
@@ -96,17 +91,7 @@ fn tls_serves_http2_and_http11() {
 #[test]
 fn h2c_prior_knowledge_on_the_plain_port() {
     let s = TestServer::spawn(&[]);
-    let out = curl(&[
-        "--http2-prior-knowledge",
-        "-X",
-        "OPTIONS",
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code} %{http_version}",
-        s.url(),
-    ]);
-    assert_eq!(out, "200 2");
+    assert_eq!(curl_options(&["--http2-prior-knowledge"], s.url()), "200 2");
 }
 
 #[test]

@@ -18,6 +18,16 @@ fn assert_interrupted(outcome: Outcome) {
     }
 }
 
+/// A CORS preflight for `method` (and, if given, `headers`) from `origin` to the creation URL.
+fn preflight(s: &TestServer, origin: &str, method: &str, headers: Option<&str>) -> Response {
+    let mut req =
+        Request::new("OPTIONS", s.url()).header("Origin", origin).header("Access-Control-Request-Method", method);
+    if let Some(headers) = headers {
+        req = req.header("Access-Control-Request-Headers", headers);
+    }
+    req.send()
+}
+
 /// Asserts a result is a 4xx response or a failed/closed connection.
 #[track_caller]
 fn assert_4xx_or_closed(result: std::io::Result<Response>, what: &str) {
@@ -175,11 +185,7 @@ fn z3_custom_base_path() {
 #[test]
 fn z4_cors_preflight_answered() {
     let s = TestServer::start();
-    let resp = Request::new("OPTIONS", s.url())
-        .header("Origin", "http://example.com")
-        .header("Access-Control-Request-Method", "PATCH")
-        .header("Access-Control-Request-Headers", "tus-resumable,upload-offset,content-type")
-        .send();
+    let resp = preflight(&s, "http://example.com", "PATCH", Some("tus-resumable,upload-offset,content-type"));
     resp.expect_status_in(&[200, 204]);
     assert!(resp.has_header("Tus-Version"));
     let resp = s.post().header("Origin", "http://example.com").header("Upload-Length", "1").body(b"").send();
@@ -474,11 +480,7 @@ fn hostile_oversized_declared_body_rejected_early() {
 #[test]
 fn cors_default_grants_any_origin_without_credentials() {
     let s = TestServer::start();
-    let pre = Request::new("OPTIONS", s.url())
-        .header("Origin", "https://app.example")
-        .header("Access-Control-Request-Method", "POST")
-        .header("Access-Control-Request-Headers", "tus-resumable,upload-length,upload-metadata")
-        .send();
+    let pre = preflight(&s, "https://app.example", "POST", Some("tus-resumable,upload-length,upload-metadata"));
     pre.expect_status(200);
     assert_eq!(pre.header("Access-Control-Allow-Origin"), Some("*"));
     let allowed = pre.header("Access-Control-Allow-Headers").unwrap_or("").to_ascii_lowercase();
@@ -505,10 +507,7 @@ fn cors_allow_list_grants_only_listed_origins() {
     good.expect_status(201);
     assert_eq!(good.header("Access-Control-Allow-Origin"), Some("https://good.example"));
     assert_eq!(good.header("Access-Control-Allow-Credentials"), Some("true"));
-    let evil = Request::new("OPTIONS", s.url())
-        .header("Origin", "https://evil.example")
-        .header("Access-Control-Request-Method", "POST")
-        .send();
+    let evil = preflight(&s, "https://evil.example", "POST", None);
     assert!(evil.header("Access-Control-Allow-Origin").is_none());
     assert!(evil.header("Access-Control-Allow-Methods").is_none());
 }
