@@ -1310,6 +1310,15 @@ impl TestServer {
         assert!(listed.iter().any(|e| e == extension), "{extension} is not in Tus-Extension {listed:?}");
     }
 
+    /// Sends `head` (a request line and header fields, each ending in CRLF) and then `body` on a
+    /// raw connection, adding `Host` and `Connection: close` to the head, and reads all the server
+    /// answers until it closes.
+    pub fn raw_close(&self, head: &str, body: &[u8]) -> RawReply {
+        let mut bytes = format!("{head}Host: {}\r\nConnection: close\r\n\r\n", self.authority).into_bytes();
+        bytes.extend_from_slice(body);
+        raw_exchange(&self.authority, &bytes)
+    }
+
     /// Asserts that the server still answers `OPTIONS` with `200`.
     ///
     /// # Panics
@@ -1380,10 +1389,12 @@ pub fn offset(url: &str) -> u64 {
 /// `Upload-Offset` and `Upload-Length` (if known) as `HEAD <url>` reports them.
 ///
 /// # Panics
-/// Panics if the HEAD response has no valid `Upload-Offset` (or a malformed `Upload-Length`).
+/// Panics unless the HEAD succeeds (`200`) with a valid `Upload-Offset` (and a well-formed
+/// `Upload-Length`, if any).
 #[track_caller]
 pub fn offset_and_length(url: &str) -> (u64, Option<u64>) {
     let resp = head(url);
+    resp.expect_status(200);
     (resp.offset(), resp.length())
 }
 
@@ -1404,6 +1415,17 @@ pub fn expect_complete(url: &str, data: &[u8]) {
 fn preview(data: &[u8]) -> String {
     let shown = String::from_utf8_lossy(&data[..data.len().min(200)]).into_owned();
     if data.len() > 200 { format!("{shown:?}… ({} bytes)", data.len()) } else { format!("{shown:?}") }
+}
+
+/// The request line and tus header fields (each ending in CRLF) of a PATCH to `url` at offset
+/// `at`, as raw text for [`TestServer::raw_close`]: the framing header (`Content-Length`, …) is
+/// the caller's.
+pub fn raw_patch_head(url: &str, at: u64) -> String {
+    let path = Url::parse(url).path;
+    format!(
+        "PATCH {path} HTTP/1.1\r\nTus-Resumable: {TUS_RESUMABLE}\r\nContent-Type: {OFFSET_OCTET_STREAM}\r\n\
+         Upload-Offset: {at}\r\n"
+    )
 }
 
 /// `PATCH <url>` with the given offset and body.

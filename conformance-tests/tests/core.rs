@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use conformance_tests::{CHECKSUM_ALGORITHMS, DEFAULT_EXTENSIONS, KNOWN_EXTENSIONS, OFFSET_OCTET_STREAM, Request, Response, TUS_RESUMABLE, TestServer, b64, expect_complete, expect_offset_settles, get, head, offset, open_patch, options, patch, patch_in_flight, pseudo_random, settled_offset, raw_exchange, RawReply, Url};
+use conformance_tests::{CHECKSUM_ALGORITHMS, DEFAULT_EXTENSIONS, KNOWN_EXTENSIONS, OFFSET_OCTET_STREAM, Request, Response, TUS_RESUMABLE, TestServer, Url, b64, expect_complete, expect_offset_settles, get, head, offset, offset_and_length, open_patch, options, patch, patch_in_flight, pseudo_random, settled_offset, raw_patch_head};
 
 fn patch_ct(url: &str, content_type: Option<&str>, offset: &str, data: &[u8]) -> Response {
     let mut req = Request::tus("PATCH", url).header("Upload-Offset", offset).body(data);
@@ -23,14 +23,6 @@ fn unversioned_requests(s: &TestServer, url: &str) -> [Request; 4] {
         Request::patch(url, 0, b"hello").without_header("Tus-Resumable"),
         Request::new("DELETE", url),
     ]
-}
-
-/// Sends `head` (a request line and header fields, each ending in CRLF) with `Host` and
-/// `Connection: close`, then `body`, on a raw connection, and reads all the server answers.
-fn raw_close(s: &TestServer, head: &str, body: &[u8]) -> RawReply {
-    let mut bytes = format!("{head}Host: {}\r\nConnection: close\r\n\r\n", s.authority()).into_bytes();
-    bytes.extend_from_slice(body);
-    raw_exchange(s.authority(), &bytes)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -308,9 +300,7 @@ fn b1_head_offset_zero_on_fresh_upload() {
 fn b2_head_offset_on_completed_upload() {
     let s = TestServer::start();
     let url = s.upload(b"hello world");
-    let resp = head(&url);
-    assert_eq!(resp.expect_status(200).offset(), 11);
-    assert_eq!(resp.length(), Some(11));
+    assert_eq!(offset_and_length(&url), (11, Some(11)));
 }
 
 #[test]
@@ -362,14 +352,14 @@ fn b7_head_response_has_no_body() {
     let s = TestServer::start();
     let url = s.upload(b"hello world");
     let path = Url::parse(&url).path;
-    let raw = raw_close(&s, &format!("HEAD {path} HTTP/1.1\r\nTus-Resumable: 1.0.0\r\n"), b"");
+    let raw = s.raw_close(&format!("HEAD {path} HTTP/1.1\r\nTus-Resumable: 1.0.0\r\n"), b"");
     assert!(raw.closed, "server kept the connection open despite Connection: close");
     assert_eq!(raw.status(), Some(200), "{}", raw.text());
     assert_eq!(raw.after_head(), Some(&b""[..]), "bytes after the HEAD response head: {}", raw.text());
 
     // Also for an unknown upload (404).
     let unknown = Url::parse(&s.unknown_url()).path;
-    let raw = raw_close(&s, &format!("HEAD {unknown} HTTP/1.1\r\nTus-Resumable: 1.0.0\r\n"), b"");
+    let raw = s.raw_close(&format!("HEAD {unknown} HTTP/1.1\r\nTus-Resumable: 1.0.0\r\n"), b"");
     assert_eq!(raw.status(), Some(404), "{}", raw.text());
     assert_eq!(raw.after_head(), Some(&b""[..]), "bytes after the HEAD 404 head: {}", raw.text());
 }
@@ -398,21 +388,14 @@ fn c1_patch_applies_bytes_at_offset() {
     let s = TestServer::start();
     let url = s.create(11);
     patch(&url, 0, b"hello world").expect_status(204);
-    let resp = get(&url);
-    resp.expect_status(200);
-    assert_eq!(resp.body, b"hello world");
+    expect_complete(&url, b"hello world");
 }
 
 #[test]
 fn c2_patch_success_is_exactly_204_without_body() {
     let s = TestServer::start();
     let url = s.create(11);
-    let path = Url::parse(&url).path;
-    let head = format!(
-        "PATCH {path} HTTP/1.1\r\nTus-Resumable: 1.0.0\r\nContent-Type: {OFFSET_OCTET_STREAM}\r\n\
-         Upload-Offset: 0\r\nContent-Length: 5\r\n"
-    );
-    let raw = raw_close(&s, &head, b"hello");
+    let raw = s.raw_close(&format!("{}Content-Length: 5\r\n", raw_patch_head(&url, 0)), b"hello");
     assert_eq!(raw.status(), Some(204), "{}", raw.text());
     assert_eq!(raw.after_head(), Some(&b""[..]), "204 followed by bytes: {}", raw.text());
 }
@@ -658,8 +641,7 @@ fn c15_patch_past_length_413_chunked() {
 fn c15_patch_on_completed_upload_non_empty_413() {
     let s = TestServer::start();
     let url = s.upload(b"hello");
-    let resp = patch(&url, 5, b"!");
-    resp.expect_status(413);
+    patch(&url, 5, b"!").expect_refused_patch(413, &url, 5, "a non-empty PATCH on a completed upload");
     expect_complete(&url, b"hello");
 }
 

@@ -33,6 +33,18 @@ fn post_with_upload(s: &TestServer, length: &str) -> Request {
     s.post().header("Upload-Length", length).header("Content-Type", OFFSET_OCTET_STREAM)
 }
 
+/// Creates an upload of `length` bytes with `body` in the POST; asserts `201` with an
+/// `Upload-Offset` of all the body and returns the upload's URL.
+#[track_caller]
+fn create_with_upload(s: &TestServer, length: u64, body: &[u8]) -> String {
+    let resp = post_with_upload(s, &length.to_string()).body(body).send();
+    assert_eq!(resp.expect_status(201).offset(), body.len() as u64);
+    s.resolve(resp.location())
+}
+
+/// The `Upload-Metadata` example of the tus 1.0 specification.
+const SPEC_METADATA: &str = "filename d29ybGRfZG9taW5hdGlvbl9wbGFuLnBkZg==,is_confidential";
+
 // ---------------------------------------------------------------------------------------------
 // E. creation
 // ---------------------------------------------------------------------------------------------
@@ -73,9 +85,7 @@ fn e3_location_ids_are_unique() {
 fn e4_new_upload_has_offset_zero() {
     let s = TestServer::start();
     let url = s.create(100);
-    let resp = head(&url);
-    assert_eq!(resp.expect_status(200).offset(), 0);
-    assert_eq!(resp.length(), Some(100));
+    assert_eq!(offset_and_length(&url), (0, Some(100)));
 }
 
 #[test]
@@ -100,9 +110,7 @@ fn e6_defer_length_not_one_400() {
 fn e7_zero_length_upload_complete_at_once() {
     let s = TestServer::start();
     let url = s.create(0);
-    let resp = head(&url);
-    assert_eq!(resp.expect_status(200).offset(), 0);
-    assert_eq!(resp.length(), Some(0));
+    assert_eq!(offset_and_length(&url), (0, Some(0)));
     let body = get(&url);
     body.expect_status(200);
     assert!(body.body.is_empty());
@@ -128,22 +136,14 @@ fn e8_length_over_max_size_413() {
 #[test]
 fn e9_metadata_accepted_201() {
     let s = TestServer::start();
-    let resp = s
-        .post()
-        .header("Upload-Length", "1")
-        .header("Upload-Metadata", "filename d29ybGRfZG9taW5hdGlvbl9wbGFuLnBkZg==,is_confidential")
-        .body(b"")
-        .send();
+    let resp = s.post().header("Upload-Length", "1").header("Upload-Metadata", SPEC_METADATA).body(b"").send();
     resp.expect_status(201);
 }
 
 #[test]
 fn e10_head_echoes_metadata() {
     let s = TestServer::start();
-    let url = s.create_with(&[
-        ("Upload-Length", "1"),
-        ("Upload-Metadata", "filename d29ybGRfZG9taW5hdGlvbl9wbGFuLnBkZg==,is_confidential"),
-    ]);
+    let url = s.create_with(&[("Upload-Length", "1"), ("Upload-Metadata", SPEC_METADATA)]);
     let resp = head(&url);
     assert_eq!(
         response_metadata(&resp),
@@ -415,9 +415,7 @@ fn g2_creation_with_upload_implies_creation() {
 #[test]
 fn g3_post_with_body_201_with_offset() {
     let s = TestServer::start();
-    let resp = post_with_upload(&s, "100").body(b"hello").send();
-    assert_eq!(resp.expect_status(201).offset(), 5);
-    let url = s.resolve(resp.location());
+    let url = create_with_upload(&s, 100, b"hello");
     assert_eq!(offset_and_length(&url), (5, Some(100)));
     patch(&url, 5, &[b'!'; 95]).expect_status(204);
     assert_eq!(&get(&url).body[..6], b"hello!");
@@ -480,9 +478,7 @@ fn g5_body_longer_than_length_413() {
 #[test]
 fn g6_whole_file_body_completes() {
     let s = TestServer::start();
-    let resp = post_with_upload(&s, "11").body(b"hello world").send();
-    assert_eq!(resp.expect_status(201).offset(), 11);
-    let url = s.resolve(resp.location());
+    let url = create_with_upload(&s, 11, b"hello world");
     expect_complete(&url, b"hello world");
 }
 

@@ -3,10 +3,7 @@
 use std::thread;
 use std::time::{Duration, Instant};
 
-use conformance_tests::{
-    Conn, IO_TIMEOUT, OFFSET_OCTET_STREAM, Outcome, Request, Response, TestServer, Url, b64, get, head, last_segment,
-    offset, open_patch, options, patch, patch_in_flight, pseudo_random, raw_exchange,
-};
+use conformance_tests::{Conn, IO_TIMEOUT, OFFSET_OCTET_STREAM, Outcome, Request, Response, TestServer, Url, b64, get, head, last_segment, offset, open_patch, options, patch, patch_in_flight, pseudo_random, raw_exchange, raw_patch_head};
 
 const CT: (&str, &str) = ("Content-Type", OFFSET_OCTET_STREAM);
 
@@ -381,13 +378,8 @@ fn hostile_control_bytes_in_header_values() {
 fn hostile_conflicting_content_length() {
     let s = TestServer::start();
     let url = s.create(5);
-    let path = Url::parse(&url).path;
-    let req = format!(
-        "PATCH {path} HTTP/1.1\r\nHost: x\r\nTus-Resumable: 1.0.0\r\nContent-Type: \
-         application/offset+octet-stream\r\nUpload-Offset: 0\r\nContent-Length: 3\r\n\
-         Content-Length: 5\r\nConnection: close\r\n\r\nhello"
-    );
-    let raw = raw_exchange(s.authority(), req.as_bytes());
+    let head = format!("{}Content-Length: 3\r\nContent-Length: 5\r\n", raw_patch_head(&url, 0));
+    let raw = s.raw_close(&head, b"hello");
     if let Some(status) = raw.status() {
         assert_eq!(status, 400, "conflicting Content-Length: {}", raw.text());
     }

@@ -33,9 +33,7 @@ fn t2_delete_unfinished_204() {
     let s = TestServer::start();
     let url = s.create(11);
     patch(&url, 0, b"hello").expect_status(204);
-    let resp = delete(&url);
-    resp.expect_status(204).expect_tus_resumable();
-    assert!(resp.body.is_empty());
+    assert!(delete(&url).expect_status(204).expect_tus_resumable().body.is_empty());
     assert_gone(&head(&url));
 }
 
