@@ -4,7 +4,11 @@ use std::collections::BTreeSet;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use conformance_tests::{CHECKSUM_ALGORITHMS, DEFAULT_EXTENSIONS, KNOWN_EXTENSIONS, OFFSET_OCTET_STREAM, Request, Response, TUS_RESUMABLE, TestServer, Url, b64, expect_complete, expect_offset_settles, get, head, offset, offset_and_length, open_patch, options, patch, patch_in_flight, pseudo_random, settled_offset, raw_patch_head};
+use conformance_tests::{
+    CHECKSUM_ALGORITHMS, DEFAULT_EXTENSIONS, KNOWN_EXTENSIONS, OFFSET_OCTET_STREAM, Request, Response, TUS_RESUMABLE,
+    TestServer, Url, b64, expect_complete, expect_offset_settles, get, head, offset, offset_and_length, open_patch,
+    options, patch, patch_in_flight, pseudo_random, raw_patch_head, settled_offset,
+};
 
 fn patch_ct(url: &str, content_type: Option<&str>, offset: &str, data: &[u8]) -> Response {
     let mut req = Request::tus("PATCH", url).header("Upload-Offset", offset).body(data);

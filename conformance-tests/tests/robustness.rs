@@ -3,7 +3,10 @@
 use std::thread;
 use std::time::{Duration, Instant};
 
-use conformance_tests::{Conn, IO_TIMEOUT, OFFSET_OCTET_STREAM, Outcome, Request, Response, TestServer, Url, b64, get, head, last_segment, offset, open_patch, options, patch, patch_in_flight, pseudo_random, raw_exchange, raw_patch_head};
+use conformance_tests::{
+    Conn, IO_TIMEOUT, OFFSET_OCTET_STREAM, Outcome, Request, Response, TestServer, Url, b64, get, head, last_segment,
+    offset, open_patch, options, patch, patch_in_flight, pseudo_random, raw_exchange, raw_patch_head,
+};
 
 const CT: (&str, &str) = ("Content-Type", OFFSET_OCTET_STREAM);
 
