@@ -1648,6 +1648,22 @@ pub fn parse_imf_fixdate(s: &str) -> Option<SystemTime> {
     Some(UNIX_EPOCH + Duration::from_secs(secs))
 }
 
+/// An HS256 JWT over `claims` (a JSON object, e.g. `{"sub":"alice","exp":...}`) signed with
+/// `secret`, as `tus-server --auth-jwt-key-file` checks them.
+pub fn hs256_token(secret: &str, claims: &str) -> String {
+    use hmac::Mac as _;
+    let b64 = |v: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+    let input = format!("{}.{}", b64(br#"{"alg":"HS256","typ":"JWT"}"#), b64(claims.as_bytes()));
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key");
+    mac.update(input.as_bytes());
+    format!("{input}.{}", b64(&mac.finalize().into_bytes()))
+}
+
+/// Unix seconds an hour from now: a token's `exp`.
+pub fn in_an_hour() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) + 3600
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

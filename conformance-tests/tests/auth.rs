@@ -5,27 +5,20 @@
 //! or go. Runs on the fs store and, through `TUS_SERVER_ARGS`, on S3.
 #![allow(clippy::unwrap_used)] // test fixtures: a failed setup step should just fail the test
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use base64::Engine as _;
 use conformance_tests::{Request, Response, TestServer, get, poll};
-use hmac::Mac as _;
 
 const SECRET: &str = "conformance-auth-test-secret-0123456789";
 const SIGNING_KEY: &str = "conformance-auth-signing-key-0123456789";
 
 /// An HS256 token for `sub` with extra claims, signed with `secret`, valid for an hour.
 fn token_with(secret: &str, sub: &str, extra: serde_json::Value) -> String {
-    let b64 = |v: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
-    let exp = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() + 3600;
-    let mut claims = serde_json::json!({ "sub": sub, "exp": exp });
+    let mut claims = serde_json::json!({ "sub": sub, "exp": conformance_tests::in_an_hour() });
     if let (Some(claims), Some(extra)) = (claims.as_object_mut(), extra.as_object()) {
         claims.extend(extra.clone());
     }
-    let signing_input = format!("{}.{}", b64(br#"{"alg":"HS256","typ":"JWT"}"#), b64(claims.to_string().as_bytes()));
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(signing_input.as_bytes());
-    format!("{signing_input}.{}", b64(&mac.finalize().into_bytes()))
+    conformance_tests::hs256_token(secret, &claims.to_string())
 }
 
 fn token(sub: &str) -> String {

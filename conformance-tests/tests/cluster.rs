@@ -233,3 +233,38 @@ fn sigterm_mid_upload_exits_zero_and_leaves_a_resumable_upload() {
     assert_eq!(o, 1 << 20, "the bytes received before SIGTERM were kept");
     patch(&url_b, o, &pseudo_random((3 << 20) - (1 << 20), 13)).expect_status(204);
 }
+
+/// A bearer token for `sub`, valid for an hour, signed with `secret`.
+fn bearer(secret: &str, sub: &str) -> String {
+    let claims = format!(r#"{{"sub":"{sub}","exp":{}}}"#, conformance_tests::in_an_hour());
+    format!("Bearer {}", conformance_tests::hs256_token(secret, &claims))
+}
+
+#[test]
+fn the_quota_is_shared_by_instances_through_redis() {
+    let secret = "cluster-quota-test-secret-0123456789";
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("jwt.key");
+    std::fs::write(&key, secret).unwrap();
+    let key = key.display().to_string();
+    let c = cluster(&["--auth-jwt-key-file", &key, "--quota-uploads", "2"]);
+    let create = |s: &TestServer, user: &str| {
+        s.post().header("Upload-Length", "5").header("Authorization", bearer(secret, user)).body(b"").send()
+    };
+    create(&c.a, "alice").expect_status(201);
+    let second = create(&c.b, "alice");
+    second.expect_status(201);
+    // The third, on either instance, would cross the quota the two share.
+    for s in [&c.a, &c.b] {
+        let refused = create(s, "alice");
+        assert_eq!(refused.status, 413, "{refused}");
+        assert!(refused.text().contains("uploads quota exceeded: limit 2, 0 left"), "{refused}");
+    }
+    // Finishing an upload on B frees a place on A.
+    let url = c.b.resolve(second.location());
+    let done = Request::patch(&url, 0, b"hello").header("Authorization", bearer(secret, "alice")).send();
+    done.expect_status(204);
+    create(&c.a, "alice").expect_status(201);
+    create(&c.a, "bob").expect_status(201);
+    drop(c.redis);
+}
