@@ -98,12 +98,16 @@ pub trait QuotaBook: Send + Sync + fmt::Debug + 'static {
 pub fn check(held: (u64, u64), add: (u64, u64), limits: QuotaLimits) -> Result<(u64, u64), QuotaExceeded> {
     let (held_uploads, held_bytes) = held;
     let (uploads, bytes) = (held_uploads.saturating_add(add.0), held_bytes.saturating_add(add.1));
+    // A limit only stops what adds to it: declaring a deferred length adds no upload, so an
+    // owner over a lowered upload limit can still finish what they hold.
     if let Some(limit) = limits.uploads
+        && add.0 > 0
         && uploads > limit
     {
         return Err(QuotaExceeded { quota: Quota::Uploads, limit, left: limit.saturating_sub(held_uploads) });
     }
     if let Some(limit) = limits.bytes
+        && add.1 > 0
         && bytes > limit
     {
         return Err(QuotaExceeded { quota: Quota::Bytes, limit, left: limit.saturating_sub(held_bytes) });
@@ -179,5 +183,14 @@ mod tests {
         assert_eq!(book.reserve("a", 1, 60, limits).await.unwrap(), Ok(()));
         book.release("a", 5, 500).await.unwrap();
         assert_eq!(book.reserve("a", 2, 100, limits).await.unwrap(), Ok(()), "never below zero");
+    }
+
+    #[test]
+    fn a_limit_only_stops_what_adds_to_it() {
+        let over = QuotaLimits::new(Some(100), Some(1));
+        // Two uploads held (the limit was lowered): a length declaration adds no upload.
+        assert_eq!(check((2, 10), (0, 50), over), Ok((2, 60)));
+        assert!(check((2, 10), (1, 0), over).is_err());
+        assert!(check((0, 90), (0, 20), over).is_err());
     }
 }

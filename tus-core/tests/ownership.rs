@@ -255,3 +255,34 @@ async fn the_byte_quota_counts_declared_lengths_and_survives_a_restart() {
     assert_eq!(refusal(&restarted, "alice", &[("upload-length", "1")]).await.0, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(create(&restarted, "bob", &[("upload-length", "100")]).await.0, StatusCode::CREATED);
 }
+
+#[tokio::test]
+async fn only_a_verified_signature_stands_in_for_a_principal_and_only_for_its_upload() {
+    let svc = service();
+    let (_, path) = create(&svc, "alice", &[("upload-length", "10")]).await;
+    assert_eq!(patch(&svc, "alice", &path, 0, b"hello").await, StatusCode::NO_CONTENT);
+    let (_, other) = create(&svc, "alice", &[("upload-length", "10")]).await;
+    let signed_other = {
+        let id = other.trim_start_matches("/files/");
+        svc.signed_download_path(&tus_core::UploadId::parse(id).unwrap(), Duration::from_secs(60)).unwrap()
+    };
+    let query = signed_other.split_once('?').unwrap().1.to_owned();
+    for (what, uri) in
+        [("a made-up sig", format!("{path}?sig=x")), ("another upload's signature", format!("{path}?{query}"))]
+    {
+        for version in [None, Some("9")] {
+            let mut b = Request::get(format!("http://h{uri}"));
+            if let Some(v) = version {
+                b = b.header("upload-draft-interop-version", v);
+            }
+            let res = call(&svc, b.body(Full::default()).unwrap()).await;
+            assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{what}, interop {version:?}");
+            assert!(!res.headers().contains_key("upload-offset"), "{what}: the offset leaked");
+        }
+    }
+    // A deleted upload of someone else is as unknown as one that never existed.
+    let delete = call(&svc, req("DELETE", &other, Some("alice")).body(Full::default()).unwrap()).await;
+    assert_eq!(delete.status(), StatusCode::NO_CONTENT);
+    let head = call(&svc, req("HEAD", &other, Some("bob")).body(Full::default()).unwrap()).await;
+    assert_eq!(head.status(), StatusCode::NOT_FOUND);
+}

@@ -14,35 +14,38 @@ use tus_core::quota::{Quota, QuotaBook, QuotaBookError, QuotaExceeded, QuotaLimi
 
 const KEY_PREFIX: &str = "tus:quota:";
 
-/// ARGV: uploads to add, bytes to add, upload limit, byte limit (`-1`: none). Returns
+/// ARGV: uploads to add, bytes to add, upload limit, byte limit (`-1`: none), all integers
+/// below 2^53 (checked by the caller, so Lua's doubles hold them exactly). Every check comes
+/// before any write, and the writes are `HINCRBY` of the integer strings as given. Returns
 /// `{0}` when added, or `{which, limit, left}` (1 = uploads, 2 = bytes) when refused.
 const RESERVE: &str = r"
 local uploads = tonumber(redis.call('HGET', KEYS[1], 'uploads') or '0')
 local bytes = tonumber(redis.call('HGET', KEYS[1], 'bytes') or '0')
 local add_uploads, add_bytes = tonumber(ARGV[1]), tonumber(ARGV[2])
 local max_uploads, max_bytes = tonumber(ARGV[3]), tonumber(ARGV[4])
-if max_uploads >= 0 and uploads + add_uploads > max_uploads then
+if add_uploads > 0 and max_uploads >= 0 and uploads + add_uploads > max_uploads then
   return {1, max_uploads, math.max(max_uploads - uploads, 0)}
 end
-if max_bytes >= 0 and bytes + add_bytes > max_bytes then
+if add_bytes > 0 and max_bytes >= 0 and bytes + add_bytes > max_bytes then
   return {2, max_bytes, math.max(max_bytes - bytes, 0)}
 end
-redis.call('HINCRBY', KEYS[1], 'uploads', add_uploads)
-redis.call('HINCRBY', KEYS[1], 'bytes', add_bytes)
+redis.call('HINCRBY', KEYS[1], 'uploads', ARGV[1])
+redis.call('HINCRBY', KEYS[1], 'bytes', ARGV[2])
 return {0}
 ";
 
-/// ARGV: uploads and bytes to give back.
+/// ARGV: uploads and bytes to give back (integers). Subtracts with `HINCRBY` and clamps at zero.
 const RELEASE: &str = r"
-local uploads = math.max(tonumber(redis.call('HGET', KEYS[1], 'uploads') or '0') - tonumber(ARGV[1]), 0)
-local bytes = math.max(tonumber(redis.call('HGET', KEYS[1], 'bytes') or '0') - tonumber(ARGV[2]), 0)
-if uploads == 0 and bytes == 0 then
-  redis.call('DEL', KEYS[1])
-else
-  redis.call('HSET', KEYS[1], 'uploads', uploads, 'bytes', bytes)
-end
+local uploads = redis.call('HINCRBY', KEYS[1], 'uploads', '-' .. ARGV[1])
+local bytes = redis.call('HINCRBY', KEYS[1], 'bytes', '-' .. ARGV[2])
+if uploads < 0 then redis.call('HSET', KEYS[1], 'uploads', 0); uploads = 0 end
+if bytes < 0 then redis.call('HSET', KEYS[1], 'bytes', 0); bytes = 0 end
+if uploads == 0 and bytes == 0 then redis.call('DEL', KEYS[1]) end
 return 0
 ";
+
+/// The largest count the scripts handle exactly (Lua numbers are doubles).
+const MAX_EXACT: u64 = 1 << 53;
 
 /// Quota counts shared by every instance using the same Redis.
 #[derive(Clone)]
@@ -66,9 +69,9 @@ fn key(owner: &str) -> String {
     format!("{KEY_PREFIX}{hex}")
 }
 
-/// A limit as the script reads it.
+/// A limit as the script reads it (`-1`: none; larger than the script counts: no limit).
 fn limit(value: Option<u64>) -> i64 {
-    value.map_or(-1, |v| i64::try_from(v).unwrap_or(i64::MAX))
+    value.filter(|v| *v < MAX_EXACT).map_or(-1, |v| i64::try_from(v).unwrap_or(-1))
 }
 
 impl RedisQuotaBook {
@@ -88,6 +91,15 @@ impl QuotaBook for RedisQuotaBook {
         bytes: u64,
         limits: QuotaLimits,
     ) -> Result<Result<(), QuotaExceeded>, QuotaBookError> {
+        // Past what the script counts exactly is past any quota this server will see.
+        if uploads >= MAX_EXACT || bytes >= MAX_EXACT {
+            let (quota, limit) = if bytes >= MAX_EXACT {
+                (Quota::Bytes, limits.bytes.unwrap_or(MAX_EXACT))
+            } else {
+                (Quota::Uploads, limits.uploads.unwrap_or(MAX_EXACT))
+            };
+            return Ok(Err(QuotaExceeded { quota, limit, left: 0 }));
+        }
         let mut conn = self.conn.clone();
         let answer: Vec<u64> = redis::Script::new(RESERVE)
             .key(key(owner))
@@ -106,6 +118,7 @@ impl QuotaBook for RedisQuotaBook {
     }
 
     async fn release(&self, owner: &str, uploads: u64, bytes: u64) -> Result<(), QuotaBookError> {
+        let (uploads, bytes) = (uploads.min(MAX_EXACT), bytes.min(MAX_EXACT));
         let mut conn = self.conn.clone();
         let _: i64 = redis::Script::new(RELEASE)
             .key(key(owner))

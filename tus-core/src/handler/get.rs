@@ -43,6 +43,11 @@ impl Inner {
         if let Some(state) = info.state.filter(|s| *s != UploadState::Clean) {
             return Err(TusError::NotServable(state));
         }
+        // Partials are never inspected (their final is): with checks configured they are not
+        // served, or a partial would be a way around them.
+        if info.is_partial() && self.inspector.is_some() {
+            return Err(TusError::NotServable(UploadState::Rejected));
+        }
         if let (Some(until), Some(presigner)) = (signed_until, self.store.capabilities().presign_get) {
             // Object stores serve the bytes themselves: send the client there, for no longer
             // than its signature allows.

@@ -21,6 +21,9 @@ pub(crate) struct Call {
     /// Who the request acts for; `None` when no authorizer is configured, or for a request
     /// that needs no principal (a signed download).
     pub(crate) principal: Option<Principal>,
+    /// The upload a verified signed URL of this request names: with an authorizer, the only
+    /// upload a request without a principal may see.
+    pub(crate) signed: Option<crate::id::UploadId>,
 }
 
 /// The request a hook event reports; empty when no hooks are configured.

@@ -223,7 +223,11 @@ impl Inner {
     async fn retrieve_offset(&self, id: &UploadId, call: &Call) -> Result<UploadInfo, TusError> {
         // As for tus: a HEAD stops a stale request still writing, so the offset is final.
         self.check_access(id, call).await?;
-        drop(self.lock(id).await);
+        // Only a principal's request may ask the upload's holder to let go, never a download
+        // by signed URL.
+        if call.signed.is_none() {
+            drop(self.lock(id).await);
+        }
         self.load_info(id, call).await
     }
 

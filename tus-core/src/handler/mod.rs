@@ -247,10 +247,10 @@ impl Inner {
         let result = match (check_framing(req.headers()), self.route(req.uri().path())) {
             (Err(e), _) => Err(e),
             (Ok(()), None) => Err(TusError::NotFound),
-            (Ok(()), Some(target)) => match self.authorize(&method, req).await {
-                Ok((req, principal)) => {
+            (Ok(()), Some(target)) => match self.authorize(&method, &target, req).await {
+                Ok((req, principal, signed)) => {
                     let hook = hooks::hook_request(&req, &method, self.hooks.is_some());
-                    self.dispatch(&method, target, req, &Call { hook, principal }).await
+                    self.dispatch(&method, target, req, &Call { hook, principal, signed }).await
                 }
                 Err(e) => Err(e),
             },
@@ -267,23 +267,26 @@ impl Inner {
 
     /// The principal `req` acts for, decided once for every method and both dialects before
     /// anything else looks at the request. `OPTIONS` needs none (browsers send CORS preflights
-    /// without credentials), and neither does a download with a signed URL when signing is
-    /// on: the signature is its authorization (and is checked by the download itself).
+    /// without credentials), and neither does a `GET` of an upload whose signed URL verifies:
+    /// the signature is its authorization, for that upload only (see [`Call::signed`]).
     async fn authorize(
         &self,
         method: &Method,
+        target: &Target,
         req: Request<RequestBody>,
-    ) -> Result<(Request<RequestBody>, Option<Principal>), TusError> {
-        let Some(authorizer) = &self.authorizer else { return Ok((req, None)) };
-        let signed_download = *method == Method::GET
-            && self.signer.is_some()
-            && req.uri().query().is_some_and(|q| q.split('&').any(|pair| pair.starts_with("sig=")));
-        if *method == Method::OPTIONS || signed_download {
-            return Ok((req, None));
+    ) -> Result<(Request<RequestBody>, Option<Principal>, Option<UploadId>), TusError> {
+        let Some(authorizer) = &self.authorizer else { return Ok((req, None, None)) };
+        if *method == Method::OPTIONS {
+            return Ok((req, None, None));
+        }
+        if let (&Method::GET, Target::Upload(id), Some(signer)) = (method, target, &self.signer)
+            && signer.verify(id, req.uri().query()).is_ok()
+        {
+            return Ok((req, None, Some(id.clone())));
         }
         let (parts, body) = req.into_parts();
         let principal = authorizer.authorize(&parts).await.map_err(TusError::Unauthorized)?;
-        Ok((Request::from_parts(parts, body), Some(principal)))
+        Ok((Request::from_parts(parts, body), Some(principal), None))
     }
 
     fn route(&self, path: &str) -> Option<Target> {
@@ -365,19 +368,26 @@ impl Inner {
     /// configured, an upload without an owner (created before) belongs to nobody. The one
     /// place that decides ownership, for every method and both dialects.
     async fn upload_info(&self, id: &UploadId, call: &Call) -> Result<UploadInfo, TusError> {
-        let info = self.store.info(id).await?;
-        match &call.principal {
-            Some(principal) if info.owner.as_ref().is_none_or(|owner| owner.subject != principal.subject) => {
-                Err(TusError::NotFound)
-            }
-            _ => Ok(info),
+        if self.authorizer.is_none() {
+            return Ok(self.store.info(id).await?);
         }
+        let info = match self.store.info(id).await {
+            // A tombstone has no owner to compare: "gone" would tell anyone it existed.
+            Err(crate::store::StoreError::Gone) => return Err(TusError::NotFound),
+            other => other?,
+        };
+        let allowed = match &call.principal {
+            Some(principal) => info.owner.as_ref().is_some_and(|owner| owner.subject == principal.subject),
+            // No principal: only the upload a verified signature names (fail closed).
+            None => call.signed.as_ref() == Some(id),
+        };
+        if allowed { Ok(info) } else { Err(TusError::NotFound) }
     }
 
     /// Refuses a request for another owner's upload before it takes the upload's lock: taking
     /// it asks the holder to let go, and nobody but the owner may interrupt an upload.
     async fn check_access(&self, id: &UploadId, call: &Call) -> Result<(), TusError> {
-        if call.principal.is_some() {
+        if self.authorizer.is_some() {
             self.upload_info(id, call).await?;
         }
         Ok(())
