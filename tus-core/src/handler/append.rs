@@ -75,10 +75,12 @@ impl Inner {
             Err(e) => {
                 // Whatever failed, what is stored may have completed the upload: a length
                 // just declared equal to the offset, or a store failing after the last byte.
-                drop(lock);
+                // Checked before the lock goes, so no other request can complete it meanwhile
+                // and have it completed (and its quota released) twice.
                 if !was_complete {
                     self.complete_if_reached(&info.id, call).await;
                 }
+                drop(lock);
                 return Err(e);
             }
         };
