@@ -53,7 +53,8 @@ use serde::Deserialize;
 use serde_json::Value;
 use tus_core::auth::{Authorize, Principal, Unauthorized};
 
-use crate::{Cli, ServerError};
+use crate::ServerError;
+use crate::options::AuthOptions;
 
 /// The longest token read, in bytes; longer ones are refused (`malformed`) before decoding.
 pub const MAX_TOKEN_LEN: usize = 8 * 1024;
@@ -356,24 +357,24 @@ pub fn refusal(reason: &'static str) -> Unauthorized {
     }
 }
 
-/// The authorizer the `--auth-jwt-*` flags describe, if `--auth-jwt-key-file` is set.
-pub fn from_cli(cli: &Cli) -> Result<Option<JwtAuthorizer>, ServerError> {
-    let Some(path) = &cli.auth_jwt_key_file else { return Ok(None) };
+/// The authorizer `options` describe (the `--auth-jwt-*` flags); errors name the flag.
+pub fn from_options(options: &AuthOptions) -> Result<JwtAuthorizer, ServerError> {
+    let path = &options.jwt_key_file;
     let config = |flag: &str, e: JwtConfigError| ServerError::Config(format!("{flag}: {e}"));
     let mut auth = JwtAuthorizer::from_key_file(path)
         .map_err(|e| config(&format!("--auth-jwt-key-file {}", path.display()), e))?;
-    for issuer in cli.auth_jwt_issuer.iter().filter(|i| !i.is_empty()) {
+    for issuer in options.issuers.iter().filter(|i| !i.is_empty()) {
         auth = auth.with_issuer(issuer.clone());
     }
-    for audience in cli.auth_jwt_audience.iter().filter(|a| !a.is_empty()) {
+    for audience in options.audiences.iter().filter(|a| !a.is_empty()) {
         auth = auth.with_audience(audience.clone());
     }
-    auth = auth.with_leeway(cli.auth_jwt_leeway).map_err(|e| config("--auth-jwt-leeway", e))?;
-    if let Some(name) = &cli.auth_jwt_cookie {
+    auth = auth.with_leeway(options.leeway).map_err(|e| config("--auth-jwt-leeway", e))?;
+    if let Some(name) = &options.cookie {
         auth = auth.with_cookie(name.clone()).map_err(|e| config("--auth-jwt-cookie", e))?;
     }
     tracing::info!(keys = auth.key_count(), algorithms = ?auth.algorithms(), "JWT authentication on");
-    Ok(Some(auth))
+    Ok(auth)
 }
 
 /// The claims read beyond the registered ones `jsonwebtoken` validates. Loosely typed, so a
@@ -1300,10 +1301,12 @@ mod tests {
         let key = dir.join("secret");
         std::fs::write(&key, SECRET).unwrap();
         let key = key.to_str().unwrap();
-        let cli = Cli::parse_from(["tus-server"]);
-        assert!(from_cli(&cli).unwrap().is_none(), "auth off by default");
-        let cli = Cli::parse_from([
-            "tus-server",
+        let auth_options = |args: &[&str]| {
+            let cli = crate::Cli::parse_from([&["tus-server"], args].concat());
+            cli.options().unwrap().auth
+        };
+        assert!(auth_options(&[]).is_none(), "auth off by default");
+        let options = auth_options(&[
             "--auth-jwt-key-file",
             key,
             "--auth-jwt-issuer",
@@ -1314,8 +1317,9 @@ mod tests {
             "1m",
             "--auth-jwt-cookie",
             "jwt",
-        ]);
-        let auth = from_cli(&cli).unwrap().unwrap();
+        ])
+        .unwrap();
+        let auth = from_options(&options).unwrap();
         assert_eq!(auth.audiences, ["a", "b"]);
         assert_eq!(auth.leeway, Duration::from_secs(60));
         let token = hs(&json!({ "sub": "c", "exp": now() - 45, "iss": "https://id.example", "aud": "b" }));
@@ -1324,18 +1328,17 @@ mod tests {
 
         let bad = dir.join("bad");
         std::fs::write(&bad, b"short\n").unwrap();
-        let cli = Cli::parse_from(["tus-server", "--auth-jwt-key-file", bad.to_str().unwrap()]);
-        let error = from_cli(&cli).unwrap_err();
+        let error = from_options(&AuthOptions::new(&bad)).unwrap_err();
         assert!(
             matches!(&error, ServerError::Config(m) if m.contains("--auth-jwt-key-file") && m.contains("32 bytes")),
             "{error}"
         );
-        let cli = Cli::parse_from(["tus-server", "--auth-jwt-key-file", key, "--auth-jwt-leeway", "3d"]);
-        assert!(matches!(from_cli(&cli), Err(ServerError::Config(m)) if m.contains("--auth-jwt-leeway")));
-        let cli = Cli::parse_from(["tus-server", "--auth-jwt-key-file", key, "--auth-jwt-cookie", "a b"]);
-        assert!(matches!(from_cli(&cli), Err(ServerError::Config(m)) if m.contains("--auth-jwt-cookie")));
+        let options = auth_options(&["--auth-jwt-key-file", key, "--auth-jwt-leeway", "3d"]).unwrap();
+        assert!(matches!(from_options(&options), Err(ServerError::Config(m)) if m.contains("--auth-jwt-leeway")));
+        let options = AuthOptions { cookie: Some("a b".into()), ..AuthOptions::new(key) };
+        assert!(matches!(from_options(&options), Err(ServerError::Config(m)) if m.contains("--auth-jwt-cookie")));
         // The other flags need the key file.
-        assert!(Cli::try_parse_from(["tus-server", "--auth-jwt-issuer", "x"]).is_err());
+        assert!(crate::Cli::try_parse_from(["tus-server", "--auth-jwt-issuer", "x"]).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -1,26 +1,43 @@
 //! The standalone tus server: configuration, and serving a [`TusService`] with hyper/tokio.
 //!
-//! The binary (`tus-server`) is thin: [`Cli`] parses flags, [`build_app`] turns them into the
-//! tus service (over the filesystem or S3 store) with metrics and health endpoints, and
-//! [`serve`] runs it until a shutdown signal.
+//! The binary (`tus-server`) is thin: [`Cli`] parses flags into [`ServerOptions`] (plain
+//! structs, one per group of flags; see [`options`]), [`build_app`] turns those into the tus
+//! service (over the filesystem or S3 store) with metrics and health endpoints, and [`serve`]
+//! runs it until a shutdown signal. A service embedding the server builds the options itself:
 //!
 //! ```no_run
-//! use clap::Parser as _;
+//! use tus_server::{ServerOptions, options::ProtocolOptions};
 //!
 //! # async fn demo() -> Result<(), tus_server::ServerError> {
-//! let cli = tus_server::Cli::parse_from(["tus-server", "--port", "0", "--upload-dir", "/tmp/uploads"]);
-//! let app = tus_server::build_app(&cli).await?;
+//! let mut options = ServerOptions::default();
+//! options.fs.upload_dir = "/tmp/uploads".into();
+//! options.protocol = ProtocolOptions { max_size: Some(1 << 30), ..ProtocolOptions::default() };
+//! let app = tus_server::build_app(&options).await?;
 //! let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
-//! tus_server::serve(listener, app, &cli, std::future::pending()).await?;
+//! tus_server::serve(listener, app, &options, std::future::pending()).await?;
 //! # Ok(()) }
 //! ```
+//!
+//! # Cargo features
+//!
+//! - `s3` (default): the S3 store (`tus-store-s3`, and with it the AWS SDK), for
+//!   [`ServerOptions::s3`] / `--s3-bucket`.
+//! - `redis` (default): locks and quota counts shared through Redis ([`redis_lock`],
+//!   [`redis_quota`]), for [`ServerOptions::cluster`] / `--redis-url`.
+//!
+//! With `default-features = false`, the hooks, checks, metrics, authentication and the server
+//! itself are all there, over the filesystem store and in-process locks; options (or flags)
+//! asking for S3 or Redis make [`build_app`] fail with a message naming the missing feature.
 
 pub mod auth;
 pub mod cli;
 pub mod hooks;
 pub mod metrics;
 pub mod ops;
+pub mod options;
+#[cfg(feature = "redis")]
 pub mod redis_lock;
+#[cfg(feature = "redis")]
 pub mod redis_quota;
 pub mod scan;
 mod tls;
@@ -42,15 +59,16 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tus_core::hooks::Hooks;
 use tus_core::inspect::InspectChain;
-use tus_core::{CorsConfig, LocationStyle, Store, TusService, TusServiceBuilder, UrlSigner};
+use tus_core::quota::QuotaLimits;
+use tus_core::{Store, TusService, TusServiceBuilder, UrlSigner};
 use tus_store_fs::FileStore;
-use tus_store_s3::S3Store;
 
 pub use cli::{Cli, LogFormat};
 pub use ops::{App, Readiness};
+pub use options::ServerOptions;
 
 use crate::metrics::{Metrics, MetricsHooks, TimedStore};
-use crate::redis_lock::RedisLocker;
+use crate::options::{ClusterOptions, HookTransport, S3Options, SigningOptions};
 
 /// Why the server could not start or run.
 #[derive(Debug, thiserror::Error)]
@@ -63,136 +81,159 @@ pub enum ServerError {
     Config(String),
 }
 
-/// The application the flags describe: the tus service over the S3 store if `--s3-bucket` is
-/// set, else the filesystem store; Redis locks if `--redis-url` is set; metrics around it all.
-pub async fn build_app(cli: &Cli) -> Result<App, ServerError> {
+/// The application `options` describe: the tus service over the S3 store if `s3` is set, else
+/// the filesystem store; Redis locks (and quota counts) if `cluster` is set; metrics around it
+/// all.
+///
+/// S3 and Redis need the `s3` and `redis` cargo features (both on by default): without them,
+/// options asking for one are refused here, rather than quietly served from the filesystem
+/// or with in-process locks.
+pub async fn build_app(options: &ServerOptions) -> Result<App, ServerError> {
     let metrics = Metrics::new();
-    let store: Arc<dyn Store> = match &cli.s3_bucket {
-        Some(bucket) => Arc::new(TimedStore::new(s3_store(cli, bucket)?, metrics.clone())),
+    let protocol = &options.protocol;
+    let store: Arc<dyn Store> = match &options.s3 {
+        Some(s3) => s3_store(s3, protocol.max_size, &metrics)?,
         None => {
-            let fs = FileStore::builder(&cli.upload_dir).sync(!cli.no_sync).build()?;
+            let fs = FileStore::builder(&options.fs.upload_dir).sync(options.fs.sync).build()?;
             Arc::new(TimedStore::new(fs, metrics.clone()))
         }
     };
-    let redis = match &cli.redis_url {
-        Some(url) => Some(
-            RedisLocker::connect(url, cli.redis_lock_lease)
-                .await
-                .map_err(|e| ServerError::Config(format!("redis {url}: {e}")))?,
-        ),
-        None => None,
-    };
     let mut builder = TusService::builder(store.clone())
-        .base_path(cli.base_path.clone())
-        .download(!cli.disable_download)
-        .termination(!cli.disable_termination)
-        .body_read_timeout(cli.body_read_timeout)
-        .lock_timeout(cli.lock_timeout)
-        .trust_forwarded_headers(cli.behind_proxy)
-        .scheme(if cli.tls_cert.is_some() { "https" } else { "http" })
-        .location(if cli.relative_location { LocationStyle::Relative } else { LocationStyle::Absolute });
-    if let Some(max) = cli.max_size {
+        .base_path(protocol.base_path.clone())
+        .download(protocol.download)
+        .termination(protocol.termination)
+        .body_read_timeout(protocol.body_read_timeout)
+        .lock_timeout(protocol.lock_timeout)
+        .trust_forwarded_headers(protocol.trust_forwarded_headers)
+        .scheme(if options.tls.is_some() { "https" } else { "http" })
+        .location(protocol.location);
+    if let Some(max) = protocol.max_size {
         builder = builder.max_size(max);
     }
-    if let Some(expiration) = cli.expiration {
+    if let Some(expiration) = protocol.expiration {
         builder = builder.expiration(expiration);
     }
-    if let Some(redis) = &redis {
-        builder = builder.locker(redis.clone());
-    }
-    let quota = tus_core::quota::QuotaLimits::new(cli.quota_bytes, cli.quota_uploads);
-    if quota.is_limited() {
+    let quota = options.auth.as_ref().map(|auth| auth.quota).filter(QuotaLimits::is_limited);
+    if let Some(quota) = quota {
         builder = builder.quota(quota);
-        // Where the locks are: shared by every instance when Redis is configured.
-        if let Some(url) = &cli.redis_url {
-            let book = redis_quota::RedisQuotaBook::connect(url)
-                .await
-                .map_err(|e| ServerError::Config(format!("redis {url}: {e}")))?;
-            builder = builder.quota_book(book);
-        }
     }
-    builder = builder.cors(cors(cli));
-    builder = with_pipeline(builder, cli, &metrics)?;
-    Ok(App { tus: builder.build(), metrics, readiness: Readiness { store, redis } })
+    let mut backends: Vec<Arc<dyn ops::Probe>> = Vec::new();
+    if let Some(cluster) = &options.cluster {
+        builder = with_cluster(builder, cluster, quota.is_some(), &mut backends).await?;
+    }
+    builder = builder.cors(options.cors.clone());
+    builder = with_pipeline(builder, options, &metrics)?;
+    Ok(App { tus: builder.build(), metrics, readiness: Readiness { store, backends } })
 }
 
-/// The S3 store the `--s3-*` flags describe.
-fn s3_store(cli: &Cli, bucket: &str) -> Result<S3Store, ServerError> {
-    let mut builder = S3Store::builder(bucket)
-        .object_prefix(cli.s3_object_prefix.clone())
-        .force_path_style(cli.s3_force_path_style)
-        .part_size(cli.s3_part_size)
-        .max_parts_in_flight(cli.s3_max_parts_in_flight)
-        .part_memory(cli.s3_part_memory);
-    if let Some(endpoint) = &cli.s3_endpoint {
+/// The S3 store `s3` describes (`max_size`: the server's `--max-size`), timed.
+#[cfg(feature = "s3")]
+fn s3_store(s3: &S3Options, max_size: Option<u64>, metrics: &Arc<Metrics>) -> Result<Arc<dyn Store>, ServerError> {
+    use tus_store_s3::S3Store;
+    let mut builder = S3Store::builder(&s3.bucket)
+        .object_prefix(s3.object_prefix.clone())
+        .force_path_style(s3.force_path_style)
+        .part_size(s3.part_size)
+        .max_parts_in_flight(s3.max_parts_in_flight)
+        .part_memory(s3.part_memory);
+    if let Some(endpoint) = &s3.endpoint {
         builder = builder.endpoint(endpoint.clone());
     }
-    if let Some(region) = &cli.s3_region {
+    if let Some(region) = &s3.region {
         builder = builder.region(region.clone());
     }
-    if let Some(max) = cli.max_size {
+    if let Some(max) = max_size {
         // Deferred-length uploads then plan their parts for this size, not S3's 5 TiB.
         builder = builder.max_object_size(max.clamp(1, tus_store_s3::MAX_OBJECT_SIZE));
     }
-    builder.build().map_err(|e| ServerError::Config(e.to_string()))
+    let store = builder.build().map_err(|e| ServerError::Config(e.to_string()))?;
+    Ok(Arc::new(TimedStore::new(store, metrics.clone())))
 }
 
-/// The CORS policy the flags describe.
-fn cors(cli: &Cli) -> Option<CorsConfig> {
-    if cli.cors_disable {
-        return None;
+#[cfg(not(feature = "s3"))]
+fn s3_store(_: &S3Options, _: Option<u64>, _: &Arc<Metrics>) -> Result<Arc<dyn Store>, ServerError> {
+    Err(ServerError::Config(
+        "S3 storage (--s3-bucket / TUS_S3_BUCKET) needs tus-server built with the `s3` cargo feature".into(),
+    ))
+}
+
+/// Redis locks, and the quota counts beside them when `quota` is on.
+#[cfg(feature = "redis")]
+async fn with_cluster(
+    mut builder: TusServiceBuilder,
+    cluster: &ClusterOptions,
+    quota: bool,
+    backends: &mut Vec<Arc<dyn ops::Probe>>,
+) -> Result<TusServiceBuilder, ServerError> {
+    let url = &cluster.redis_url;
+    let unreachable = |e: &dyn std::fmt::Display| ServerError::Config(format!("redis {url}: {e}"));
+    let locker = redis_lock::RedisLocker::connect(url, cluster.lock_lease).await.map_err(|e| unreachable(&e))?;
+    backends.push(Arc::new(locker.clone()));
+    builder = builder.locker(locker);
+    if quota {
+        // Where the locks are: shared by every instance.
+        let book = redis_quota::RedisQuotaBook::connect(url).await.map_err(|e| unreachable(&e))?;
+        builder = builder.quota_book(book);
     }
-    let mut cors = if cli.cors_allow_origin.is_empty() {
-        CorsConfig::default()
-    } else {
-        CorsConfig::allow_origins(cli.cors_allow_origin.clone()).with_credentials(cli.cors_allow_credentials)
-    };
-    cors.max_age = cli.cors_max_age;
-    Some(cors)
+    Ok(builder)
 }
 
-/// Adds hooks, post-upload checks, URL signing and JWT authentication, as the flags ask.
+#[cfg(not(feature = "redis"))]
+async fn with_cluster(
+    _: TusServiceBuilder,
+    _: &ClusterOptions,
+    _: bool,
+    _: &mut Vec<Arc<dyn ops::Probe>>,
+) -> Result<TusServiceBuilder, ServerError> {
+    Err(ServerError::Config(
+        "shared locks (--redis-url / TUS_REDIS_URL) need tus-server built with the `redis` cargo feature".into(),
+    ))
+}
+
+/// Adds hooks, post-upload checks, URL signing and JWT authentication, as `options` ask.
 fn with_pipeline(
     mut builder: TusServiceBuilder,
-    cli: &Cli,
+    options: &ServerOptions,
     metrics: &Arc<Metrics>,
 ) -> Result<TusServiceBuilder, ServerError> {
-    let events = hooks::parse_events(&cli.hooks_enabled_events).map_err(ServerError::Config)?;
-    let transport: Option<Arc<dyn Hooks>> = if let Some(url) = &cli.hooks_http {
-        Some(Arc::new(hooks::HttpHooks::new(url.clone(), cli.hooks_timeout, cli.hooks_http_retries, events)))
-    } else if let Some(dir) = &cli.hooks_dir {
-        Some(Arc::new(hooks::ExecHooks::new(dir.clone(), cli.hooks_timeout, events)))
-    } else {
-        None
+    let h = &options.hooks;
+    let events = h.enabled_events.clone();
+    let transport: Option<Arc<dyn Hooks>> = match &h.transport {
+        Some(HookTransport::Http(url)) => {
+            Some(Arc::new(hooks::HttpHooks::new(url.clone(), h.timeout, h.http_retries, events)))
+        }
+        Some(HookTransport::Exec(dir)) => Some(Arc::new(hooks::ExecHooks::new(dir.clone(), h.timeout, events))),
+        None => None,
     };
     // Lifecycle metrics come from hook events, so the metrics wrapper is always installed.
     builder = builder.hooks(MetricsHooks::new(metrics.clone(), transport));
+    let checks = &options.checks;
     // With authentication, a token's allowed_types is checked after every upload too.
-    let checks_types = !cli.allowed_types.is_empty() || cli.auth_jwt_key_file.is_some();
-    if checks_types || cli.clamd_address.is_some() {
-        let mut chain = InspectChain::new().then(scan::ContentCheck::new(cli.allowed_types.clone()));
-        if let Some(address) = &cli.clamd_address {
-            chain = chain.then(scan::ClamdScanner::new(address.clone(), cli.clamd_max_stream, cli.clamd_timeout));
+    let checks_types = !checks.allowed_types.is_empty() || options.auth.is_some();
+    if checks_types || checks.clamd.is_some() {
+        let mut chain = InspectChain::new().then(scan::ContentCheck::new(checks.allowed_types.clone()));
+        if let Some(clamd) = &checks.clamd {
+            chain = chain.then(scan::ClamdScanner::new(clamd.address.clone(), clamd.max_stream, clamd.timeout));
         }
         builder = builder.inspector(chain);
     }
-    if let Some(signer) = url_signer(cli)? {
-        builder = builder.url_signer(signer);
+    if let Some(signing) = &options.signing {
+        builder = builder.url_signer(url_signer(signing)?);
     }
-    if let Some(jwt) = auth::from_cli(cli)? {
+    if let Some(auth) = &options.auth {
+        let jwt = auth::from_options(auth)?;
         builder = builder.authorizer(metrics::CountedAuthorizer::new(jwt, metrics.clone()));
     }
     Ok(builder)
 }
 
-/// The URL signer the key flags describe, if any.
-pub fn url_signer(cli: &Cli) -> Result<Option<UrlSigner>, ServerError> {
-    let keys: Vec<String> = match (&cli.signing_key_file, &cli.signing_key) {
-        (Some(path), _) => {
+/// The URL signer of these keys.
+pub fn url_signer(signing: &SigningOptions) -> Result<UrlSigner, ServerError> {
+    let keys: Vec<String> = match signing {
+        SigningOptions::KeyFile(path) => {
             std::fs::read_to_string(path)?.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect()
         }
-        (None, Some(key)) => vec![key.clone()],
-        (None, None) => return Ok(None),
+        SigningOptions::Key(key) => vec![key.clone()],
     };
     let weak = |e: tus_core::signing::WeakKey| ServerError::Config(e.to_string());
     let mut keys = keys.into_iter();
@@ -201,7 +242,7 @@ pub fn url_signer(cli: &Cli) -> Result<Option<UrlSigner>, ServerError> {
     for key in keys {
         signer = signer.with_previous_key(key.into_bytes()).map_err(weak)?;
     }
-    Ok(Some(signer))
+    Ok(signer)
 }
 
 /// Serves `app` on `listener` until `shutdown` completes, then stops accepting, asks in-flight
@@ -215,23 +256,24 @@ pub fn url_signer(cli: &Cli) -> Result<Option<UrlSigner>, ServerError> {
 pub async fn serve(
     listener: TcpListener,
     app: App,
-    cli: &Cli,
+    options: &ServerOptions,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServerError> {
-    let tls = match (&cli.tls_cert, &cli.tls_key) {
-        (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
-        _ => None,
+    let listen = &options.listen;
+    let tls = match &options.tls {
+        Some(t) => Some(tls::acceptor(&t.cert, &t.key)?),
+        None => None,
     };
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(cli.header_read_timeout)
-        .max_buf_size(cli.max_header_size.max(8192));
+        .header_read_timeout(listen.header_read_timeout)
+        .max_buf_size(listen.max_header_size.max(8192));
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(cli.max_header_size).unwrap_or(u32::MAX));
+        .max_header_list_size(u32::try_from(listen.max_header_size).unwrap_or(u32::MAX));
     // Every connection task holds a receiver: a send asks them all to close, and the channel
     // closes once the last one has ended.
     let (stop_connections, _) = watch::channel(());
@@ -242,7 +284,8 @@ pub async fn serve(
     };
     // A quota book in this process starts empty: count what the store holds. (A shared one in
     // Redis keeps its counts across restarts.)
-    if cli.redis_url.is_none() && (cli.quota_bytes.is_some() || cli.quota_uploads.is_some()) {
+    let quota = options.auth.as_ref().is_some_and(|auth| auth.quota.is_limited());
+    if options.cluster.is_none() && quota {
         match app.tus.rebuild_quotas().await {
             Ok(n) => tracing::info!(uploads = n, "quota counts rebuilt from the store"),
             Err(e) => tracing::warn!(error = %e, "could not rebuild quota counts"),
@@ -253,8 +296,8 @@ pub async fn serve(
         Ok(n) => tracing::info!(uploads = n, "resumed post-upload processing interrupted by a restart"),
         Err(e) => tracing::warn!(error = %e, "could not resume post-upload processing"),
     }
-    let slots = Arc::new(tokio::sync::Semaphore::new(cli.max_connections.max(1)));
-    let limits = ConnLimits { idle: cli.header_read_timeout, send_stall: cli.body_read_timeout };
+    let slots = Arc::new(tokio::sync::Semaphore::new(listen.max_connections.max(1)));
+    let limits = ConnLimits { idle: listen.header_read_timeout, send_stall: options.protocol.body_read_timeout };
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let accepted = tokio::select! {
@@ -303,7 +346,7 @@ pub async fn serve(
     reaper.abort();
     app.tus.shutdown();
     let _ = stop_connections.send(());
-    if tokio::time::timeout(cli.shutdown_timeout, stop_connections.closed()).await.is_err() {
+    if tokio::time::timeout(listen.shutdown_timeout, stop_connections.closed()).await.is_err() {
         tracing::warn!("connections still open after the shutdown timeout; closing them");
     }
     Ok(())
@@ -558,5 +601,45 @@ impl<B: Body + Unpin> Body for Tracked<B> {
 
     fn size_hint(&self) -> SizeHint {
         self.body.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::options::{ClusterOptions, S3Options};
+
+    fn options_in(dir: &std::path::Path) -> ServerOptions {
+        let mut options = ServerOptions::default();
+        options.fs.upload_dir = dir.to_owned();
+        options
+    }
+
+    #[tokio::test]
+    async fn default_options_build_a_filesystem_app() {
+        let dir = std::env::temp_dir().join(format!("tus-server-options-{}", std::process::id()));
+        let app = build_app(&options_in(&dir)).await.unwrap();
+        assert_eq!(app.tus.config().base_path, "/files/");
+        assert!(app.readiness.backends.is_empty());
+        app.readiness.check().await.unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Without the feature, S3 and Redis are refused, never quietly replaced by the
+    /// filesystem store or in-process locks.
+    #[tokio::test]
+    async fn backends_without_their_features_are_refused() {
+        let dir = std::env::temp_dir().join(format!("tus-server-features-{}", std::process::id()));
+        let s3 = ServerOptions { s3: Some(S3Options::new("bucket")), ..options_in(&dir) };
+        let redis = ServerOptions { cluster: Some(ClusterOptions::new("redis://127.0.0.1:1")), ..options_in(&dir) };
+        for (options, feature, on) in [(s3, "`s3`", cfg!(feature = "s3")), (redis, "`redis`", cfg!(feature = "redis"))]
+        {
+            if on {
+                continue;
+            }
+            let error = build_app(&options).await.unwrap_err();
+            assert!(matches!(&error, ServerError::Config(m) if m.contains(feature)), "{error}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

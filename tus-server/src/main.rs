@@ -24,8 +24,9 @@ async fn run(cli: Cli) -> Result<(), ServerError> {
     if let Some(Command::SignUrl { id, ttl, public_url }) = &cli.command {
         return sign_url(&cli, id, *ttl, public_url.as_deref());
     }
-    let app = build_app(&cli).await?;
-    let listener = tokio::net::TcpListener::bind((cli.host, cli.port)).await?;
+    let options = cli.options()?;
+    let app = build_app(&options).await?;
+    let listener = tokio::net::TcpListener::bind((options.listen.host, options.listen.port)).await?;
     let addr = listener.local_addr()?;
     let host = match addr {
         std::net::SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
@@ -33,24 +34,30 @@ async fn run(cli: Cli) -> Result<(), ServerError> {
     };
     // The one line scripts and tests read to find the server.
     let mut out = std::io::stdout();
-    let scheme = if cli.tls_cert.is_some() { "https" } else { "http" };
+    let scheme = if options.tls.is_some() { "https" } else { "http" };
     writeln!(out, "tus-server listening on {scheme}://{host}{}", app.tus.config().base_path)?;
     out.flush()?;
-    tracing::info!(upload_dir = %cli.upload_dir.display(), extensions = ?app.tus.extensions(), "ready");
-    serve(listener, app, &cli, shutdown_signal()).await
+    tracing::info!(upload_dir = %options.fs.upload_dir.display(), extensions = ?app.tus.extensions(), "ready");
+    serve(listener, app, &options, shutdown_signal()).await
 }
 
-/// `tus-server sign-url <id>`: prints a signed download URL.
+/// `tus-server sign-url <id>`: prints a signed download URL. Reads only the flags it uses
+/// (listen address, base path, keys), so the server's other settings cannot fail it.
 fn sign_url(cli: &Cli, id: &str, ttl: std::time::Duration, public_url: Option<&str>) -> Result<(), ServerError> {
     let id = tus_core::UploadId::parse(id).map_err(|_| ServerError::Config(format!("invalid upload ID {id:?}")))?;
-    let signer = url_signer(cli)?
+    let keys = cli
+        .signing
+        .options()
         .ok_or_else(|| ServerError::Config("no signing key: set TUS_SIGNING_KEY or --signing-key-file".into()))?;
+    let signer = url_signer(&keys)?;
+    let listen = cli.listen.options();
     let base = match public_url {
         Some(url) => url.trim_end_matches('/').to_owned(),
         // Through `SocketAddr`, so an IPv6 host is bracketed.
-        None => format!("http://{}", std::net::SocketAddr::new(cli.host, cli.port)),
+        None => format!("http://{}", std::net::SocketAddr::new(listen.host, listen.port)),
     };
-    let path = cli.base_path.trim_matches('/');
+    let path = cli.protocol.options().base_path;
+    let path = path.trim_matches('/');
     let signed = signer.sign(&id, ttl);
     let mut out = std::io::stdout();
     writeln!(out, "{base}/{path}/{id}?{}", signed.query)?;

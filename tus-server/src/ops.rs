@@ -12,15 +12,23 @@ use tus_core::hooks::RemoteAddr;
 use tus_core::{ResponseBody, Store, StoreError, TusService, UploadId};
 
 use crate::metrics::Metrics;
-use crate::redis_lock::RedisLocker;
+
+/// A backend `/ready` checks besides the store, such as the Redis locker.
+#[async_trait::async_trait]
+pub trait Probe: std::fmt::Debug + Send + Sync {
+    /// Its name in a `not ready` answer (`redis`).
+    fn name(&self) -> &'static str;
+    /// Whether it answers now.
+    async fn is_ready(&self) -> bool;
+}
 
 /// What `/ready` checks.
 #[derive(Debug, Clone)]
 pub struct Readiness {
     /// The store (probed with an info lookup of a random ID).
     pub store: Arc<dyn Store>,
-    /// The Redis locker, if one is used.
-    pub redis: Option<RedisLocker>,
+    /// The other backends the service depends on (the Redis locker, if one is used).
+    pub backends: Vec<Arc<dyn Probe>>,
 }
 
 impl Readiness {
@@ -32,10 +40,10 @@ impl Readiness {
             Ok(Err(e)) => return Err(format!("store: {e}")),
             Err(_) => return Err("store: timed out".into()),
         }
-        if let Some(redis) = &self.redis
-            && !redis.ping().await
-        {
-            return Err("redis: unreachable".into());
+        for backend in &self.backends {
+            if !backend.is_ready().await {
+                return Err(format!("{}: unreachable", backend.name()));
+            }
         }
         Ok(())
     }

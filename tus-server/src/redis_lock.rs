@@ -90,6 +90,17 @@ impl RedisLocker {
     }
 }
 
+#[async_trait]
+impl crate::ops::Probe for RedisLocker {
+    fn name(&self) -> &'static str {
+        "redis"
+    }
+
+    async fn is_ready(&self) -> bool {
+        self.ping().await
+    }
+}
+
 async fn subscribe(client: &redis::Client) -> redis::RedisResult<redis::aio::PubSub> {
     let mut pubsub = client.get_async_pubsub().await?;
     pubsub.subscribe(RELEASE_CHANNEL).await?;
