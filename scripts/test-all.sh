@@ -74,6 +74,15 @@ cargo package --allow-dirty -p tus-core -p tus-store-fs -p tus-store-s3
 step "build (the conformance tests spawn target/debug/tus-server)"
 cargo build --workspace --all-targets
 
+# Embedders' build: tus-server without its default features (s3, redis) has no AWS SDK or redis; the last build puts the full binary back.
+step "tus-server --no-default-features: no aws-sdk, no redis in cargo tree"
+cargo build -p tus-server --no-default-features
+if cargo tree -p tus-server --no-default-features -e normal | grep -E 'aws-sdk|redis'; then
+    echo "tus-server --no-default-features still depends on the crates above" >&2
+    exit 1
+fi
+cargo build --workspace --all-targets
+
 step "tests: unit, store suites (fs, moto, s3s-fs), handler, conformance on the fs store, multi-instance"
 if ! cargo nextest --version >/dev/null 2>&1; then
     cargo install cargo-nextest --locked
