@@ -22,8 +22,8 @@
 //!
 //! - `s3` (default): the S3 store (`tus-store-s3`, and with it the AWS SDK), for
 //!   [`ServerOptions::s3`] / `--s3-bucket`.
-//! - `redis` (default): locks and quota counts shared through Redis ([`redis_lock`],
-//!   [`redis_quota`]), for [`ServerOptions::cluster`] / `--redis-url`.
+//! - `redis` (default): locks and quota counts shared through Redis (the `redis_lock` and
+//!   `redis_quota` modules), for [`ServerOptions::cluster`] / `--redis-url`.
 //!
 //! With `default-features = false`, the hooks, checks, metrics, authentication and the server
 //! itself are all there, over the filesystem store and in-process locks; options (or flags)
