@@ -1,7 +1,7 @@
 // Shared helpers of the real-client tests: spawning tus-server / example-uppy on 127.0.0.1,
 // HTTP checks (HEAD, GET) and small utilities. Everything has a bounded timeout.
 import { spawn } from 'node:child_process'
-import { createHash, randomBytes } from 'node:crypto'
+import { createHash, createHmac, randomBytes } from 'node:crypto'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
@@ -113,27 +113,31 @@ export async function startProcess(name, bin, args, prefixes, { timeoutMs = 20_0
 
 /**
  * Starts tus-server on 127.0.0.1 with a fresh upload dir, plus `TUS_SERVER_ARGS` and `extraArgs`.
- * Returns `{ endpoint, stop() }`; `stop` also removes the upload dir.
+ * Returns `{ endpoint, port, uploadDir, stop() }`; `stop` also removes the upload dir unless the
+ * caller gave its own `uploadDir` (to restart a server on the same uploads, with the same `port`).
  */
-export async function startTusServer(name, extraArgs = []) {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tus-clients-'))
-  const args = ['--host', '127.0.0.1', '--port', '0', '--upload-dir', dir, ...tusServerExtraArgs(), ...extraArgs]
+export async function startTusServer(name, extraArgs = [], { uploadDir, port = 0 } = {}) {
+  const ownDir = !uploadDir
+  const dir = uploadDir || fs.mkdtempSync(path.join(os.tmpdir(), 'tus-clients-'))
+  const args = ['--host', '127.0.0.1', '--port', String(port), '--upload-dir', dir, ...tusServerExtraArgs(), ...extraArgs]
   const prefix = 'tus-server listening on'
   let proc
   try {
     proc = await startProcess(name, tusServerBin(), args, [prefix])
   } catch (e) {
-    fs.rmSync(dir, { recursive: true, force: true })
+    if (ownDir) fs.rmSync(dir, { recursive: true, force: true })
     throw e
   }
   const endpoint = proc.urls[prefix]
   assertLoopback(endpoint)
   return {
     endpoint,
+    port: Number(new URL(endpoint).port),
+    uploadDir: dir,
     logFile: proc.logFile,
     async stop() {
       await proc.stop()
-      fs.rmSync(dir, { recursive: true, force: true })
+      if (ownDir) fs.rmSync(dir, { recursive: true, force: true })
     },
   }
 }
@@ -149,16 +153,28 @@ export async function fetchT(url, init = {}, timeoutMs = 30_000) {
   return fetch(url, { ...init, signal: AbortSignal.timeout(timeoutMs) })
 }
 
-/** HEAD with `Tus-Resumable: 1.0.0`; returns the response. */
-export async function head(url) {
-  return fetchT(url, { method: 'HEAD', headers: { 'Tus-Resumable': '1.0.0' } })
+/** HEAD with `Tus-Resumable: 1.0.0` (and `headers`); returns the response. */
+export async function head(url, headers = {}) {
+  return fetchT(url, { method: 'HEAD', headers: { 'Tus-Resumable': '1.0.0', ...headers } })
 }
 
-/** GETs the upload's bytes; throws unless 200. */
-export async function download(url) {
-  const res = await fetchT(url, {}, 60_000)
-  if (res.status !== 200) throw new Error(`GET ${url} answered ${res.status}: ${await res.text()}`)
-  return Buffer.from(await res.arrayBuffer())
+/**
+ * GETs the upload's bytes (with `headers`, e.g. a token); throws unless 200. A `409` (the upload
+ * is still `processing`: with authentication on, every finished upload goes through the content
+ * check first) is retried for up to 15 s.
+ */
+export async function download(url, headers = {}) {
+  const deadline = Date.now() + 15_000
+  for (;;) {
+    const res = await fetchT(url, { headers }, 60_000)
+    if (res.status === 409 && Date.now() < deadline) {
+      await res.arrayBuffer()
+      await sleep(100)
+      continue
+    }
+    if (res.status !== 200) throw new Error(`GET ${url} answered ${res.status}: ${await res.text()}`)
+    return Buffer.from(await res.arrayBuffer())
+  }
 }
 
 /** Hex sha256. */
@@ -188,4 +204,60 @@ export function parseMetadata(header) {
 /** Resolves after `ms`. */
 export function sleep(ms) {
   return new Promise((resolve) => setTimeout(resolve, ms))
+}
+
+// ---- JWTs for the authentication tests (`tus-server --auth-jwt-key-file`) ----------------------
+
+/**
+ * An HS256 JWT: base64url(header).base64url(claims), signed with HMAC-SHA256 over `secret` (the
+ * key's bytes). `exp` defaults to an hour from now; `kid` goes into the header when given.
+ */
+export function mintToken(secret, claims, { kid } = {}) {
+  const header = { alg: 'HS256', typ: 'JWT', ...(kid ? { kid } : {}) }
+  const body = { exp: Math.floor(Date.now() / 1000) + 3600, ...claims }
+  const b64 = (value) => Buffer.from(JSON.stringify(value)).toString('base64url')
+  const signingInput = `${b64(header)}.${b64(body)}`
+  return `${signingInput}.${createHmac('sha256', secret).update(signingInput).digest('base64url')}`
+}
+
+/** `{ Authorization: 'Bearer <token>' }`. */
+export function bearer(token) {
+  return { Authorization: `Bearer ${token}` }
+}
+
+/** A fresh HMAC secret: 64 hex characters (the bytes of the text are the key). */
+export function newSecret() {
+  return randomBytes(32).toString('hex')
+}
+
+/** A JWKS of HMAC (`oct`) keys: `{ kid: secret }` → its JSON text. */
+export function octJwks(keys) {
+  return JSON.stringify({
+    keys: Object.entries(keys).map(([kid, secret]) => ({
+      kty: 'oct',
+      kid,
+      alg: 'HS256',
+      use: 'sig',
+      k: Buffer.from(secret).toString('base64url'),
+    })),
+  })
+}
+
+/**
+ * A temp directory for key files (never in the repository): `{ dir, write(name, text) → path,
+ * remove() }`.
+ */
+export function keyDir() {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tus-keys-'))
+  return {
+    dir,
+    write(name, text) {
+      const file = path.join(dir, name)
+      fs.writeFileSync(file, text, { mode: 0o600 })
+      return file
+    },
+    remove() {
+      fs.rmSync(dir, { recursive: true, force: true })
+    },
+  }
 }

@@ -6,20 +6,25 @@ The server binary is `TUS_SERVER_BIN` or `<repo>/target/debug/tus-server`; `TUS_
 """
 
 import base64
+import contextlib
 import hashlib
+import hmac
+import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 import pytest
 import requests
 import tusclient.request
 from tusclient import client
-from tusclient.exceptions import TusUploadFailed
+from tusclient.exceptions import TusCommunicationError, TusUploadFailed
 
 REPO = Path(__file__).resolve().parents[3]
 MIB = 1024 * 1024
@@ -41,18 +46,20 @@ def bounded():
     signal.signal(signal.SIGALRM, old)
 
 
-@pytest.fixture(scope="module")
-def endpoint():
-    """A tus-server on 127.0.0.1 with a fresh upload dir; yields its endpoint URL."""
+@contextlib.contextmanager
+def tus_server(name, extra_args=()):
+    """A tus-server on 127.0.0.1 with a fresh upload dir (plus TUS_SERVER_ARGS and extra_args);
+    yields its endpoint URL. stderr goes to conformance-tests/artifacts/logs/<name>.log."""
     binary = Path(os.environ.get("TUS_SERVER_BIN") or REPO / "target/debug/tus-server")
     if not binary.is_file():
         pytest.fail(f"missing tus-server binary {binary}: run `cargo build -p tus-server` or set TUS_SERVER_BIN")
     upload_dir = tempfile.mkdtemp(prefix="tuspy-")
     logs = REPO / "conformance-tests/artifacts/logs"
     logs.mkdir(parents=True, exist_ok=True)
-    log = open(logs / "tuspy.log", "wb")
+    log = open(logs / f"{name}.log", "wb")
     args = [str(binary), "--host", "127.0.0.1", "--port", "0", "--upload-dir", upload_dir]
     args += os.environ.get("TUS_SERVER_ARGS", "").split()
+    args += list(extra_args)
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, text=True)
     lines = []
     reader = threading.Thread(target=lambda: lines.append(proc.stdout.readline()), daemon=True)
@@ -61,7 +68,7 @@ def endpoint():
     try:
         prefix = "tus-server listening on "
         if not lines or not lines[0].startswith(prefix):
-            pytest.fail(f"tus-server did not start (stdout {lines!r}, log {logs / 'tuspy.log'})")
+            pytest.fail(f"tus-server did not start (stdout {lines!r}, log {logs / f'{name}.log'})")
         url = lines[0][len(prefix):].strip()
         assert url.startswith("http://127.0.0.1:"), url
         yield url
@@ -74,6 +81,50 @@ def endpoint():
             proc.wait(10)
         log.close()
         shutil.rmtree(upload_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def endpoint():
+    """A tus-server without authentication; yields its endpoint URL."""
+    with tus_server("tuspy") as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def secret():
+    """The HS256 secret of the `auth_endpoint` server (64 hex characters; the text is the key)."""
+    return secrets.token_hex(32).encode()
+
+
+@pytest.fixture(scope="module")
+def auth_endpoint(secret):
+    """A tus-server with JWT authentication (`--auth-jwt-key-file`, an HS256 secret in a temp file
+    ending with a newline, which the server ignores); yields its endpoint URL."""
+    key_dir = tempfile.mkdtemp(prefix="tuspy-keys-")
+    try:
+        key_file = Path(key_dir) / "hs256.key"
+        key_file.write_bytes(secret + b"\n")
+        key_file.chmod(0o600)
+        with tus_server("tuspy-auth", ["--auth-jwt-key-file", str(key_file)]) as url:
+            yield url
+    finally:
+        shutil.rmtree(key_dir, ignore_errors=True)
+
+
+def b64url(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def mint_token(secret, sub, **claims):
+    """An HS256 JWT for `sub` (`exp` an hour from now unless given), signed with hmac/sha256."""
+    body = {"sub": sub, "exp": int(time.time()) + 3600, **claims}
+    signing_input = b64url(json.dumps({"alg": "HS256", "typ": "JWT"}).encode()) + "." + b64url(json.dumps(body).encode())
+    signature = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
+    return signing_input + "." + b64url(signature)
+
+
+def bearer(token):
+    return {"Authorization": f"Bearer {token}"}
 
 
 @pytest.fixture
@@ -91,17 +142,28 @@ def patches(monkeypatch):
     return sent
 
 
-def head(url):
-    return requests.head(url, headers={"Tus-Resumable": "1.0.0"}, timeout=HTTP_TIMEOUT)
+def head(url, headers=None):
+    return requests.head(url, headers={"Tus-Resumable": "1.0.0", **(headers or {})}, timeout=HTTP_TIMEOUT)
 
 
-def assert_stored(url, data):
-    res = head(url)
+def get_when_ready(url, headers=None):
+    """GET, retrying a 409 (still `processing`: with authentication on, every finished upload goes
+    through the content check first) for up to 15 s."""
+    deadline = time.monotonic() + 15
+    while True:
+        res = requests.get(url, headers=headers or {}, timeout=HTTP_TIMEOUT)
+        if res.status_code != 409 or time.monotonic() > deadline:
+            return res
+        time.sleep(0.1)
+
+
+def assert_stored(url, data, headers=None):
+    res = head(url, headers)
     assert res.status_code == 200
     assert res.headers["Upload-Offset"] == str(len(data))
     assert res.headers["Upload-Length"] == str(len(data))
-    got = requests.get(url, timeout=HTTP_TIMEOUT)
-    assert got.status_code == 200
+    got = get_when_ready(url, headers)
+    assert got.status_code == 200, f"GET {url}: {got.status_code} {got.text}"
     assert hashlib.sha256(got.content).hexdigest() == hashlib.sha256(data).hexdigest(), "GET bytes differ"
     return res
 
@@ -173,3 +235,90 @@ def test_async_uploader_with_checksum(endpoint, tmp_path):
     uploader = client.TusClient(endpoint).async_uploader(str(path), chunk_size=512 * 1024, upload_checksum=True)
     asyncio.run(asyncio.wait_for(uploader.upload(), TEST_TIMEOUT - 10))
     assert_stored(uploader.url, data)
+
+
+# ---- JWT authentication: TusClient(url, headers={"Authorization": "Bearer ..."}) ----------------
+
+
+def test_upload_with_bearer_token(auth_endpoint, secret, patches, tmp_path):
+    data = os.urandom(3 * MIB + 7)
+    path = tmp_path / "token.bin"
+    path.write_bytes(data)
+    alice = bearer(mint_token(secret, "alice"))
+    tus = client.TusClient(auth_endpoint, headers=alice)
+    uploader = tus.uploader(str(path), chunk_size=MIB, metadata={"filename": "token.bin"})
+    uploader.upload()
+
+    assert len(patches) == 4
+    assert all(h.get("Authorization") == alice["Authorization"] for h in patches), "every PATCH carried the token"
+    assert_stored(uploader.url, data, alice)
+    assert head(uploader.url).status_code == 401, "HEAD without a token"
+    assert get_when_ready(uploader.url).status_code == 401, "GET without a token"
+    bob = bearer(mint_token(secret, "bob"))
+    assert head(uploader.url, bob).status_code == 404, "HEAD with another subject's token"
+    assert get_when_ready(uploader.url, bob).status_code == 404, "GET with another subject's token"
+
+
+@pytest.mark.parametrize(
+    "what, headers, reason",
+    [
+        ("no token", None, None),
+        ("expired token", "expired", "expired"),
+        ("token signed with another secret", "forged", "bad_signature"),
+    ],
+)
+def test_upload_without_valid_token_fails_with_401(auth_endpoint, secret, tmp_path, what, headers, reason):
+    path = tmp_path / "denied.bin"
+    path.write_bytes(os.urandom(1000))
+    if headers == "expired":
+        headers = bearer(mint_token(secret, "alice", exp=int(time.time()) - 3600))
+    elif headers == "forged":
+        headers = bearer(mint_token(secrets.token_hex(32).encode(), "alice"))
+    tus = client.TusClient(auth_endpoint, headers=headers)
+    uploader = tus.uploader(str(path), chunk_size=MIB)
+    with pytest.raises(TusCommunicationError) as failed:
+        uploader.upload()
+    assert failed.value.status_code == 401, f"{what}: {failed.value}"
+    assert uploader.url is None, f"{what}: no upload was created"
+    if reason:
+        assert reason.encode() in failed.value.response_content, f"{what}: body {failed.value.response_content!r}"
+
+
+def test_other_subject_cannot_resume(auth_endpoint, secret, tmp_path):
+    """bob's token on alice's upload URL: tuspy's offset request gets 404; alice then resumes."""
+    data = os.urandom(3 * MIB)
+    path = tmp_path / "owned.bin"
+    path.write_bytes(data)
+    alice = bearer(mint_token(secret, "alice"))
+    first = client.TusClient(auth_endpoint, headers=alice).uploader(str(path), chunk_size=MIB)
+    first.upload_chunk()
+    assert first.offset == MIB
+    url = first.url
+
+    bob = client.TusClient(auth_endpoint, headers=bearer(mint_token(secret, "bob")))
+    with pytest.raises(TusCommunicationError) as failed:
+        bob.uploader(str(path), url=url, chunk_size=MIB)
+    assert failed.value.status_code == 404, str(failed.value)
+    assert head(url, alice).headers["Upload-Offset"] == str(MIB), "alice's upload is untouched"
+
+    resumed = client.TusClient(auth_endpoint, headers=alice).uploader(str(path), url=url, chunk_size=MIB)
+    assert resumed.offset == MIB, "tuspy resumed at the server's offset"
+    resumed.upload()
+    assert_stored(url, data, alice)
+
+
+def test_async_uploader_with_bearer_token(auth_endpoint, secret, tmp_path):
+    import asyncio
+
+    data = os.urandom(MIB + 3)
+    path = tmp_path / "async-token.bin"
+    path.write_bytes(data)
+    alice = bearer(mint_token(secret, "alice"))
+    uploader = client.TusClient(auth_endpoint, headers=alice).async_uploader(str(path), chunk_size=512 * 1024)
+    asyncio.run(asyncio.wait_for(uploader.upload(), TEST_TIMEOUT - 10))
+    assert_stored(uploader.url, data, alice)
+
+    denied = client.TusClient(auth_endpoint).async_uploader(str(path), chunk_size=512 * 1024)
+    with pytest.raises(TusCommunicationError) as failed:
+        asyncio.run(asyncio.wait_for(denied.upload(), TEST_TIMEOUT - 10))
+    assert failed.value.status_code == 401

@@ -1,7 +1,8 @@
 // Uppy (Dashboard + Tus plugin) in headless Debian Chromium, driven by playwright-core, against
 // examples/uppy (same origin, cross-origin, CORS allow-list without the page's origin) and
-// against tus-server (cross-origin; `TUS_SERVER_ARGS` selects its store). Screenshots go to
-// conformance-tests/artifacts/.
+// against tus-server (cross-origin; `TUS_SERVER_ARGS` selects its store), also with JWT
+// authentication (the token as `Authorization: Bearer`, or as a cookie with CORS credentials).
+// Screenshots go to conformance-tests/artifacts/.
 import assert from 'node:assert/strict'
 import fs from 'node:fs'
 import net from 'node:net'
@@ -16,8 +17,13 @@ import {
   MiB,
   artifacts,
   assertLoopback,
+  bearer,
   download,
   exampleUppyBin,
+  head,
+  keyDir,
+  mintToken,
+  newSecret,
   random,
   sha256,
   startProcess,
@@ -101,9 +107,11 @@ describe('Uppy in Chromium', { timeout: 10 * 60_000 }, () => {
    * Opens `pageUrl`, picks the file through the Dashboard's file input, presses Upload and waits
    * (bounded) until the status bar says complete or error. Returns what the page logged, the
    * console messages, and the final status bar state; saves a screenshot as `<shot>.png`.
+   * `cookies` are added to the browser context first (playwright `addCookies`).
    */
-  async function uploadThroughPage(pageUrl, shot) {
+  async function uploadThroughPage(pageUrl, shot, { cookies = [] } = {}) {
     const context = await browser.newContext({ viewport: { width: 1000, height: 700 } })
+    if (cookies.length) await context.addCookies(cookies)
     const page = await context.newPage()
     page.setDefaultTimeout(30_000)
     const consoleMessages = []
@@ -129,8 +137,11 @@ describe('Uppy in Chromium', { timeout: 10 * 60_000 }, () => {
     }
   }
 
-  /** Asserts the page uploaded the file completely and the server holds identical bytes. */
-  async function assertUploaded(result, endpoint) {
+  /**
+   * Asserts the page uploaded the file completely and the server holds identical bytes (asked
+   * with `headers`, e.g. a token).
+   */
+  async function assertUploaded(result, endpoint, headers = {}) {
     const { state, progressNow, log, consoleMessages } = result
     assert.equal(state, 'complete', `status bar: ${state}; errors ${JSON.stringify(log.errors)}; console ${consoleMessages.join(' | ')}`)
     assert.equal(progressNow, '100', 'the status bar shows 100 %')
@@ -140,7 +151,7 @@ describe('Uppy in Chromium', { timeout: 10 * 60_000 }, () => {
     const { uploadURL, size } = log.successes[0]
     assert.equal(size, bytes.length)
     assert.ok(uploadURL.startsWith(endpoint), `upload URL ${uploadURL} is under ${endpoint}`)
-    const stored = await download(uploadURL)
+    const stored = await download(uploadURL, headers)
     assert.equal(stored.length, bytes.length)
     assert.equal(sha256(stored), sha256(bytes), 'the server holds the bytes the browser sent')
   }
@@ -215,5 +226,94 @@ describe('Uppy in Chromium', { timeout: 10 * 60_000 }, () => {
       await app?.stop()
       await server.stop()
     }
+  })
+
+  // JWT authentication: an HS256 secret in a temp key file, tokens minted here. The file is the
+  // suite's `.bin`, which Chromium (and so Uppy's `filetype`) declares application/octet-stream:
+  // with authentication on, every finished upload goes through the server's content check.
+  describe('tus-server with JWT authentication', () => {
+    let keys
+    let secret
+    let keyFile
+    before(() => {
+      keys = keyDir()
+      secret = newSecret()
+      keyFile = keys.write('hs256.key', `${secret}\n`)
+    })
+    after(() => keys?.remove())
+
+    test('the token as Authorization: Bearer (@uppy/tus headers)', { timeout: TEST_TIMEOUT }, async () => {
+      const server = await startTusServer('uppy-auth-header', ['--auth-jwt-key-file', keyFile])
+      let app
+      try {
+        app = await startExampleUppy('uppy-page-for-auth-header', ['--endpoint', server.endpoint])
+        // Without a token: the creation is refused and Uppy reports the 401.
+        const denied = await uploadThroughPage(app.page, 'uppy-auth-header-missing')
+        assert.equal(denied.state, 'error', 'no token: the upload fails')
+        assert.deepEqual(denied.log.successes, [])
+        assert.ok(
+          denied.log.errors.some((e) => e.message.includes('response code: 401')),
+          `Uppy reported the 401: ${JSON.stringify(denied.log.errors)}`,
+        )
+
+        // With the token (the page's #token= setting: @uppy/tus `headers: { Authorization }`).
+        const token = mintToken(secret, { sub: 'dana' })
+        const result = await uploadThroughPage(`${app.page}#token=${token}`, 'uppy-auth-header')
+        assert.equal(result.state, 'complete', `status bar: ${result.state}; errors ${JSON.stringify(result.log.errors)}`)
+        const { uploadURL } = result.log.successes[0]
+        assert.equal((await head(uploadURL, bearer(token))).status, 200, 'HEAD with the token')
+        assert.equal((await head(uploadURL)).status, 401, 'HEAD without the token')
+        assert.equal((await head(uploadURL, bearer(mintToken(secret, { sub: 'eve' })))).status, 404, "another sub's token")
+        await assertUploaded(result, server.endpoint, bearer(token))
+      } finally {
+        await app?.stop()
+        await server.stop()
+      }
+    })
+
+    test('the token as a cookie (--auth-jwt-cookie, withCredentials, CORS credentials)', { timeout: TEST_TIMEOUT }, async () => {
+      // The page is served from its own port (another origin, same site: cookies ignore ports).
+      const pagePort = await freePort()
+      const pageOrigin = `http://127.0.0.1:${pagePort}`
+      const server = await startTusServer('uppy-auth-cookie', [
+        '--auth-jwt-key-file',
+        keyFile,
+        '--auth-jwt-cookie',
+        'tus_token',
+        '--cors-allow-origin',
+        pageOrigin,
+        '--cors-allow-credentials',
+      ])
+      let app
+      try {
+        app = await startExampleUppy('uppy-page-for-auth-cookie', ['--page-port', String(pagePort), '--endpoint', server.endpoint])
+        assert.equal(new URL(app.crossOriginPage).origin, pageOrigin)
+        assert.notEqual(new URL(server.endpoint).origin, pageOrigin)
+        const token = mintToken(secret, { sub: 'frank' })
+        // A cookie for the server's origin (as its login page would have set it), not readable
+        // by the page's script.
+        const cookies = [
+          { name: 'tus_token', value: token, url: new URL(server.endpoint).origin, httpOnly: true, sameSite: 'Lax' },
+        ]
+        // Without withCredentials the browser leaves the cookie out of the cross-origin requests.
+        const denied = await uploadThroughPage(app.crossOriginPage, 'uppy-auth-cookie-no-credentials', { cookies })
+        assert.equal(denied.state, 'error', 'no credentials mode: the upload fails')
+        assert.ok(
+          denied.log.errors.some((e) => e.message.includes('response code: 401')),
+          `Uppy reported the 401: ${JSON.stringify(denied.log.errors)}`,
+        )
+
+        // With it (the page's #withCredentials setting: @uppy/tus `withCredentials: true`).
+        const result = await uploadThroughPage(`${app.crossOriginPage}#withCredentials`, 'uppy-auth-cookie', { cookies })
+        assert.equal(result.state, 'complete', `status bar: ${result.state}; errors ${JSON.stringify(result.log.errors)}`)
+        const { uploadURL } = result.log.successes[0]
+        assert.equal((await head(uploadURL, bearer(token))).status, 200, 'the cookie and the header name the same owner')
+        assert.equal((await head(uploadURL)).status, 401, 'HEAD without the token')
+        await assertUploaded(result, server.endpoint, { Cookie: `tus_token=${token}` })
+      } finally {
+        await app?.stop()
+        await server.stop()
+      }
+    })
   })
 })

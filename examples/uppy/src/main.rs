@@ -15,6 +15,12 @@
 //! ```
 //!
 //! Then open `http://127.0.0.1:3002/` (same origin) or `http://127.0.0.1:3003/` (cross-origin).
+//! For a tus server with authentication (`tus-server --auth-jwt-key-file`), the page takes two
+//! optional settings in its URL's fragment (never sent to a server): `#token=<JWT>` sends
+//! `Authorization: Bearer <JWT>` with every tus request, and `#withCredentials` sends cookies
+//! with cross-origin ones (`tus-server --auth-jwt-cookie NAME --cors-allow-origin <page origin>
+//! --cors-allow-credentials`); both together as `#token=<JWT>&withCredentials`.
+//!
 //! On start it prints one line per listener (`tus endpoint: URL`, `page: URL`,
 //! `cross-origin page: URL`), which the browser tests in `conformance-tests/clients` read.
 

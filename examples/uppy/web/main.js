@@ -11,6 +11,15 @@ document.getElementById('endpoint').textContent = new URL(endpoint, location.hre
 document.getElementById('origin').textContent = location.origin
 const status = document.getElementById('status')
 
+// Optional settings in the URL's fragment (which browsers never send to a server), for a tus
+// server with authentication (tus-server --auth-jwt-key-file):
+//   #token=<JWT>       every tus request carries `Authorization: Bearer <JWT>`;
+//   #withCredentials   cross-origin tus requests carry cookies (tus-server --auth-jwt-cookie,
+//                      with --cors-allow-origin <this page's origin> --cors-allow-credentials).
+// Both may be given: `#token=<JWT>&withCredentials`.
+const settings = new URLSearchParams(location.hash.slice(1))
+const token = settings.get('token')
+
 const uppy = new Uppy({ autoProceed: false })
   .use(Dashboard, { inline: true, target: '#uppy', height: 360, proudlyDisplayPoweredByUppy: false })
   .use(Tus, {
@@ -18,6 +27,8 @@ const uppy = new Uppy({ autoProceed: false })
     chunkSize: 1024 * 1024,
     retryDelays: [0, 500, 1000],
     removeFingerprintOnSuccess: true,
+    headers: token ? { Authorization: `Bearer ${token}` } : {},
+    withCredentials: settings.has('withCredentials'),
   })
 
 // What happened, for people (the status line) and for the browser tests (window.uploadLog).
