@@ -50,7 +50,9 @@ impl ContentCheck {
             (Some(s), Some(d)) if s != d => {
                 return Verdict::Rejected(format!("declared {d}, content is {s}"));
             }
-            (None, Some(d)) if infer::is_mime_supported(d) => {
+            // `application/octet-stream` says nothing about the bytes (browsers declare it for
+            // any unknown file), though infer lists a matcher (EOT fonts) under it.
+            (None, Some(d)) if d != "application/octet-stream" && infer::is_mime_supported(d) => {
                 return Verdict::Rejected(format!("declared {d}, content does not match"));
             }
             _ => {}
@@ -242,6 +244,7 @@ mod tests {
         assert!(matches!(any.judge(b"just text", Some("image/png")), Verdict::Rejected(_)));
         assert_eq!(any.judge(b"just text", Some("text/plain")), Verdict::Clean);
         assert_eq!(any.judge(b"just text", None), Verdict::Clean);
+        assert_eq!(any.judge(b"any bytes", Some("application/octet-stream")), Verdict::Clean);
         let images = ContentCheck::new(vec!["image/*".into(), "application/pdf".into()]);
         assert_eq!(images.judge(png, None), Verdict::Clean);
         assert_eq!(images.judge(pdf, Some("application/pdf")), Verdict::Clean);
