@@ -16,8 +16,9 @@ use crate::store::{UploadInfo, UploadState};
 /// and the principal it acts for (when an authorizer is configured).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Call {
-    /// The request as hook events report it (empty when no hooks are configured).
-    pub(crate) hook: HookHttpRequest,
+    /// The request as hook events report it (empty when no hooks are configured); shared, so
+    /// handing the call to the append task does not copy every header.
+    pub(crate) hook: Arc<HookHttpRequest>,
     /// Who the request acts for; `None` when no authorizer is configured, or for a request
     /// that needs no principal (a signed download).
     pub(crate) principal: Option<Principal>,
@@ -69,7 +70,7 @@ impl Inner {
         if hook == HookType::PostFinish && info.state.is_none_or(|s| s == UploadState::Clean) {
             upload.download_url = self.signed_download_url(&info.id, call);
         }
-        HookEvent { hook, event: EventDetails { upload, http_request: call.hook.clone() } }
+        HookEvent { hook, event: EventDetails { upload, http_request: (*call.hook).clone() } }
     }
 
     /// Calls a blocking hook; its failure fails the request.

@@ -249,7 +249,7 @@ impl Inner {
             (Ok(()), None) => Err(TusError::NotFound),
             (Ok(()), Some(target)) => match self.authorize(&method, &target, req).await {
                 Ok((req, principal, signed)) => {
-                    let hook = hooks::hook_request(&req, &method, self.hooks.is_some());
+                    let hook = Arc::new(hooks::hook_request(&req, &method, self.hooks.is_some()));
                     self.dispatch(&method, target, req, &Call { hook, principal, signed }).await
                 }
                 Err(e) => Err(e),
