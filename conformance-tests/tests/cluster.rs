@@ -240,13 +240,22 @@ fn bearer(secret: &str, sub: &str) -> String {
     format!("Bearer {}", conformance_tests::hs256_token(secret, &claims))
 }
 
-#[test]
-fn the_quota_is_shared_by_instances_through_redis() {
-    let secret = "cluster-quota-test-secret-0123456789";
+/// The HS256 secret of the quota tests.
+const SECRET: &str = "cluster-quota-test-secret-0123456789";
+
+/// `secret` in a key file for `--auth-jwt-key-file` (gone with the returned directory).
+fn key_file(secret: &str) -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("jwt.key");
     std::fs::write(&key, secret).unwrap();
     let key = key.display().to_string();
+    (dir, key)
+}
+
+#[test]
+fn the_quota_is_shared_by_instances_through_redis() {
+    let (_dir, key) = key_file(SECRET);
+    let secret = SECRET;
     let c = cluster(&["--auth-jwt-key-file", &key, "--quota-uploads", "2"]);
     let create = |s: &TestServer, user: &str| {
         s.post().header("Upload-Length", "5").header("Authorization", bearer(secret, user)).body(b"").send()
@@ -267,4 +276,45 @@ fn the_quota_is_shared_by_instances_through_redis() {
     create(&c.a, "alice").expect_status(201);
     create(&c.a, "bob").expect_status(201);
     drop(c.redis);
+}
+
+#[test]
+fn quota_counts_lost_with_redis_come_back_when_an_instance_starts() {
+    let (_dir, key) = key_file(SECRET);
+    let secret = SECRET;
+    let mut redis = Redis::start();
+    let (endpoint, bucket) = moto_bucket();
+    let url = redis.url();
+    let args = [
+        "--s3-bucket",
+        &bucket,
+        "--s3-endpoint",
+        &endpoint,
+        "--s3-force-path-style",
+        "--redis-url",
+        &url,
+        "--auth-jwt-key-file",
+        &key,
+        "--quota-uploads",
+        "2",
+    ];
+    let (mut a, b) = (TestServer::spawn(&args), TestServer::spawn(&args));
+    let create = |s: &TestServer| {
+        s.post().header("Upload-Length", "5").header("Authorization", bearer(secret, "alice")).body(b"").send()
+    };
+    create(&a).expect_status(201);
+    create(&b).expect_status(201);
+    assert_eq!(create(&b).status, 413);
+    // A Redis without persistence restarts: every count is gone...
+    redis.stop();
+    redis.restart();
+    // ...until an instance starts and reconciles the book with the bucket.
+    a.kill();
+    let a = TestServer::spawn(&args);
+    // (In the background: a few listings and reads of two uploads on moto.)
+    std::thread::sleep(Duration::from_secs(3));
+    let refused = create(&b);
+    assert_eq!(refused.status, 413, "the quota did not hold again after the Redis restart: {refused}");
+    assert!(refused.text().contains("uploads quota exceeded: limit 2, 0 left"), "{refused}");
+    drop(a);
 }

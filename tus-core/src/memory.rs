@@ -191,12 +191,20 @@ impl DeferLength for MemoryStore {
 #[async_trait]
 impl ListExpired for MemoryStore {
     async fn list_expired(&self, cutoff: SystemTime) -> Result<Vec<UploadId>, StoreError> {
+        self.unfinished(|info| info.updated_at < cutoff)
+    }
+
+    async fn list_unfinished(&self) -> Result<Vec<UploadId>, StoreError> {
+        self.unfinished(|_| true)
+    }
+}
+
+impl MemoryStore {
+    fn unfinished(&self, keep: impl Fn(&UploadInfo) -> bool) -> Result<Vec<UploadId>, StoreError> {
         self.with(|map| {
             map.values()
                 .filter_map(|e| match e {
-                    Entry::Live { info, .. } if !info.is_complete() && info.updated_at < cutoff => {
-                        Some(info.id.clone())
-                    }
+                    Entry::Live { info, .. } if !info.is_complete() && keep(info) => Some(info.id.clone()),
                     _ => None,
                 })
                 .collect()

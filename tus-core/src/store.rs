@@ -421,12 +421,18 @@ pub trait DeferLength: Send + Sync {
     async fn declare_length(&self, id: &UploadId, length: u64) -> Result<(), StoreError>;
 }
 
-/// Finding unfinished uploads idle since before a moment (the `expiration` extension). The
-/// reaper removes what it lists, so a store that lists must also terminate.
+/// Finding unfinished uploads: those idle since before a moment (the `expiration` extension),
+/// or all of them (reconciling quotas). The reaper removes what it lists, so a store that
+/// lists must also terminate.
 #[async_trait]
 pub trait ListExpired: Terminate {
-    /// IDs of unfinished uploads whose `updated_at` is before `cutoff`.
+    /// IDs of unfinished uploads (final uploads included) whose `updated_at` is before
+    /// `cutoff`. The store MAY remove tombstones older than `cutoff` as it goes.
     async fn list_expired(&self, cutoff: SystemTime) -> Result<Vec<UploadId>, StoreError>;
+
+    /// IDs of every unfinished upload (final uploads included), however recent; removes
+    /// nothing.
+    async fn list_unfinished(&self) -> Result<Vec<UploadId>, StoreError>;
 }
 
 macro_rules! forward_store {

@@ -434,6 +434,23 @@ pub async fn list_expired(store: &dyn Store) {
     assert!(!listed.contains(&done), "finished upload listed");
     let past = SystemTime::now() - Duration::from_secs(3600);
     assert!(!expirer.list_expired(past).await.expect("list").contains(&idle));
+    // Every unfinished upload, however recent; a terminated one no longer.
+    let gone = new_upload(store, Some(3)).await;
+    expirer.terminate(&gone).await.expect("terminate");
+    let unfinished = expirer.list_unfinished().await.expect("list unfinished");
+    assert!(unfinished.contains(&idle), "unfinished upload not listed");
+    assert!(!unfinished.contains(&done), "finished upload listed as unfinished");
+    assert!(!unfinished.contains(&gone), "terminated upload listed as unfinished");
+    // A final over an unfinished partial is unfinished too, and can be idle.
+    if store.capabilities().concatenate.is_some() {
+        let partial = store.create(NewUpload::new(UploadId::random(), Some(2)).with_concat(ConcatRole::Partial));
+        let partial = partial.await.expect("create partial").id;
+        let role = ConcatRole::Final { partials: vec![partial] };
+        let final_id = store.create(NewUpload::new(UploadId::random(), Some(2)).with_concat(role));
+        let final_id = final_id.await.expect("create final").id;
+        assert!(expirer.list_unfinished().await.expect("list").contains(&final_id), "unfinished final not listed");
+        assert!(expirer.list_expired(future).await.expect("list").contains(&final_id), "idle final not listed");
+    }
 }
 
 /// Processing states persist; quarantined uploads keep their info but can no longer be read.

@@ -282,13 +282,24 @@ pub async fn serve(
         let metrics = app.metrics.clone();
         tokio::spawn(app.tus.reaper_with(move |n| metrics.expired(n)))
     };
-    // A quota book in this process starts empty: count what the store holds. (A shared one in
-    // Redis keeps its counts across restarts.)
+    // Make the quota book agree with the store: a book in this process starts empty (counted
+    // before serving, or quotas would not hold); a shared one in Redis may miss what a crash
+    // or a Redis restart lost (repaired in the background, while the others serve).
     let quota = options.auth.as_ref().is_some_and(|auth| auth.quota.is_limited());
-    if options.cluster.is_none() && quota {
-        match app.tus.rebuild_quotas().await {
-            Ok(n) => tracing::info!(uploads = n, "quota counts rebuilt from the store"),
-            Err(e) => tracing::warn!(error = %e, "could not rebuild quota counts"),
+    if quota {
+        let tus = app.tus.clone();
+        let reconcile = async move {
+            match tus.reconcile_quotas().await {
+                Ok(done) => {
+                    tracing::info!(held = done.held, released = done.released, "quota book reconciled with the store")
+                }
+                Err(e) => tracing::warn!(error = %e, "could not reconcile the quota book with the store"),
+            }
+        };
+        if options.cluster.is_none() {
+            reconcile.await;
+        } else {
+            tokio::spawn(reconcile);
         }
     }
     match app.tus.resume_processing().await {

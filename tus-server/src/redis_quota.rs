@@ -1,47 +1,67 @@
 //! A [`QuotaBook`] in Redis, beside the locks: several instances share one count per owner.
 //!
-//! Owner `o` holds the hash `tus:quota:<sha256(o)>` with fields `uploads` and `bytes` (the
-//! owner's ID is a client's token claim: hashing it bounds the key). A reservation checks
-//! both limits and adds in one script, so concurrent reservations on any instances never
-//! both pass a limit only one fits in; a release subtracts, never below zero.
+//! Owner `o` holds the hash `tus:quota:v2:<sha256(o)>` (the owner's ID is a client's token
+//! claim: hashing it bounds the key) with the fields `owner` (`o` itself, for
+//! reconciliation), `uploads` and `bytes` (the sums) and `u:<upload-id>` (what that upload
+//! holds). A hold checks both limits and changes the upload's field and the sums in one
+//! script, so concurrent holds on any instances never both pass a limit only one fits in; a
+//! release removes the field and subtracts it once, however often it is asked.
 
 use std::fmt;
 
 use async_trait::async_trait;
 use redis::aio::ConnectionManager;
 use sha2::{Digest as _, Sha256};
+use tus_core::UploadId;
 use tus_core::quota::{Quota, QuotaBook, QuotaBookError, QuotaExceeded, QuotaLimits};
 
-const KEY_PREFIX: &str = "tus:quota:";
+/// Version 2: one field per upload (version 1 kept only the sums, which nothing could
+/// reconcile; its keys are left alone).
+const KEY_PREFIX: &str = "tus:quota:v2:";
 
-/// ARGV: uploads to add, bytes to add, upload limit, byte limit (`-1`: none), all integers
-/// below 2^53 (checked by the caller, so Lua's doubles hold them exactly). Every check comes
-/// before any write, and the writes are `HINCRBY` of the integer strings as given. Returns
-/// `{0}` when added, or `{which, limit, left}` (1 = uploads, 2 = bytes) when refused.
-const RESERVE: &str = r"
+/// The field of one upload's holding in its owner's hash.
+fn field(upload: &UploadId) -> String {
+    format!("u:{upload}")
+}
+
+/// KEYS: the owner's hash. ARGV: owner, the upload's field, the bytes it is to hold, upload
+/// limit, byte limit (`-1`: none), all integers below 2^53 (checked by the caller, so Lua's
+/// doubles compare them exactly). Every check comes before any write, and the sums change
+/// only by `HINCRBY` of integer strings as given or as stored (never a Lua-formatted number).
+/// Returns `{0, 0}` when held anew, `{0, 1, before}` when an existing holding changed, or
+/// `{which, limit, left}` (1 = uploads, 2 = bytes) when refused.
+const HOLD: &str = r"
+local before = redis.call('HGET', KEYS[1], ARGV[2])
 local uploads = tonumber(redis.call('HGET', KEYS[1], 'uploads') or '0')
 local bytes = tonumber(redis.call('HGET', KEYS[1], 'bytes') or '0')
-local add_uploads, add_bytes = tonumber(ARGV[1]), tonumber(ARGV[2])
-local max_uploads, max_bytes = tonumber(ARGV[3]), tonumber(ARGV[4])
-if add_uploads > 0 and max_uploads >= 0 and uploads + add_uploads > max_uploads then
+local want = tonumber(ARGV[3])
+local max_uploads, max_bytes = tonumber(ARGV[4]), tonumber(ARGV[5])
+local had = tonumber(before or '0')
+if not before and max_uploads >= 0 and uploads + 1 > max_uploads then
   return {1, max_uploads, math.max(max_uploads - uploads, 0)}
 end
-if add_bytes > 0 and max_bytes >= 0 and bytes + add_bytes > max_bytes then
+if want > had and max_bytes >= 0 and bytes - had + want > max_bytes then
   return {2, max_bytes, math.max(max_bytes - bytes, 0)}
 end
-redis.call('HINCRBY', KEYS[1], 'uploads', ARGV[1])
-redis.call('HINCRBY', KEYS[1], 'bytes', ARGV[2])
-return {0}
+redis.call('HSET', KEYS[1], 'owner', ARGV[1], ARGV[2], ARGV[3])
+redis.call('HINCRBY', KEYS[1], 'bytes', ARGV[3])
+if before then
+  redis.call('HINCRBY', KEYS[1], 'bytes', '-' .. before)
+  return {0, 1, had}
+end
+redis.call('HINCRBY', KEYS[1], 'uploads', 1)
+return {0, 0}
 ";
 
-/// ARGV: uploads and bytes to give back (integers). Subtracts with `HINCRBY` and clamps at zero.
+/// KEYS: the owner's hash. ARGV: the upload's field. Gives the holding back once; the hash
+/// goes with the owner's last holding.
 const RELEASE: &str = r"
-local uploads = redis.call('HINCRBY', KEYS[1], 'uploads', '-' .. ARGV[1])
-local bytes = redis.call('HINCRBY', KEYS[1], 'bytes', '-' .. ARGV[2])
-if uploads < 0 then redis.call('HSET', KEYS[1], 'uploads', 0); uploads = 0 end
-if bytes < 0 then redis.call('HSET', KEYS[1], 'bytes', 0); bytes = 0 end
-if uploads == 0 and bytes == 0 then redis.call('DEL', KEYS[1]) end
-return 0
+local before = redis.call('HGET', KEYS[1], ARGV[1])
+if not before then return 0 end
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('HINCRBY', KEYS[1], 'bytes', '-' .. before)
+if redis.call('HINCRBY', KEYS[1], 'uploads', -1) <= 0 then redis.call('DEL', KEYS[1]) end
+return 1
 ";
 
 /// The largest count the scripts handle exactly (Lua numbers are doubles).
@@ -82,61 +102,85 @@ impl RedisQuotaBook {
     }
 }
 
+impl RedisQuotaBook {
+    /// Runs one of the scripts, once more if the connection had dropped: both are idempotent
+    /// (a hold sets, a release removes once), and the first request after a Redis restart
+    /// must not fail because the manager reconnects only when a call fails.
+    async fn invoke<T: redis::FromRedisValue>(&self, call: &redis::ScriptInvocation<'_>) -> Result<T, QuotaBookError> {
+        let mut conn = self.conn.clone();
+        match call.invoke_async(&mut conn).await {
+            Err(e) if e.is_io_error() || e.is_connection_dropped() => {
+                call.invoke_async(&mut conn).await.map_err(backend)
+            }
+            other => other.map_err(backend),
+        }
+    }
+}
+
 #[async_trait]
 impl QuotaBook for RedisQuotaBook {
-    async fn reserve(
+    async fn hold(
         &self,
         owner: &str,
-        uploads: u64,
+        upload: &UploadId,
         bytes: u64,
         limits: QuotaLimits,
-    ) -> Result<Result<(), QuotaExceeded>, QuotaBookError> {
+    ) -> Result<Result<Option<u64>, QuotaExceeded>, QuotaBookError> {
         // Past what the script counts exactly is past any quota this server will see.
-        if uploads >= MAX_EXACT || bytes >= MAX_EXACT {
-            let (quota, limit) = if bytes >= MAX_EXACT {
-                (Quota::Bytes, limits.bytes.unwrap_or(MAX_EXACT))
-            } else {
-                (Quota::Uploads, limits.uploads.unwrap_or(MAX_EXACT))
-            };
-            return Ok(Err(QuotaExceeded { quota, limit, left: 0 }));
+        if bytes >= MAX_EXACT {
+            return Ok(Err(QuotaExceeded { quota: Quota::Bytes, limit: limits.bytes.unwrap_or(MAX_EXACT), left: 0 }));
         }
-        let mut conn = self.conn.clone();
-        let answer: Vec<u64> = redis::Script::new(RESERVE)
-            .key(key(owner))
-            .arg(uploads)
-            .arg(bytes)
-            .arg(limit(limits.uploads))
-            .arg(limit(limits.bytes))
-            .invoke_async(&mut conn)
-            .await
-            .map_err(backend)?;
+        let script = redis::Script::new(HOLD);
+        let mut call = script.key(key(owner));
+        call.arg(owner).arg(field(upload)).arg(bytes).arg(limit(limits.uploads)).arg(limit(limits.bytes));
+        let answer: Vec<u64> = self.invoke(&call).await?;
         Ok(match answer.as_slice() {
             [1, limit, left] => Err(QuotaExceeded { quota: Quota::Uploads, limit: *limit, left: *left }),
             [2, limit, left] => Err(QuotaExceeded { quota: Quota::Bytes, limit: *limit, left: *left }),
-            _ => Ok(()),
+            [0, 1, before] => Ok(Some(*before)),
+            _ => Ok(None),
         })
     }
 
-    async fn release(&self, owner: &str, uploads: u64, bytes: u64) -> Result<(), QuotaBookError> {
-        let (uploads, bytes) = (uploads.min(MAX_EXACT), bytes.min(MAX_EXACT));
-        let mut conn = self.conn.clone();
-        let _: i64 = redis::Script::new(RELEASE)
-            .key(key(owner))
-            .arg(uploads)
-            .arg(bytes)
-            .invoke_async(&mut conn)
-            .await
-            .map_err(backend)?;
+    async fn release(&self, owner: &str, upload: &UploadId) -> Result<(), QuotaBookError> {
+        let script = redis::Script::new(RELEASE);
+        let mut call = script.key(key(owner));
+        call.arg(field(upload));
+        let _: i64 = self.invoke(&call).await?;
         Ok(())
     }
 
-    async fn clear(&self) -> Result<(), QuotaBookError> {
+    async fn holdings(&self) -> Result<Vec<(String, UploadId)>, QuotaBookError> {
         let mut conn = self.conn.clone();
-        let keys: Vec<String> =
-            redis::cmd("KEYS").arg(format!("{KEY_PREFIX}*")).query_async(&mut conn).await.map_err(backend)?;
-        for key in keys {
-            let _: i64 = redis::cmd("DEL").arg(key).query_async(&mut conn).await.map_err(backend)?;
+        let mut keys: Vec<String> = Vec::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(format!("{KEY_PREFIX}*"))
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await
+                .map_err(backend)?;
+            keys.extend(batch);
+            if next == 0 {
+                break;
+            }
+            cursor = next;
         }
-        Ok(())
+        let mut held = Vec::new();
+        for key in keys {
+            let fields: std::collections::HashMap<String, String> =
+                redis::cmd("HGETALL").arg(&key).query_async(&mut conn).await.map_err(backend)?;
+            let Some(owner) = fields.get("owner") else { continue };
+            for name in fields.keys() {
+                if let Some(id) = name.strip_prefix("u:").and_then(|id| UploadId::parse(id).ok()) {
+                    held.push((owner.clone(), id));
+                }
+            }
+        }
+        Ok(held)
     }
 }

@@ -123,31 +123,38 @@ impl DeferLength for FileStore {
 #[async_trait]
 impl ListExpired for FileStore {
     async fn list_expired(&self, cutoff: SystemTime) -> Result<Vec<UploadId>, StoreError> {
-        self.blocking(move |d| {
-            let mut expired = Vec::new();
-            let entries = fs::read_dir(&d.dir).map_err(io_err("list", &d.dir))?;
-            for entry in entries.flatten() {
-                let name = entry.file_name();
-                let Some(id) =
-                    name.to_str().and_then(|n| n.strip_suffix(".info")).and_then(|n| UploadId::parse(n).ok())
-                else {
-                    continue;
-                };
-                match d.read_info_file(&id) {
-                    Ok(InfoFile::Gone { at }) if at < cutoff => {
-                        Dirs::remove_if_exists(&d.info_path(&id))?;
-                    }
-                    Ok(InfoFile::Live(_)) => match d.info(&id) {
-                        Ok(info) if !info.is_complete() && !info.is_final() && info.updated_at < cutoff => {
-                            expired.push(id);
-                        }
-                        _ => {}
-                    },
-                    _ => {}
+        self.blocking(move |d| d.unfinished(Some(cutoff))).await
+    }
+
+    async fn list_unfinished(&self) -> Result<Vec<UploadId>, StoreError> {
+        self.blocking(|d| d.unfinished(None)).await
+    }
+}
+
+impl Dirs {
+    /// Unfinished uploads idle since before `cutoff` (removing tombstones older than it), or
+    /// with no cutoff all of them (removing nothing).
+    fn unfinished(&self, cutoff: Option<SystemTime>) -> Result<Vec<UploadId>, Error> {
+        let mut listed = Vec::new();
+        let entries = fs::read_dir(&self.dir).map_err(io_err("list", &self.dir))?;
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".info")).and_then(|n| UploadId::parse(n).ok())
+            else {
+                continue;
+            };
+            let idle = |at: SystemTime| cutoff.is_none_or(|cutoff| at < cutoff);
+            match self.read_info_file(&id) {
+                Ok(InfoFile::Gone { at }) if cutoff.is_some() && idle(at) => {
+                    Self::remove_if_exists(&self.info_path(&id))?;
                 }
+                Ok(InfoFile::Live(_)) => match self.info(&id) {
+                    Ok(info) if !info.is_complete() && idle(info.updated_at) => listed.push(id),
+                    _ => {}
+                },
+                _ => {}
             }
-            Ok(expired)
-        })
-        .await
+        }
+        Ok(listed)
     }
 }

@@ -7,8 +7,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use tus_core::UploadId;
 use tus_core::store::{
-    ConcatRole, Concatenate, DeferLength, ListExpired, PresignGet, RecordState, StoreError, Terminate, UploadInfo,
-    UploadState,
+    Concatenate, DeferLength, ListExpired, PresignGet, RecordState, StoreError, Terminate, UploadInfo, UploadState,
 };
 
 use crate::S3Store;
@@ -108,7 +107,20 @@ impl DeferLength for S3Store {
 #[async_trait]
 impl ListExpired for S3Store {
     async fn list_expired(&self, cutoff: SystemTime) -> Result<Vec<UploadId>, StoreError> {
+        self.unfinished(Some(cutoff)).await
+    }
+
+    async fn list_unfinished(&self) -> Result<Vec<UploadId>, StoreError> {
+        self.unfinished(None).await
+    }
+}
+
+impl S3Store {
+    /// Unfinished uploads idle since before `cutoff` (removing tombstones older than it), or
+    /// with no cutoff all of them (removing nothing).
+    async fn unfinished(&self, cutoff: Option<SystemTime>) -> Result<Vec<UploadId>, StoreError> {
         let inner = &self.inner;
+        let idle = |at: SystemTime| cutoff.is_none_or(|cutoff| at < cutoff);
         let listed = inner.bucket.list(&inner.prefix).await?;
         let mut infos = Vec::new();
         let mut newest: std::collections::HashMap<&str, Option<SystemTime>> = std::collections::HashMap::new();
@@ -134,15 +146,16 @@ impl ListExpired for S3Store {
         let mut expired = Vec::new();
         for stem in infos {
             // Completed (the data object exists) or touched since the cutoff: not expired.
-            if completed.contains(stem) || newest.get(stem).copied().flatten().is_some_and(|t| t >= cutoff) {
+            if completed.contains(stem) || newest.get(stem).copied().flatten().is_some_and(|t| !idle(t)) {
                 continue;
             }
             let Ok(id) = UploadId::parse(stem) else { continue };
             match inner.read_info_object(&id).await {
-                Ok(InfoObject::Gone { at }) if at < cutoff => inner.bucket.delete(&inner.info_key(&id)).await?,
+                Ok(InfoObject::Gone { at }) if cutoff.is_some() && idle(at) => {
+                    inner.bucket.delete(&inner.info_key(&id)).await?
+                }
                 Ok(InfoObject::Live(live)) => {
-                    let final_upload = matches!(live.upload.concat, Some(ConcatRole::Final { .. }));
-                    if !live.completed && !final_upload && live.upload.updated_at < cutoff {
+                    if !live.completed && idle(live.upload.updated_at) {
                         expired.push(id);
                     }
                 }

@@ -119,9 +119,9 @@ impl Inner {
         lock: &dyn UploadLock,
         call: &Call,
     ) -> Result<(UploadInfo, Option<TusError>), TusError> {
-        let BodyFraming { checksum, checksum_trailer, content_length } = framing;
+        let content_length = framing.content_length;
         // A digest of the wrong size for its algorithm can match no body: refuse it unread.
-        if checksum.as_ref().is_some_and(|c| c.digest.len() != c.algorithm.digest_len()) {
+        if framing.checksum.as_ref().is_some_and(|c| c.digest.len() != c.algorithm.digest_len()) {
             return Err(TusError::ChecksumMismatch);
         }
         let limit = self.body_limit(info);
@@ -132,6 +132,35 @@ impl Inner {
         if body.is_end_stream() {
             return Ok((info.clone(), None));
         }
+        let (allowed, held) = self.hold_for_body(info, limit, content_length).await?;
+        let received = self.stream_body(info, allowed, framing, body, lock, call).await;
+        // (A post-receive stop terminated the upload and gave back all it held.)
+        if held && !matches!(received, Ok((_, Some(TusError::UploadStopped)))) {
+            self.settle_body_hold(info, received.as_ref().ok().map(|(at, _)| at.offset)).await;
+        }
+        match received {
+            // Past what is left of the owner's bytes, not past the upload's own limit.
+            Ok((at, Some(TusError::SizeExceeded))) if allowed < limit => {
+                let limit = self.config.quota.bytes.unwrap_or(0);
+                let quota = crate::quota::QuotaExceeded { quota: crate::quota::Quota::Bytes, limit, left: 0 };
+                Ok((at, Some(TusError::QuotaExceeded(quota))))
+            }
+            other => other,
+        }
+    }
+
+    /// Streams `body` (at most `limit` bytes) into the store at the upload's offset, with
+    /// progress for `post-receive`; see [`Self::receive_locked`].
+    async fn stream_body(
+        &self,
+        info: &UploadInfo,
+        limit: u64,
+        framing: BodyFraming,
+        body: RequestBody,
+        lock: &dyn UploadLock,
+        call: &Call,
+    ) -> Result<(UploadInfo, Option<TusError>), TusError> {
+        let BodyFraming { checksum, checksum_trailer, .. } = framing;
         let outcome = BodyOutcome::default();
         let progress = AtomicU64::new(0);
         let stop_upload = Arc::new(Notify::new());

@@ -159,6 +159,7 @@ impl Inner {
         concatenater.concatenate(id, parts).await?;
         tracing::info!(upload = %id, parts = parts.len(), "final upload concatenated");
         let settled = self.store.info(id).await?;
+        self.release_upload(&settled).await;
         if let Err(e) = self.on_complete(&settled, call).await {
             tracing::warn!(upload = %id, error = %e, "pre-finish hook of a final upload failed");
         }
@@ -179,6 +180,40 @@ impl Inner {
                 Err(e) => tracing::debug!(upload = %final_id, error = %e, "waiting final upload vanished"),
             }
         }
+    }
+
+    /// Forgets what waits on `info`, which was just removed: as a partial, finals wait on it
+    /// no more; as a final, it waits on its partials no more.
+    pub(super) fn forget_waiting(&self, info: &UploadInfo) {
+        let Ok(mut waiting) = self.waiting_finals.lock() else { return };
+        waiting.remove(&info.id);
+        if let Some(ConcatRole::Final { partials }) = &info.concat {
+            for partial in partials {
+                if let Some(finals) = waiting.get_mut(partial) {
+                    finals.remove(&info.id);
+                    if finals.is_empty() {
+                        waiting.remove(partial);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether `info` is an unfinished final that can never be assembled (one of its partials
+    /// was terminated or expired) and has been idle since before `cutoff`: what the reaper
+    /// removes of finals, which have no bytes of their own to be idle with.
+    pub(super) async fn is_abandoned_final(&self, info: &UploadInfo, cutoff: std::time::SystemTime) -> bool {
+        let Some(ConcatRole::Final { partials }) = &info.concat else { return false };
+        if info.is_complete() || info.updated_at >= cutoff {
+            return false;
+        }
+        let mut seen = std::collections::HashSet::new();
+        for partial in partials.iter().filter(|p| seen.insert(*p)) {
+            if matches!(self.store.info(partial).await, Err(StoreError::NotFound | StoreError::Gone)) {
+                return true;
+            }
+        }
+        false
     }
 
     pub(super) fn set_concat_header(&self, headers: &mut HeaderMap, info: &UploadInfo, host: Option<&str>) {

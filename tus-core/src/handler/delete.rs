@@ -23,6 +23,7 @@ impl Inner {
         terminater.terminate(id).await?;
         if !info.is_complete() {
             self.release_upload(&info).await;
+            self.forget_waiting(&info);
         }
         drop(lock);
         tracing::info!(upload = %id, "upload terminated");

@@ -1,5 +1,5 @@
 //! The expiration extension: when an unfinished upload expires, `Upload-Expires`, and the
-//! reaper that removes expired uploads.
+//! reaper that removes expired uploads (and unfinished finals whose partials are gone).
 
 use std::time::{Duration, SystemTime};
 
@@ -52,16 +52,16 @@ impl Inner {
             return Ok(0);
         };
         let mut removed = 0;
-        for id in expirer.list_expired(SystemTime::now() - period).await? {
+        let cutoff = SystemTime::now() - period;
+        for id in expirer.list_expired(cutoff).await? {
             let Ok(_lock) = self.lock(&id).await else { continue };
             // Re-check under the lock: a PATCH may have moved the clock since the listing.
-            match self.store.info(&id).await {
-                Ok(info) if self.is_expired(&info) => {
-                    expirer.terminate(&id).await?;
-                    self.release_upload(&info).await;
-                    removed += 1;
-                }
-                _ => {}
+            let Ok(info) = self.store.info(&id).await else { continue };
+            if self.is_expired(&info) || self.is_abandoned_final(&info, cutoff).await {
+                expirer.terminate(&id).await?;
+                self.release_upload(&info).await;
+                self.forget_waiting(&info);
+                removed += 1;
             }
         }
         Ok(removed)

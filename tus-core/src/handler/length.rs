@@ -34,9 +34,9 @@ impl Inner {
             None => {
                 self.check_length(told, info.owner.as_deref())?;
                 let deferrer = self.store.capabilities().defer_length.ok_or(TusError::NotImplemented)?;
-                self.reserve_length(info, told).await?;
+                let holding = self.hold_length(info, told).await?;
                 if let Err(e) = deferrer.declare_length(&info.id, told).await {
-                    self.unreserve(info.owner.as_deref(), info.is_final(), 0, told).await;
+                    self.undo(holding).await;
                     return Err(e.into());
                 }
                 info.length = Some(told);

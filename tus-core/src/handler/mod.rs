@@ -157,11 +157,13 @@ impl TusService {
         async move { inner.reap_forever(on_removed).await }
     }
 
-    /// Counts every unfinished upload against its owner's quota again, from the store (call
-    /// once at start when the quota book lives in this process; a shared book keeps its
-    /// counts). Returns how many uploads it counted.
-    pub async fn rebuild_quotas(&self) -> Result<usize, TusError> {
-        self.inner.rebuild_quotas().await
+    /// Makes the quota book agree with the store (call once at start, with a book in this
+    /// process or a shared one): every unfinished upload counts against its owner at what it
+    /// holds, and holdings of uploads that finished or no longer exist are given back (those
+    /// of missing uploads after a grace period of a few seconds, for creations in flight on
+    /// other instances). Repairs what a crash or a Redis restart left behind.
+    pub async fn reconcile_quotas(&self) -> Result<crate::quota::Reconciled, TusError> {
+        self.inner.reconcile_quotas().await
     }
 
     /// Picks up processing of finished uploads a restart interrupted (their state is still

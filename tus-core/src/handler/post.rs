@@ -165,19 +165,11 @@ impl Inner {
             }
             upload.metadata = metadata;
         }
-        // A zero-length upload is complete at once and never counts against a quota.
-        let counts = upload.length != Some(0);
-        if counts {
-            self.reserve_upload(&upload).await?;
-        }
-        let is_final = matches!(upload.concat, Some(ConcatRole::Final { .. }));
-        let (owner, length) = (upload.owner.clone(), upload.length);
+        let holding = self.hold_new_upload(&upload).await?;
         let info = match self.store.create(upload).await {
             Ok(info) => info,
             Err(e) => {
-                if counts {
-                    self.unreserve(owner.as_deref(), is_final, 1, length.unwrap_or(0)).await;
-                }
+                self.undo(holding).await;
                 return Err(e.into());
             }
         };
