@@ -13,6 +13,9 @@ use tokio::sync::mpsc;
 use tower::ServiceExt as _;
 use tus_core::{MemoryStore, ResponseBody, TusService};
 
+mod common;
+use common::{create, head, patch};
+
 type ChannelBody = StreamBody<tokio_stream_shim::Receiver>;
 
 /// A request body fed chunk by chunk from the test.
@@ -33,7 +36,10 @@ mod tokio_stream_shim {
     }
 }
 
-fn channel_body() -> (mpsc::Sender<Result<Frame<Bytes>, std::io::Error>>, ChannelBody) {
+/// Feeds a [`ChannelBody`].
+type BodySender = mpsc::Sender<Result<Frame<Bytes>, std::io::Error>>;
+
+fn channel_body() -> (BodySender, ChannelBody) {
     let (tx, rx) = mpsc::channel(4);
     (tx, StreamBody::new(tokio_stream_shim::Receiver(rx)))
 }
@@ -50,45 +56,42 @@ where
     res.unwrap()
 }
 
-async fn create(svc: &TusService, length: u64) -> String {
-    let req = Request::post("http://h/files/")
-        .header("tus-resumable", "1.0.0")
-        .header("upload-length", length.to_string())
-        .body(Empty::<Bytes>::new())
-        .unwrap();
-    let res = call(svc, req).await;
-    assert_eq!(res.status(), StatusCode::CREATED);
-    res.headers()["location"].to_str().unwrap().to_owned()
-}
-
 async fn offset(svc: &TusService, url: &str) -> u64 {
-    let req = Request::head(url).header("tus-resumable", "1.0.0").body(Empty::<Bytes>::new()).unwrap();
-    let res = call(svc, req).await;
+    let res = call(svc, head(url)).await;
     assert_eq!(res.status(), StatusCode::OK);
     res.headers()["upload-offset"].to_str().unwrap().parse().unwrap()
 }
 
-fn patch<B>(url: &str, offset: u64, body: B) -> Request<B> {
-    Request::patch(url)
-        .header("tus-resumable", "1.0.0")
-        .header("content-type", "application/offset+octet-stream")
-        .header("upload-offset", offset.to_string())
-        .body(body)
-        .unwrap()
+/// Runs `req` on a task of its own, as a connection would, so that the test can feed its body
+/// and send other requests meanwhile.
+fn spawn_call<B>(svc: &TusService, req: Request<B>) -> tokio::task::JoinHandle<Response<ResponseBody>>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+{
+    let svc = svc.clone();
+    tokio::spawn(async move { call(&svc, req).await })
+}
+
+/// A new 100-byte upload with a PATCH still running on it after storing `first`: the upload's
+/// URL, the sender of the rest of the body, and the PATCH's task.
+async fn patch_in_progress(
+    svc: &TusService,
+    first: &'static [u8],
+) -> (String, BodySender, tokio::task::JoinHandle<Response<ResponseBody>>) {
+    let url = create(svc, 100).await;
+    let (tx, body) = channel_body();
+    let running = spawn_call(svc, patch(&url, 0, body));
+    tx.send(Ok(Frame::data(Bytes::from_static(first)))).await.unwrap();
+    // Time for the handler to store the chunk.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    (url, tx, running)
 }
 
 #[tokio::test]
 async fn head_interrupts_a_stale_patch_which_keeps_its_bytes() {
     let svc = service();
-    let url = create(&svc, 100).await;
-    let (tx, body) = channel_body();
-    let stale = tokio::spawn({
-        let (svc, url) = (svc.clone(), url.clone());
-        async move { call(&svc, patch(&url, 0, body)).await }
-    });
-    tx.send(Ok(Frame::data(Bytes::from_static(b"0123456789")))).await.unwrap();
-    // Let the stale PATCH store its first chunk, then "resume" from another connection.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (url, tx, stale) = patch_in_progress(&svc, b"0123456789").await;
+    // The client "resumes" from another connection while the stale PATCH still runs.
     let resumed_at = tokio::time::timeout(Duration::from_secs(3), offset(&svc, &url)).await.unwrap();
     assert_eq!(resumed_at, 10);
     let res = stale.await.unwrap();
@@ -105,14 +108,7 @@ async fn head_interrupts_a_stale_patch_which_keeps_its_bytes() {
 #[tokio::test]
 async fn shutdown_stops_bodies_and_keeps_what_arrived() {
     let svc = service();
-    let url = create(&svc, 100).await;
-    let (tx, body) = channel_body();
-    let running = tokio::spawn({
-        let (svc, url) = (svc.clone(), url.clone());
-        async move { call(&svc, patch(&url, 0, body)).await }
-    });
-    tx.send(Ok(Frame::data(Bytes::from_static(b"abcde")))).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (url, _tx, running) = patch_in_progress(&svc, b"abcde").await;
     svc.shutdown();
     let res = tokio::time::timeout(Duration::from_secs(3), running).await.unwrap().unwrap();
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
@@ -126,10 +122,7 @@ async fn checksummed_patch_cut_off_keeps_nothing() {
     let (tx, body) = channel_body();
     let mut req = patch(&url, 0, body);
     req.headers_mut().insert("upload-checksum", "sha1 Kq5sNclPz7QV2+lfQIuc6R7oRu0=".parse().unwrap());
-    let running = tokio::spawn({
-        let svc = svc.clone();
-        async move { call(&svc, req).await }
-    });
+    let running = spawn_call(&svc, req);
     tx.send(Ok(Frame::data(Bytes::from_static(b"hello")))).await.unwrap();
     tx.send(Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset"))).await.unwrap();
     let res = running.await.unwrap();
@@ -193,8 +186,7 @@ async fn concatenation_of_unfinished_partials_settles_when_they_finish() {
     let res = call(&svc, req).await;
     assert_eq!(res.status(), StatusCode::CREATED);
     let final_url = res.headers()["location"].to_str().unwrap().to_owned();
-    let head = Request::head(&final_url).header("tus-resumable", "1.0.0").body(Empty::<Bytes>::new()).unwrap();
-    let res = call(&svc, head).await;
+    let res = call(&svc, head(&final_url)).await;
     assert_eq!(res.headers()["upload-length"], "11");
     assert!(res.headers().get("upload-offset").is_none());
 

@@ -16,6 +16,9 @@ use http_body_util::{BodyExt as _, Empty, Full};
 use tus_core::store::{AppendOptions, ByteStream, ChunkStream, NewUpload};
 use tus_core::{Capabilities, MemoryStore, Store, StoreError, TusService, UploadId, UploadInfo};
 
+mod common;
+use common::create;
+
 /// No limit on the bytes an append may store before failing.
 const NO_FAULT: u64 = u64::MAX;
 
@@ -97,38 +100,18 @@ impl Store for FailingStore {
     }
 }
 
-fn service(store: &FailingStore) -> TusService {
-    TusService::builder(store.clone()).build()
-}
-
-async fn create(svc: &TusService, length: u64) -> String {
-    let req = Request::post("http://h/files/")
-        .header("tus-resumable", "1.0.0")
-        .header("upload-length", length.to_string())
-        .body(Empty::<Bytes>::new())
-        .unwrap();
-    let res = svc.handle(req).await;
-    assert_eq!(res.status(), StatusCode::CREATED);
-    res.headers()["location"].to_str().unwrap().to_owned()
-}
-
 async fn head(svc: &TusService, url: &str) -> (StatusCode, Option<u64>) {
-    let req = Request::head(url).header("tus-resumable", "1.0.0").body(Empty::<Bytes>::new()).unwrap();
-    let res = svc.handle(req).await;
+    let res = svc.handle(common::head(url)).await;
     let offset = res.headers().get("upload-offset").map(|v| v.to_str().unwrap().parse().unwrap());
     (res.status(), offset)
 }
 
 async fn patch(svc: &TusService, url: &str, offset: u64, data: &[u8], checksum: Option<&str>) -> StatusCode {
-    let mut req = Request::patch(url)
-        .header("tus-resumable", "1.0.0")
-        .header("content-type", "application/offset+octet-stream")
-        .header("upload-offset", offset.to_string());
+    let mut req = common::patch(url, offset, Full::new(Bytes::copy_from_slice(data)));
     if let Some(c) = checksum {
-        req = req.header("upload-checksum", c);
+        req.headers_mut().insert("upload-checksum", c.parse().unwrap());
     }
-    let res = svc.handle(req.body(Full::new(Bytes::copy_from_slice(data))).unwrap()).await;
-    res.status()
+    svc.handle(req).await.status()
 }
 
 async fn download(svc: &TusService, url: &str) -> Vec<u8> {
@@ -141,14 +124,20 @@ fn data(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i * 31 % 251) as u8).collect()
 }
 
+/// A healthy store holding an upload of `len` bytes of [`data`] whose first `sent` bytes were
+/// stored: where every fault case starts.
+async fn partly_uploaded(len: usize, sent: usize) -> (FailingStore, TusService, Vec<u8>, String) {
+    let store = FailingStore::default();
+    let svc = TusService::builder(store.clone()).build();
+    let bytes = data(len);
+    let url = create(&svc, len as u64).await;
+    assert_eq!(patch(&svc, &url, 0, &bytes[..sent], None).await, StatusCode::NO_CONTENT);
+    (store, svc, bytes, url)
+}
+
 #[tokio::test]
 async fn append_failing_mid_write_answers_5xx_keeps_what_was_stored_and_resumes() {
-    let store = FailingStore::default();
-    store.heal();
-    let svc = service(&store);
-    let bytes = data(1000);
-    let url = create(&svc, 1000).await;
-    assert_eq!(patch(&svc, &url, 0, &bytes[..300], None).await, StatusCode::NO_CONTENT);
+    let (store, svc, bytes, url) = partly_uploaded(1000, 300).await;
     let acked = 300;
 
     // The store fails after 200 more bytes: a retryable 5xx, and HEAD keeps what was stored.
@@ -181,12 +170,7 @@ async fn append_failing_mid_write_answers_5xx_keeps_what_was_stored_and_resumes(
 
 #[tokio::test]
 async fn info_failing_answers_5xx_and_changes_nothing() {
-    let store = FailingStore::default();
-    store.heal();
-    let svc = service(&store);
-    let bytes = data(100);
-    let url = create(&svc, 100).await;
-    assert_eq!(patch(&svc, &url, 0, &bytes[..40], None).await, StatusCode::NO_CONTENT);
+    let (store, svc, bytes, url) = partly_uploaded(100, 40).await;
 
     store.fail_info.store(true, Ordering::SeqCst);
     let (status, _) = head(&svc, &url).await;
