@@ -217,7 +217,7 @@ mod tests {
     use async_trait::async_trait;
 
     use crate::id::UploadId;
-    use crate::store::{AppendOptions, ByteStream, ChunkStream, NewUpload, Store, StoreError, Terminate, UploadInfo};
+    use crate::store::{StoreError, Terminate};
 
     #[tokio::test]
     async fn memory_store_passes_the_store_suite() {
@@ -228,27 +228,7 @@ mod tests {
     #[derive(Debug, Default)]
     struct Forgetful(super::MemoryStore);
 
-    #[async_trait]
-    impl Store for Forgetful {
-        async fn create(&self, upload: NewUpload) -> Result<UploadInfo, StoreError> {
-            self.0.create(upload).await
-        }
-        async fn info(&self, id: &UploadId) -> Result<UploadInfo, StoreError> {
-            self.0.info(id).await
-        }
-        async fn append(
-            &self,
-            id: &UploadId,
-            offset: u64,
-            data: ChunkStream<'_>,
-            options: AppendOptions,
-        ) -> Result<u64, StoreError> {
-            self.0.append(id, offset, data, options).await
-        }
-        async fn read(&self, id: &UploadId, range: std::ops::Range<u64>) -> Result<ByteStream, StoreError> {
-            self.0.read(id, range).await
-        }
-    }
+    crate::store::forward_store!(required: impl[] for Forgetful, |this| this.0);
 
     #[async_trait]
     impl Terminate for Forgetful {

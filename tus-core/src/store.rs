@@ -435,37 +435,65 @@ pub trait ListExpired: Terminate {
     async fn list_unfinished(&self) -> Result<Vec<UploadId>, StoreError>;
 }
 
+/// Implements [`Store`] for a wrapper by forwarding to the store it wraps, so that no wrapper
+/// restates the trait's signatures. `$inner` reaches the wrapped store from `$this`, the
+/// wrapper. With `required:` in front only the four required methods are forwarded, and
+/// `capabilities` and `describe` keep the trait's defaults (nothing): a wrapper that hides
+/// what it wraps.
 macro_rules! forward_store {
-    ($ty:ty) => {
-        #[async_trait]
-        impl<S: Store + ?Sized> Store for $ty {
-            async fn create(&self, upload: NewUpload) -> Result<UploadInfo, StoreError> {
-                (**self).create(upload).await
-            }
-            async fn info(&self, id: &UploadId) -> Result<UploadInfo, StoreError> {
-                (**self).info(id).await
-            }
-            async fn append(
-                &self,
-                id: &UploadId,
-                offset: u64,
-                data: ChunkStream<'_>,
-                options: AppendOptions,
-            ) -> Result<u64, StoreError> {
-                (**self).append(id, offset, data, options).await
-            }
-            async fn read(&self, id: &UploadId, range: Range<u64>) -> Result<ByteStream, StoreError> {
-                (**self).read(id, range).await
-            }
-            fn capabilities(&self) -> Capabilities<'_> {
-                (**self).capabilities()
+    (impl[$($generics:tt)*] for $ty:ty, |$this:ident| $inner:expr) => {
+        $crate::store::forward_store!(@impl [$($generics)*] $ty, $this, $inner, {
+            fn capabilities(&self) -> $crate::store::Capabilities<'_> {
+                let $this = self;
+                ($inner).capabilities()
             }
             fn describe(&self, id: &UploadId) -> std::collections::BTreeMap<String, String> {
-                (**self).describe(id)
+                let $this = self;
+                ($inner).describe(id)
             }
-        }
+        });
+    };
+    (required: impl[$($generics:tt)*] for $ty:ty, |$this:ident| $inner:expr) => {
+        $crate::store::forward_store!(@impl [$($generics)*] $ty, $this, $inner, {});
+    };
+    (@impl [$($generics:tt)*] $ty:ty, $this:ident, $inner:expr, { $($optional:tt)* }) => {
+        // In a block of its own, so that the names below need not be in scope where it is used.
+        const _: () = {
+            use std::ops::Range;
+
+            use $crate::id::UploadId;
+            use $crate::store::{AppendOptions, ByteStream, ChunkStream, NewUpload, Store, StoreError, UploadInfo};
+
+            #[async_trait::async_trait]
+            impl<$($generics)*> Store for $ty {
+                async fn create(&self, upload: NewUpload) -> Result<UploadInfo, StoreError> {
+                    let $this = self;
+                    ($inner).create(upload).await
+                }
+                async fn info(&self, id: &UploadId) -> Result<UploadInfo, StoreError> {
+                    let $this = self;
+                    ($inner).info(id).await
+                }
+                async fn append(
+                    &self,
+                    id: &UploadId,
+                    offset: u64,
+                    data: ChunkStream<'_>,
+                    options: AppendOptions,
+                ) -> Result<u64, StoreError> {
+                    let $this = self;
+                    ($inner).append(id, offset, data, options).await
+                }
+                async fn read(&self, id: &UploadId, range: Range<u64>) -> Result<ByteStream, StoreError> {
+                    let $this = self;
+                    ($inner).read(id, range).await
+                }
+                $($optional)*
+            }
+        };
     };
 }
+pub(crate) use forward_store;
 
-forward_store!(Arc<S>);
-forward_store!(Box<S>);
+forward_store!(impl[S: Store + ?Sized] for Arc<S>, |this| **this);
+forward_store!(impl[S: Store + ?Sized] for Box<S>, |this| **this);
