@@ -1,6 +1,17 @@
 //! The shared tus-core store suite against the filesystem store, synced and unsynced.
 
+use tus_core::UploadId;
+use tus_core::store::{AppendOptions, NewUpload, Store};
+use tus_core::testing::chunks;
 use tus_store_fs::FileStore;
+
+/// Creates an upload of `length` bytes and stores `first` in it.
+async fn started_upload(store: &FileStore, length: u64, first: &[u8]) -> UploadId {
+    let id = UploadId::random();
+    store.create(NewUpload::new(id.clone(), Some(length))).await.unwrap();
+    store.append(&id, 0, chunks(&[first], None), AppendOptions::default()).await.unwrap();
+    id
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn file_store_passes_the_store_suite() {
@@ -18,27 +29,23 @@ async fn unsynced_file_store_passes_the_store_suite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn files_follow_the_documented_layout() {
-    use tus_core::store::{AppendOptions, NewUpload, Store};
     let dir = tempfile::tempdir().unwrap();
     let store = FileStore::builder(dir.path()).build().unwrap();
-    let id = tus_core::UploadId::random();
-    store.create(NewUpload::new(id.clone(), Some(5))).await.unwrap();
-    let stream = tus_core::testing::chunks(&[b"hel"], None);
-    store.append(&id, 0, stream, AppendOptions::default()).await.unwrap();
+    let id = started_upload(&store, 5, b"hel").await;
     assert_eq!(std::fs::read(dir.path().join(id.as_str())).unwrap(), b"hel");
     let info: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join(format!("{id}.info"))).unwrap()).unwrap();
     assert_eq!(info["kind"], "live");
     assert_eq!(info["length"], 5);
     // A rejected checksummed (all-or-nothing) append is cut off and leaves no marker behind.
-    let stream = tus_core::testing::chunks(&[b"lo"], Some(tus_core::store::BodyError::Rejected));
+    let stream = chunks(&[b"lo"], Some(tus_core::store::BodyError::Rejected));
     store.append(&id, 3, stream, AppendOptions::default().with_all_or_nothing(true)).await.unwrap();
     assert!(!dir.path().join(format!("{id}.unverified")).exists());
     assert_eq!(std::fs::read(dir.path().join(id.as_str())).unwrap(), b"hel");
     // The offset is the data file's length.
     assert_eq!(store.info(&id).await.unwrap().offset, 3);
     // An info file created but never written (a create killed half-way) is no upload.
-    let empty = tus_core::UploadId::random();
+    let empty = UploadId::random();
     std::fs::write(dir.path().join(format!("{empty}.info")), b"").unwrap();
     assert!(matches!(store.info(&empty).await, Err(tus_core::store::StoreError::NotFound)));
 }
@@ -47,39 +54,29 @@ async fn files_follow_the_documented_layout() {
 /// they never count, and the next append cuts them off.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unverified_bytes_left_by_a_crash_never_count() {
-    use tus_core::store::{AppendOptions, NewUpload, Store};
     let dir = tempfile::tempdir().unwrap();
     let store = FileStore::builder(dir.path()).build().unwrap();
-    let id = tus_core::UploadId::random();
-    store.create(NewUpload::new(id.clone(), Some(6))).await.unwrap();
-    store.append(&id, 0, tus_core::testing::chunks(&[b"abc"], None), AppendOptions::default()).await.unwrap();
+    let id = started_upload(&store, 6, b"abc").await;
     // What a process killed mid-append leaves: the marker, then bytes past it.
     std::fs::write(dir.path().join(format!("{id}.unverified")), b"3\n").unwrap();
     let mut data = std::fs::OpenOptions::new().append(true).open(dir.path().join(id.as_str())).unwrap();
     std::io::Write::write_all(&mut data, b"XY").unwrap();
     assert_eq!(store.info(&id).await.unwrap().offset, 3);
-    let mut body = Vec::new();
-    let mut stream = store.read(&id, 0..3).await.unwrap();
-    while let Some(chunk) = futures_util::StreamExt::next(&mut stream).await {
-        body.extend_from_slice(&chunk.unwrap());
-    }
-    assert_eq!(body, b"abc");
+    assert_eq!(tus_core::testing::read_all(&store, &id, 0..3).await, b"abc");
     // An append at the capped offset takes over from there.
-    let stream = tus_core::testing::chunks(&[b"def"], None);
+    let stream = chunks(&[b"def"], None);
     let offset = store.append(&id, 3, stream, AppendOptions::default().with_all_or_nothing(true)).await.unwrap();
     assert_eq!(offset, 6);
     assert_eq!(std::fs::read(dir.path().join(id.as_str())).unwrap(), b"abcdef");
     assert!(!dir.path().join(format!("{id}.unverified")).exists());
     // A marker cut short before its offset was written caps nothing (no byte followed it),
     // not even when what is there reads as a smaller number.
-    let other = tus_core::UploadId::random();
-    store.create(NewUpload::new(other.clone(), Some(4))).await.unwrap();
-    store.append(&other, 0, tus_core::testing::chunks(&[b"ab"], None), AppendOptions::default()).await.unwrap();
+    let other = started_upload(&store, 4, b"ab").await;
     for torn in [&b""[..], b"1"] {
         std::fs::write(dir.path().join(format!("{other}.unverified")), torn).unwrap();
         assert_eq!(store.info(&other).await.unwrap().offset, 2);
     }
-    let stream = tus_core::testing::chunks(&[b"cd"], None);
+    let stream = chunks(&[b"cd"], None);
     assert_eq!(store.append(&other, 2, stream, AppendOptions::default()).await.unwrap(), 4);
     assert!(!dir.path().join(format!("{other}.unverified")).exists());
 }
