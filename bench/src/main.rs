@@ -529,6 +529,17 @@ fn prepare(root: &std::path::Path) -> Res<()> {
     Ok(())
 }
 
+/// A target of reaching `share` of a machine limit: "ours of limit MiB/s = n %", and whether met.
+fn share_of_limit(ours: f64, limit: f64, share: f64) -> (String, bool) {
+    (format!("{ours:.0} of {limit:.0} MiB/s = {:.0} %", 100.0 * ours / limit), ours >= share * limit)
+}
+
+/// A target of beating the peer `peer` by `factor`: "ours vs peer value unit = n×", and whether
+/// met.
+fn times_peer(ours: f64, peer: &str, value: f64, unit: &str, factor: f64) -> (String, bool) {
+    (format!("{ours:.0} vs {peer} {value:.0} {unit} = {:.2}×", ours / value), ours >= factor * value)
+}
+
 /// Checks issue 7's targets against the medians.
 fn check_targets(series: &[Series]) -> Vec<report::Target> {
     use report::{best_peer, extra, value};
@@ -543,16 +554,14 @@ fn check_targets(series: &[Series]) -> Vec<report::Target> {
     let disk = value(series, "limit", "disk 8 MiB+fdatasync");
     push(
         "1: synced, ≥ 90 % of disk-with-sync limit",
-        value(series, "s1-chunked", "ours (sync)")
-            .zip(disk)
-            .map(|(o, d)| (format!("{o:.0} of {d:.0} MiB/s = {:.0} %", 100.0 * o / d), o >= 0.9 * d)),
+        value(series, "s1-chunked", "ours (sync)").zip(disk).map(|(o, d)| share_of_limit(o, d, 0.9)),
     );
     for id in ["s1-chunked", "s1-single"] {
         push(
             &format!("1 ({id}): no-sync ≥ 1.5× best peer"),
             value(series, id, "ours (no-sync)")
                 .zip(best_peer(series, id))
-                .map(|(o, (p, pv))| (format!("{o:.0} vs {p} {pv:.0} MiB/s = {:.2}×", o / pv), o >= 1.5 * pv)),
+                .map(|(o, (p, pv))| times_peer(o, &p, pv, "MiB/s", 1.5)),
         );
     }
     for server in ["ours (sync)", "ours (no-sync)"] {
@@ -560,7 +569,7 @@ fn check_targets(series: &[Series]) -> Vec<report::Target> {
             &format!("2: {server} ≥ 2× best peer uploads/s"),
             value(series, "s2", server)
                 .zip(best_peer(series, "s2"))
-                .map(|(o, (p, pv))| (format!("{o:.0} vs {p} {pv:.0} /s = {:.2}×", o / pv), o >= 2.0 * pv)),
+                .map(|(o, (p, pv))| times_peer(o, &p, pv, "/s", 2.0)),
         );
     }
     for server in ["ours (sync)", "ours (no-sync)"] {
@@ -574,9 +583,7 @@ fn check_targets(series: &[Series]) -> Vec<report::Target> {
         let limit = value(series, "limit", &format!("{algo} 1 core"));
         push(
             &format!("4: {algo}, no-sync ≥ 85 % of single-core {algo}"),
-            value(series, &format!("s4-{algo}"), "ours (no-sync)")
-                .zip(limit)
-                .map(|(o, l)| (format!("{o:.0} of {l:.0} MiB/s = {:.0} %", 100.0 * o / l), o >= 0.85 * l)),
+            value(series, &format!("s4-{algo}"), "ours (no-sync)").zip(limit).map(|(o, l)| share_of_limit(o, l, 0.85)),
         );
     }
     for id in ["s5-big", "s5-concurrent"] {
