@@ -45,6 +45,33 @@ pub trait UploadLock: Send + Sync {
     async fn release_requested(&self);
 }
 
+/// An [`UploadLock`] made of what every lock has: the receiver its [`Locker`] asks for a release
+/// through (by sending `true`), and a guard whose drop gives the lock back. Lockers return this
+/// rather than each implementing [`UploadLock`] again.
+#[derive(Debug)]
+pub struct GuardedLock<G> {
+    release: watch::Receiver<bool>,
+    _guard: G,
+}
+
+impl<G> GuardedLock<G> {
+    /// A lock that `guard` gives back when dropped, asked to let go through `release`.
+    pub fn new(release: watch::Receiver<bool>, guard: G) -> Self {
+        GuardedLock { release, _guard: guard }
+    }
+}
+
+#[async_trait]
+impl<G: Send + Sync> UploadLock for GuardedLock<G> {
+    async fn release_requested(&self) {
+        let mut release = self.release.clone();
+        // With the sender gone nobody can ask any more: the request never comes.
+        if release.wait_for(|asked| *asked).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
 /// The in-process [`Locker`]: correct for a single server process.
 #[derive(Clone, Default)]
 pub struct MemoryLocker {
@@ -96,12 +123,8 @@ impl Locker for MemoryLocker {
                         let (stop, stop_rx) = watch::channel(false);
                         let (freed, _) = watch::channel(());
                         held.insert(id.clone(), Held { token, stop, freed });
-                        return Ok(Box::new(MemoryLock {
-                            inner: self.inner.clone(),
-                            id: id.clone(),
-                            token,
-                            stop: stop_rx,
-                        }));
+                        let guard = MemoryLock { inner: self.inner.clone(), id: id.clone(), token };
+                        return Ok(Box::new(GuardedLock::new(stop_rx, guard)));
                     }
                     Some(holder) => {
                         holder.stop.send_replace(true);
@@ -122,21 +145,11 @@ fn poisoned() -> LockError {
     LockError::Backend("memory locker mutex poisoned".into())
 }
 
+/// Gives a [`MemoryLocker`] lock back when dropped.
 struct MemoryLock {
     inner: Arc<Inner>,
     id: UploadId,
     token: u64,
-    stop: watch::Receiver<bool>,
-}
-
-#[async_trait]
-impl UploadLock for MemoryLock {
-    async fn release_requested(&self) {
-        let mut stop = self.stop.clone();
-        if stop.wait_for(|stop| *stop).await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    }
 }
 
 impl Drop for MemoryLock {

@@ -26,7 +26,7 @@ use futures_util::StreamExt as _;
 use redis::aio::ConnectionManager;
 use tokio::sync::watch;
 use tus_core::UploadId;
-use tus_core::locker::{LockError, Locker, UploadLock};
+use tus_core::locker::{GuardedLock, LockError, Locker, UploadLock};
 
 const KEY_PREFIX: &str = "tus:lock:";
 const RELEASE_CHANNEL: &str = "tus:lock:release";
@@ -184,15 +184,8 @@ impl Locker for RedisLocker {
             holders.entry(id.to_string()).or_default().insert(local, stop.clone());
         }
         let renewal = tokio::spawn(renew(conn, key.clone(), token.clone(), self.shared.lease, stop));
-        Ok(Box::new(RedisLock {
-            shared: self.shared.clone(),
-            id: id.to_string(),
-            key,
-            token,
-            local,
-            stop: stop_rx,
-            renewal,
-        }))
+        let guard = RedisLock { shared: self.shared.clone(), id: id.to_string(), key, token, local, renewal };
+        Ok(Box::new(GuardedLock::new(stop_rx, guard)))
     }
 }
 
@@ -224,24 +217,14 @@ async fn renew(mut conn: ConnectionManager, key: String, token: String, lease: D
     }
 }
 
+/// Gives a Redis lock back when dropped.
 struct RedisLock {
     shared: Arc<Shared>,
     id: String,
     key: String,
     token: String,
     local: u64,
-    stop: watch::Receiver<bool>,
     renewal: tokio::task::JoinHandle<()>,
-}
-
-#[async_trait]
-impl UploadLock for RedisLock {
-    async fn release_requested(&self) {
-        let mut stop = self.stop.clone();
-        if stop.wait_for(|stop| *stop).await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    }
 }
 
 impl Drop for RedisLock {
