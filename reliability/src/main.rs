@@ -95,6 +95,27 @@ fn seed_from_time() -> u64 {
 
 const SHORT: Duration = Duration::from_secs(10);
 
+/// The work directory's folder for `mode`, created if needed.
+fn mode_dir(opts: &Opts, mode: &str) -> Res<PathBuf> {
+    let dir = opts.work.join(mode);
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    Ok(dir)
+}
+
+/// Starts the server with `extra` arguments on `mode`'s folder, logging to `<mode>.log`.
+fn start_fs_server(opts: &Opts, mode: &str, extra: &[&str]) -> Res<Server> {
+    let log = opts.work.join(format!("{mode}.log"));
+    let mut server = Server::new(&opts.server_bin, Storage::Fs(mode_dir(opts, mode)?), extra, log);
+    server.start()?;
+    Ok(server)
+}
+
+/// The `Upload-Offset` of `r` (`None` without one); a value that is not a number is torn.
+fn offset_of(url: &str, r: &Response) -> Res<Option<u64>> {
+    let parse = |v: &str| v.parse().map_err(|_| format!("{url}: torn Upload-Offset {v:?}"));
+    r.header("Upload-Offset").map(parse).transpose()
+}
+
 fn try_req(req: Request, timeout: Duration) -> std::io::Result<Response> {
     req.timeout(timeout).try_send()
 }
@@ -280,9 +301,7 @@ fn crash(opts: &Opts, s3: bool) -> Res<String> {
         }
         Storage::S3(endpoint, bucket)
     } else {
-        let dir = opts.work.join(name);
-        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-        Storage::Fs(dir)
+        Storage::Fs(mode_dir(opts, name)?)
     };
     let log = opts.work.join(format!("{name}.log"));
     let mut server = Server::new(&opts.server_bin, storage, &["--lock-timeout", "3s"], log);
@@ -424,15 +443,7 @@ fn cut_patch(url: &str, offset: u64, data: &[u8], sent: usize, cut: Cut) -> Res<
 fn network(opts: &Opts) -> Res<String> {
     let (uploads, cuts_wanted, max_size, budget): (usize, usize, u64, u64) =
         if opts.quick { (10, 120, 1 << 20, 120) } else { (40, 1000, 4 << 20, 900) };
-    let dir = opts.work.join("network");
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let mut server = Server::new(
-        &opts.server_bin,
-        Storage::Fs(dir),
-        &["--body-read-timeout", "1s", "--lock-timeout", "3s"],
-        opts.work.join("network.log"),
-    );
-    server.start()?;
+    let mut server = start_fs_server(opts, "network", &["--body-read-timeout", "1s", "--lock-timeout", "3s"])?;
     let base = server.url();
     let deadline = Instant::now() + Duration::from_secs(budget);
     let seed = seed_from_time();
@@ -567,15 +578,7 @@ fn network(opts: &Opts) -> Res<String> {
 
 fn concurrency(opts: &Opts) -> Res<String> {
     let (rounds, clients, max_size) = if opts.quick { (8, 6, 2 << 20) } else { (40, 12, 16 << 20) };
-    let dir = opts.work.join("concurrency");
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let mut server = Server::new(
-        &opts.server_bin,
-        Storage::Fs(dir),
-        &["--lock-timeout", "2s", "--body-read-timeout", "5s"],
-        opts.work.join("concurrency.log"),
-    );
-    server.start()?;
+    let mut server = start_fs_server(opts, "concurrency", &["--lock-timeout", "2s", "--body-read-timeout", "5s"])?;
     let base = server.url();
     let seed = seed_from_time();
     let deadline = Instant::now() + Duration::from_secs(if opts.quick { 120 } else { 900 });
@@ -625,9 +628,8 @@ fn concurrency(opts: &Opts) -> Res<String> {
                                 count(&format!("HEAD {}", r.status));
                                 match r.status {
                                     200 => {
-                                        let v = r.header("Upload-Offset").unwrap_or("");
-                                        let o: u64 =
-                                            v.parse().map_err(|_| format!("{url}: torn Upload-Offset {v:?}"))?;
+                                        let o = offset_of(&url, &r)?
+                                            .ok_or_else(|| format!("{url}: HEAD 200 without Upload-Offset"))?;
                                         if o < last_seen || o > len {
                                             return Err(format!(
                                                 "{url}: HEAD offset {o} after {last_seen} (length {len})"
@@ -654,9 +656,8 @@ fn concurrency(opts: &Opts) -> Res<String> {
                                 count(&format!("PATCH {}", r.status));
                                 match r.status {
                                     204 => {
-                                        let v = r.header("Upload-Offset").unwrap_or("");
-                                        let new: u64 =
-                                            v.parse().map_err(|_| format!("{url}: torn Upload-Offset {v:?}"))?;
+                                        let new = offset_of(&url, &r)?
+                                            .ok_or_else(|| format!("{url}: PATCH 204 without Upload-Offset"))?;
                                         if new != o + n {
                                             return Err(format!("{url}: PATCH {n}@{o} acknowledged {new}"));
                                         }
@@ -664,9 +665,7 @@ fn concurrency(opts: &Opts) -> Res<String> {
                                     }
                                     404 | 410 if delete_at.is_some() => return Ok(()),
                                     400 | 409 | 423 => {
-                                        if let Some(v) = r.header("Upload-Offset") {
-                                            let o2: u64 =
-                                                v.parse().map_err(|_| format!("{url}: torn Upload-Offset {v:?}"))?;
+                                        if let Some(o2) = offset_of(&url, &r)? {
                                             last_seen = last_seen.max(o2.min(len));
                                         }
                                     }
@@ -731,8 +730,7 @@ fn concurrency(opts: &Opts) -> Res<String> {
 // ---------------------------------------------------------------------------------------------
 
 fn disk_full(opts: &Opts) -> Res<String> {
-    let dir = opts.work.join("disk-full");
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let dir = mode_dir(opts, "disk-full")?;
     let size: u64 = 8 << 20;
     let mut server = Server::new(
         &opts.server_bin,
@@ -920,10 +918,7 @@ fn soak_client(base: &str, id: u64, until: Instant, stats: &SoakStats, errors: &
 fn soak(opts: &Opts) -> Res<String> {
     let clients = opts.soak_clients.unwrap_or(if opts.quick { 50 } else { 500 });
     let secs = opts.soak_secs.unwrap_or(if opts.quick { 20 } else { 300 });
-    let dir = opts.work.join("soak");
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let mut server = Server::new(&opts.server_bin, Storage::Fs(dir), &[], opts.work.join("soak.log"));
-    server.start()?;
+    let mut server = start_fs_server(opts, "soak", &[])?;
     let base = server.url();
     let rss_start = server.rss_kib().unwrap_or(0);
     println!("[soak] {clients} clients for {secs} s; server RSS at start {} MiB", rss_start / 1024);
