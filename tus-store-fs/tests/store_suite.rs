@@ -8,8 +8,8 @@ use tus_store_fs::FileStore;
 /// Creates an upload of `length` bytes and stores `first` in it.
 async fn started_upload(store: &FileStore, length: u64, first: &[u8]) -> UploadId {
     let id = UploadId::random();
-    store.create(NewUpload::new(id.clone(), Some(length))).await.unwrap();
-    store.append(&id, 0, chunks(&[first], None), AppendOptions::default()).await.unwrap();
+    store.create(NewUpload::new(id.clone(), Some(length))).await.expect("create");
+    store.append(&id, 0, chunks(&[first], None), AppendOptions::default()).await.expect("append");
     id
 }
 
