@@ -443,7 +443,7 @@ fn cut_patch(url: &str, offset: u64, data: &[u8], sent: usize, cut: Cut) -> Res<
 fn network(opts: &Opts) -> Res<String> {
     let (uploads, cuts_wanted, max_size, budget): (usize, usize, u64, u64) =
         if opts.quick { (10, 120, 1 << 20, 120) } else { (40, 1000, 4 << 20, 900) };
-    let mut server = start_fs_server(opts, "network", &["--body-read-timeout", "1s", "--lock-timeout", "3s"])?;
+    let server = start_fs_server(opts, "network", &["--body-read-timeout", "1s", "--lock-timeout", "3s"])?;
     let base = server.url();
     let deadline = Instant::now() + Duration::from_secs(budget);
     let seed = seed_from_time();
@@ -578,7 +578,7 @@ fn network(opts: &Opts) -> Res<String> {
 
 fn concurrency(opts: &Opts) -> Res<String> {
     let (rounds, clients, max_size) = if opts.quick { (8, 6, 2 << 20) } else { (40, 12, 16 << 20) };
-    let mut server = start_fs_server(opts, "concurrency", &["--lock-timeout", "2s", "--body-read-timeout", "5s"])?;
+    let server = start_fs_server(opts, "concurrency", &["--lock-timeout", "2s", "--body-read-timeout", "5s"])?;
     let base = server.url();
     let seed = seed_from_time();
     let deadline = Instant::now() + Duration::from_secs(if opts.quick { 120 } else { 900 });
@@ -918,7 +918,7 @@ fn soak_client(base: &str, id: u64, until: Instant, stats: &SoakStats, errors: &
 fn soak(opts: &Opts) -> Res<String> {
     let clients = opts.soak_clients.unwrap_or(if opts.quick { 50 } else { 500 });
     let secs = opts.soak_secs.unwrap_or(if opts.quick { 20 } else { 300 });
-    let mut server = start_fs_server(opts, "soak", &[])?;
+    let server = start_fs_server(opts, "soak", &[])?;
     let base = server.url();
     let rss_start = server.rss_kib().unwrap_or(0);
     println!("[soak] {clients} clients for {secs} s; server RSS at start {} MiB", rss_start / 1024);
