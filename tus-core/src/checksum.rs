@@ -5,8 +5,10 @@ use std::str::FromStr;
 
 use sha1::Digest as _;
 
-/// An algorithm a client may name in `Upload-Checksum`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// An algorithm a client may name in `Upload-Checksum` (also the algorithms of whole-file
+/// digests, see [`crate::digest`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum ChecksumAlgorithm {
     /// MD5 (RFC 1321).

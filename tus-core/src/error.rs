@@ -64,6 +64,18 @@ pub enum TusError {
     /// The body did not match `Upload-Checksum`.
     #[error("checksum mismatch")]
     ChecksumMismatch,
+    /// A malformed `Repr-Digest`/`Content-Digest`, or `checksum` metadata.
+    #[error("{0}")]
+    InvalidDigest(crate::digest::DigestError),
+    /// The stored file does not match the digest the client declared at creation; the upload
+    /// is `rejected` and never served.
+    #[error("the stored file does not match its declared {algorithm} digest")]
+    DigestMismatch {
+        /// The declared algorithm that did not match.
+        algorithm: crate::checksum::ChecksumAlgorithm,
+        /// `Repr-Digest` of the stored file, sent along so the client sees what arrived.
+        stored: Option<http::HeaderValue>,
+    },
     /// Another request holds the upload and did not let go in time.
     #[error("upload is locked by another request")]
     Locked,
@@ -149,7 +161,8 @@ impl TusError {
             NotFound => 404,
             Gone => 410,
             ModifyFinal => 403,
-            ChecksumMismatch => CHECKSUM_MISMATCH,
+            ChecksumMismatch | DigestMismatch { .. } => CHECKSUM_MISMATCH,
+            InvalidDigest(_) => 400,
             Locked => 423,
             Interrupted | UnexpectedEof => 400,
             // 500 on purpose, as tusd does: clients retry on 5xx and resume.
@@ -191,6 +204,8 @@ impl TusError {
             Gone => "ERR_UPLOAD_GONE",
             ModifyFinal => "ERR_MODIFY_FINAL",
             ChecksumMismatch => "ERR_CHECKSUM_MISMATCH",
+            InvalidDigest(_) => "ERR_INVALID_DIGEST",
+            DigestMismatch { .. } => "ERR_DIGEST_MISMATCH",
             Locked => "ERR_UPLOAD_LOCKED",
             Interrupted => "ERR_UPLOAD_INTERRUPTED",
             ReadTimeout => "ERR_READ_TIMEOUT",

@@ -60,34 +60,36 @@ pub mod names {
         UPLOAD_INCOMPLETE = "upload-incomplete";
         /// IETF draft: the server's limits, a structured dictionary.
         UPLOAD_LIMIT = "upload-limit";
+        /// RFC 9530: digests of the whole file (declared at creation, told when known).
+        REPR_DIGEST = "repr-digest";
+        /// RFC 9530: which whole-file digests a client would like to be told.
+        WANT_REPR_DIGEST = "want-repr-digest";
+        /// RFC 9530: digests of one request's content (an IETF draft append).
+        CONTENT_DIGEST = "content-digest";
     }
 }
 
 /// A Structured Field (RFC 9651) Boolean item (`?1` / `?0`), parameters ignored; `None` for
 /// anything else, which the IETF draft says to treat as if the field were absent.
 pub fn parse_sf_bool(value: &HeaderValue) -> Option<bool> {
-    match sf_bare_item(value)? {
-        "?1" => Some(true),
-        "?0" => Some(false),
+    match sf_item(value)?.bare_item {
+        sfv::BareItem::Boolean(b) => Some(b),
         _ => None,
     }
 }
 
-/// A Structured Field Integer item that is non-negative (at most 15 digits, per RFC 9651),
+/// A Structured Field Integer item that is non-negative (RFC 9651 allows at most 15 digits),
 /// parameters ignored; `None` for anything else.
 pub fn parse_sf_uint(value: &HeaderValue) -> Option<u64> {
-    let item = sf_bare_item(value)?;
-    if item.len() > 15 {
-        return None;
+    match sf_item(value)?.bare_item {
+        sfv::BareItem::Integer(n) => u64::try_from(i64::from(n)).ok(),
+        _ => None,
     }
-    parse_u64(item)
 }
 
-/// The bare item of a Structured Field item: surrounding spaces trimmed, `;params` cut off.
-fn sf_bare_item(value: &HeaderValue) -> Option<&str> {
-    let s = value.to_str().ok()?.trim_matches(' ');
-    let bare = s.split(';').next().unwrap_or(s);
-    (!bare.is_empty()).then_some(bare)
+/// A Structured Field item, parsed by the `sfv` crate.
+fn sf_item(value: &HeaderValue) -> Option<sfv::Item> {
+    sfv::Parser::new(value.as_bytes()).parse().ok()
 }
 
 /// A header value that does not follow the grammar of its header.

@@ -146,6 +146,18 @@ pub struct HookUpload {
     /// A signed download URL, in `post-finish` of clean uploads when signing is on. Not in tusd.
     #[serde(rename = "DownloadURL", skip_serializing_if = "Option::is_none", default)]
     pub download_url: Option<String>,
+    /// The sha-256 of the stored file in hex, in `post-finish` (to deduplicate by), and in
+    /// `pre-finish` when a declared digest was proven before it. Not in tusd.
+    #[serde(rename = "SHA256", skip_serializing_if = "Option::is_none", default)]
+    pub sha256: Option<String>,
+    /// The whole-file digests the client declared at creation, `<alg> <base64>` (see
+    /// [`crate::digest`]). Not in tusd.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub declared_digests: Vec<String>,
+    /// With a declared digest, once the stored file was hashed: whether it matched (a
+    /// mismatch also makes the state `rejected`). Not in tusd.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub digest_verified: Option<bool>,
 }
 
 impl HookUpload {
@@ -172,6 +184,10 @@ impl HookUpload {
             state: info.state.map(|s| s.name().to_owned()),
             owner: info.owner.as_ref().map(|p| p.subject.clone()),
             download_url: None,
+            sha256: crate::digest::sha256_hex(&info.digests),
+            declared_digests: info.declared_digests.iter().map(|d| format!("{} {}", d.algorithm, d.base64())).collect(),
+            digest_verified: (!info.declared_digests.is_empty() && !info.digests.is_empty())
+                .then(|| crate::digest::mismatch(&info.declared_digests, &info.digests).is_none()),
         }
     }
 }

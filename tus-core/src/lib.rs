@@ -27,6 +27,7 @@
 
 pub mod auth;
 pub mod checksum;
+pub mod digest;
 pub mod error;
 pub mod handler;
 pub mod headers;

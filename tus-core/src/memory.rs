@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt as _;
 
+use crate::digest::Digest;
 use crate::id::UploadId;
 use crate::store::{
     AppendOptions, BodyError, ByteStream, Capabilities, ChunkStream, Concatenate, DeferLength, ListExpired, NewUpload,
@@ -24,7 +25,8 @@ pub struct MemoryStore {
 
 #[derive(Debug)]
 enum Entry {
-    Live { info: UploadInfo, data: BytesMut },
+    // Boxed: an info is far larger than a tombstone.
+    Live { info: Box<UploadInfo>, data: BytesMut },
     Gone,
 }
 
@@ -59,7 +61,7 @@ impl Store for MemoryStore {
             if map.contains_key(&info.id) {
                 return Err(StoreError::AlreadyExists);
             }
-            map.insert(info.id.clone(), Entry::Live { info: info.clone(), data: BytesMut::new() });
+            map.insert(info.id.clone(), Entry::Live { info: Box::new(info.clone()), data: BytesMut::new() });
             Ok(info)
         })?
     }
@@ -122,8 +124,13 @@ impl Store for MemoryStore {
 
 #[async_trait]
 impl RecordState for MemoryStore {
-    async fn set_state(&self, id: &UploadId, state: UploadState) -> Result<(), StoreError> {
-        self.live(id, |info, _| info.state = Some(state))
+    async fn set_state(&self, id: &UploadId, state: UploadState, digests: &[Digest]) -> Result<(), StoreError> {
+        self.live(id, |info, _| {
+            info.state = Some(state);
+            if !digests.is_empty() {
+                info.digests = digests.to_vec();
+            }
+        })
     }
 
     async fn list_processing(&self) -> Result<Vec<UploadId>, StoreError> {

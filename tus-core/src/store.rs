@@ -64,6 +64,14 @@ pub struct UploadInfo {
     /// [`crate::auth`]); `None` when no authorizer was configured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<Box<crate::auth::Principal>>,
+    /// Digests of the whole file the client declared at creation (see [`crate::digest`]),
+    /// proven once the upload is complete.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub declared_digests: Vec<crate::digest::Digest>,
+    /// Digests of the stored file (sha-256 first, then each declared algorithm), recorded
+    /// with its processing state once computed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub digests: Vec<crate::digest::Digest>,
 }
 
 /// Where a finished upload stands in post-upload processing (content check, virus scan).
@@ -123,17 +131,25 @@ pub struct NewUpload {
     pub concat: Option<ConcatRole>,
     /// The principal creating it, if an authorizer is configured.
     pub owner: Option<Box<crate::auth::Principal>>,
+    /// Digests of the whole file the client declared (see [`crate::digest`]).
+    pub declared_digests: Vec<crate::digest::Digest>,
 }
 
 impl NewUpload {
     /// A plain upload of `length` bytes (`None` = deferred) under `id`.
     pub fn new(id: UploadId, length: Option<u64>) -> Self {
-        NewUpload { id, length, metadata: Metadata::default(), concat: None, owner: None }
+        NewUpload { id, length, metadata: Metadata::default(), concat: None, owner: None, declared_digests: Vec::new() }
     }
 
     /// Sets the metadata.
     pub fn with_metadata(mut self, metadata: Metadata) -> Self {
         self.metadata = metadata;
+        self
+    }
+
+    /// Sets the whole-file digests the client declared.
+    pub fn with_declared_digests(mut self, digests: Vec<crate::digest::Digest>) -> Self {
+        self.declared_digests = digests;
         self
     }
 
@@ -161,6 +177,8 @@ impl NewUpload {
             updated_at: now,
             state: None,
             owner: self.owner,
+            declared_digests: self.declared_digests,
+            digests: Vec::new(),
         }
     }
 }
@@ -378,10 +396,17 @@ impl fmt::Debug for Capabilities<'_> {
 /// Recording post-upload processing states, and quarantine.
 #[async_trait]
 pub trait RecordState: Send + Sync {
-    /// Persists `state` in the upload's info. For [`UploadState::Quarantined`] the data MUST
-    /// also leave the servable area first: afterwards [`Store::read`] fails for this upload and
-    /// no URL can reach the bytes (they are kept under a quarantine location for inspection).
-    async fn set_state(&self, id: &UploadId, state: UploadState) -> Result<(), StoreError>;
+    /// Persists `state` in the upload's info, and `digests` of the stored file as
+    /// [`UploadInfo::digests`] unless it is empty. For [`UploadState::Quarantined`] the data
+    /// MUST also leave the servable area first: afterwards [`Store::read`] fails for this
+    /// upload and no URL can reach the bytes (they are kept under a quarantine location for
+    /// inspection).
+    async fn set_state(
+        &self,
+        id: &UploadId,
+        state: UploadState,
+        digests: &[crate::digest::Digest],
+    ) -> Result<(), StoreError>;
 
     /// Uploads awaiting a verdict: those whose state is [`UploadState::Processing`] (checks
     /// interrupted by a restart), and complete ones with no state at all (the process stopped
@@ -439,10 +464,15 @@ pub trait ListExpired: Terminate {
 /// restates the trait's signatures. `$inner` reaches the wrapped store from `$this`, the
 /// wrapper. With `required:` in front only the four required methods are forwarded, and
 /// `capabilities` and `describe` keep the trait's defaults (nothing): a wrapper that hides
-/// what it wraps.
+/// what it wraps. A trailing `read(id, range) { … }` replaces the forwarded `read` (its
+/// block sees `$this`, `id` and `range`).
 macro_rules! forward_store {
     (impl[$($generics:tt)*] for $ty:ty, |$this:ident| $inner:expr) => {
-        $crate::store::forward_store!(@impl [$($generics)*] $ty, $this, $inner, {
+        $crate::store::forward_store!(impl[$($generics)*] for $ty, |$this| $inner,
+            read(id, range) { ($inner).read(id, range).await });
+    };
+    (impl[$($generics:tt)*] for $ty:ty, |$this:ident| $inner:expr, read($id:ident, $range:ident) $read:block) => {
+        $crate::store::forward_store!(@impl [$($generics)*] $ty, $this, $inner, read($id, $range) $read, {
             fn capabilities(&self) -> $crate::store::Capabilities<'_> {
                 let $this = self;
                 ($inner).capabilities()
@@ -454,9 +484,10 @@ macro_rules! forward_store {
         });
     };
     (required: impl[$($generics:tt)*] for $ty:ty, |$this:ident| $inner:expr) => {
-        $crate::store::forward_store!(@impl [$($generics)*] $ty, $this, $inner, {});
+        $crate::store::forward_store!(@impl [$($generics)*] $ty, $this, $inner,
+            read(id, range) { ($inner).read(id, range).await }, {});
     };
-    (@impl [$($generics:tt)*] $ty:ty, $this:ident, $inner:expr, { $($optional:tt)* }) => {
+    (@impl [$($generics:tt)*] $ty:ty, $this:ident, $inner:expr, read($id:ident, $range:ident) $read:block, { $($optional:tt)* }) => {
         // In a block of its own, so that the names below need not be in scope where it is used.
         const _: () = {
             use std::ops::Range;
@@ -484,9 +515,9 @@ macro_rules! forward_store {
                     let $this = self;
                     ($inner).append(id, offset, data, options).await
                 }
-                async fn read(&self, id: &UploadId, range: Range<u64>) -> Result<ByteStream, StoreError> {
+                async fn read(&self, $id: &UploadId, $range: Range<u64>) -> Result<ByteStream, StoreError> {
                     let $this = self;
-                    ($inner).read(id, range).await
+                    $read
                 }
                 $($optional)*
             }

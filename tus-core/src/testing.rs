@@ -287,12 +287,14 @@ async fn new_upload(store: &dyn Store, length: Option<u64>) -> UploadId {
 pub async fn create_and_info(store: &dyn Store) {
     let id = UploadId::random();
     let metadata = Metadata::parse("filename c8WCb8WEY2UudHh0,empty").expect("metadata");
-    let created =
-        store.create(NewUpload::new(id.clone(), Some(11)).with_metadata(metadata.clone())).await.expect("create");
+    let declared = vec![crate::digest::parse_metadata_digest(b"md5 XrY7u+Ae7tCTyyK7j1rNww==").expect("digest")];
+    let upload = NewUpload::new(id.clone(), Some(11)).with_metadata(metadata.clone());
+    let created = store.create(upload.with_declared_digests(declared.clone())).await.expect("create");
     assert_eq!(created.offset, 0);
     let info = store.info(&id).await.expect("info");
     assert_eq!((info.offset, info.length), (0, Some(11)));
     assert_eq!(info.metadata, metadata);
+    assert_eq!(info.declared_digests, declared, "declared digests not kept");
     assert_eq!(info.concat, None);
     assert!(matches!(store.create(NewUpload::new(id.clone(), Some(1))).await, Err(StoreError::AlreadyExists)));
     assert!(matches!(store.info(&UploadId::random()).await, Err(StoreError::NotFound)));
@@ -460,7 +462,7 @@ pub async fn record_state(store: &dyn Store) {
     for _ in 0..2 {
         let id = new_upload(store, Some(4)).await;
         store.append(&id, 0, chunks(&[b"data"], None), AppendOptions::default()).await.expect("append");
-        recorder.set_state(&id, UploadState::Processing).await.expect("set state");
+        recorder.set_state(&id, UploadState::Processing, &[]).await.expect("set state");
         ids.push(id);
     }
     // Complete without a state (a crash came before `processing` was recorded): listed too;
@@ -475,14 +477,19 @@ pub async fn record_state(store: &dyn Store) {
     assert!(!processing.contains(&unfinished), "unfinished upload listed");
     assert_eq!(store.info(&ids[0]).await.expect("info").state, Some(UploadState::Processing));
 
-    recorder.set_state(&ids[0], UploadState::Clean).await.expect("set state");
+    // The stored file's digests are recorded with the verdict.
+    let mut hasher = crate::digest::FileHasher::new(&[]);
+    hasher.update(b"data");
+    let digests = hasher.finish();
+    recorder.set_state(&ids[0], UploadState::Clean, &digests).await.expect("set state");
     assert_eq!(read_all(store, &ids[0], 0..4).await, b"data");
-    recorder.set_state(&ids[1], UploadState::Quarantined).await.expect("set state");
+    assert_eq!(store.info(&ids[0]).await.expect("info").digests, digests, "digests not recorded");
+    recorder.set_state(&ids[1], UploadState::Quarantined, &[]).await.expect("set state");
     let info = store.info(&ids[1]).await.expect("info");
     assert_eq!((info.state, info.offset, info.length), (Some(UploadState::Quarantined), 4, Some(4)));
     assert!(store.read(&ids[1], 0..4).await.is_err(), "quarantined upload still readable");
     let processing = recorder.list_processing().await.expect("list");
     assert!(!processing.contains(&ids[0]) && !processing.contains(&ids[1]));
-    recorder.set_state(&uninspected, UploadState::Clean).await.expect("set state");
+    recorder.set_state(&uninspected, UploadState::Clean, &[]).await.expect("set state");
     assert!(!recorder.list_processing().await.expect("list").contains(&uninspected));
 }

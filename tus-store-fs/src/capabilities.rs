@@ -7,6 +7,7 @@ use std::time::SystemTime;
 
 use async_trait::async_trait;
 use tus_core::UploadId;
+use tus_core::digest::Digest;
 use tus_core::store::{
     Concatenate, DeferLength, ListExpired, RecordState, StoreError, Terminate, UploadInfo, UploadState,
 };
@@ -18,8 +19,8 @@ use crate::layout::{Dirs, QUARANTINE_DIR};
 
 #[async_trait]
 impl RecordState for FileStore {
-    async fn set_state(&self, id: &UploadId, state: UploadState) -> Result<(), StoreError> {
-        let id = id.clone();
+    async fn set_state(&self, id: &UploadId, state: UploadState, digests: &[Digest]) -> Result<(), StoreError> {
+        let (id, digests) = (id.clone(), digests.to_vec());
         self.blocking(move |d| {
             let mut info = d.info(&id)?;
             if state == UploadState::Quarantined && info.state != Some(UploadState::Quarantined) {
@@ -32,6 +33,9 @@ impl RecordState for FileStore {
                 File::create(d.data(&id)).map_err(io_err("create", &d.data(&id)))?;
             }
             info.state = Some(state);
+            if !digests.is_empty() {
+                info.digests = digests;
+            }
             d.write_info(&id, &InfoFile::Live(info))
         })
         .await

@@ -14,10 +14,11 @@ use crate::S3Store;
 use crate::error::Error;
 use crate::limits::MAX_OBJECT_SIZE;
 use crate::state::{InfoObject, Stored};
+use tus_core::digest::Digest;
 
 #[async_trait]
 impl RecordState for S3Store {
-    async fn set_state(&self, id: &UploadId, state: UploadState) -> Result<(), StoreError> {
+    async fn set_state(&self, id: &UploadId, state: UploadState, digests: &[Digest]) -> Result<(), StoreError> {
         let inner = &self.inner;
         let mut live = inner.live(id).await?;
         if state == UploadState::Quarantined && live.upload.state != Some(UploadState::Quarantined) {
@@ -28,6 +29,9 @@ impl RecordState for S3Store {
             inner.bucket.delete(&data_key).await?;
         }
         live.upload.state = Some(state);
+        if !digests.is_empty() {
+            live.upload.digests = digests.to_vec();
+        }
         inner.write_info(id, &InfoObject::Live(live), false).await?;
         Ok(())
     }

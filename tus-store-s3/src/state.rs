@@ -14,6 +14,8 @@ use crate::layout::Inner;
 /// What `<id>.info` holds.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
+// Not boxed: one lives per request, briefly, between reading and writing an info.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum InfoObject {
     /// A live upload; the `offset` field is ignored (S3 says what is stored).
     Live(LiveInfo),

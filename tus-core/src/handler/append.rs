@@ -236,9 +236,25 @@ struct BodyFraming {
 impl BodyFraming {
     fn parse(headers: &HeaderMap) -> Result<Self, TusError> {
         Ok(BodyFraming {
-            checksum: headers::get::<UploadChecksum>(headers)?,
+            checksum: match headers::get::<UploadChecksum>(headers)? {
+                Some(checksum) => Some(checksum),
+                None => content_digest(headers)?,
+            },
             checksum_trailer: announces_checksum_trailer(headers),
             content_length: content_length(headers),
         })
     }
+}
+
+/// `Content-Digest` (RFC 9530) of a request body, checked like `Upload-Checksum` (a mismatch
+/// keeps none of the body): the strongest known algorithm it names, if any. Unknown algorithms
+/// alone mean no check; a malformed field is `400`.
+fn content_digest(headers: &HeaderMap) -> Result<Option<UploadChecksum>, TusError> {
+    let lines = headers.get_all(headers::names::CONTENT_DIGEST);
+    if lines.iter().next().is_none() {
+        return Ok(None);
+    }
+    let digests = crate::digest::parse_digest_field(lines.iter()).map_err(TusError::InvalidDigest)?;
+    let strongest = digests.into_iter().max_by_key(|d| d.algorithm.digest_len());
+    Ok(strongest.map(|d| UploadChecksum { algorithm: d.algorithm, digest: d.value }))
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::Inner;
 use super::hooks::Call;
+use super::verify::HashingStore;
 use crate::error::TusError;
 use crate::hooks::{HookHttpResponse, HookType};
 use crate::id::UploadId;
@@ -42,9 +43,11 @@ impl Inner {
         }
     }
 
-    /// Whether finished uploads like `info` are inspected before they may be served.
+    /// Whether finished uploads like `info` are inspected before they may be served: with an
+    /// inspector configured, or a digest declared to prove.
     pub(crate) fn inspects(&self, info: &UploadInfo) -> bool {
-        !info.is_partial() && self.inspector.is_some() && self.store.capabilities().record_state.is_some()
+        let checks = self.inspector.is_some() || !info.declared_digests.is_empty();
+        !info.is_partial() && checks && self.store.capabilities().record_state.is_some()
     }
 
     /// Called once an upload's last byte arrived (or a final upload was assembled). Starts
@@ -58,9 +61,26 @@ impl Inner {
             // Recorded before the client hears of completion, so no download can slip through
             // before the verdict.
             if let Some(recorder) = self.store.capabilities().record_state {
-                recorder.set_state(&info.id, UploadState::Processing).await?;
+                recorder.set_state(&info.id, UploadState::Processing, &[]).await?;
             }
             info.state = Some(UploadState::Processing);
+        }
+        // A small upload's declared digest is proven before the client hears of completion:
+        // a mismatch is the answer to the request that completed it.
+        let mut mismatch = None;
+        let proves = processed && !info.declared_digests.is_empty();
+        if (proves || call.want_repr_digest) && !info.is_partial() && info.offset <= self.config.sync_verify_max {
+            info.digests = self.hash_stored(&info).await?;
+            if let Some(bad) = crate::digest::mismatch(&info.declared_digests, &info.digests) {
+                let algorithm = bad.algorithm;
+                tracing::warn!(upload = %info.id, %algorithm, "stored file does not match its declared digest");
+                if let Some(recorder) = self.store.capabilities().record_state {
+                    recorder.set_state(&info.id, UploadState::Rejected, &info.digests).await?;
+                }
+                info.state = Some(UploadState::Rejected);
+                let stored = crate::digest::repr_digest(&info.digests);
+                mismatch = Some(TusError::DigestMismatch { algorithm, stored });
+            }
         }
         if info.is_partial()
             && let Some(me) = self.me.upgrade()
@@ -72,12 +92,24 @@ impl Inner {
             tokio::spawn(async move { me.settle_waiting_finals(&id, &call).await });
         }
         let pre_finish = self.blocking_hook(HookType::PreFinish, &info, call).await;
+        let mut changes = pre_finish.map(|hook| hook.http_response);
+        // The completing response tells the stored file's digest once it is known.
+        if let (Ok(changes), Some(value)) = (&mut changes, crate::digest::repr_digest(&info.digests))
+            && let Ok(value) = value.to_str()
+        {
+            changes.header.insert(crate::headers::names::REPR_DIGEST.to_string(), value.to_owned());
+        }
+        if let Some(mismatch) = mismatch {
+            // The verdict is in: nothing left to process.
+            self.notify(HookType::PostFinish, &info, call);
+            return Err(mismatch);
+        }
         if processed {
             self.spawn_processing(info, call.clone());
         } else {
-            self.notify(HookType::PostFinish, &info, call);
+            self.notify_finished(info, call.clone());
         }
-        Ok(pre_finish?.http_response)
+        changes
     }
 
     fn spawn_processing(&self, info: UploadInfo, call: Call) {
@@ -87,15 +119,32 @@ impl Inner {
 
     /// Inspects a finished upload until a verdict exists, records it, then fires `post-finish`.
     async fn process(&self, mut info: UploadInfo, call: Call) {
-        let (Some(inspector), Some(recorder)) = (self.inspector.as_ref(), self.store.capabilities().record_state)
+        let (Some(recorder), hashing) =
+            (self.store.capabilities().record_state, HashingStore::new(self.store.clone(), &info))
         else {
             return;
         };
-        let verdict = retry("inspect", &info.id, || inspector.inspect(self.store.as_ref(), &info)).await;
+        let verdict = match self.inspector.as_ref() {
+            Some(inspector) => retry("inspect", &info.id, || inspector.inspect(&hashing, &info)).await,
+            None => Verdict::Clean,
+        };
+        // Hashed already: before the response (small uploads), or in the inspectors' read.
+        if info.digests.is_empty() {
+            info.digests = match hashing.digests() {
+                Some(digests) => digests,
+                None => retry("hash", &info.id, || self.hash_stored(&info)).await,
+            };
+        }
+        let verdict = match crate::digest::mismatch(&info.declared_digests, &info.digests) {
+            Some(bad) if verdict == Verdict::Clean => {
+                Verdict::Rejected(format!("the stored file does not match its declared {} digest", bad.algorithm))
+            }
+            _ => verdict,
+        };
         let state = match &verdict {
             Verdict::Clean => UploadState::Clean,
             Verdict::Rejected(reason) => {
-                tracing::warn!(upload = %info.id, %reason, "upload rejected by content check");
+                tracing::warn!(upload = %info.id, %reason, "upload rejected");
                 UploadState::Rejected
             }
             Verdict::Infected(signature) => {
@@ -103,10 +152,32 @@ impl Inner {
                 UploadState::Quarantined
             }
         };
-        retry("record state of", &info.id, || recorder.set_state(&info.id, state)).await;
+        retry("record state of", &info.id, || recorder.set_state(&info.id, state, &info.digests)).await;
         tracing::info!(upload = %info.id, state = state.name(), "upload processed");
         info.state = Some(state);
         self.notify(HookType::PostFinish, &info, &call);
+    }
+
+    /// `post-finish` of an upload that is not processed: with the sha-256 of its bytes when
+    /// a hook receives it (hashed first, in the background).
+    fn notify_finished(&self, mut info: UploadInfo, call: Call) {
+        if !self.hook_enabled(HookType::PostFinish) {
+            return;
+        }
+        // A partial is proven as part of its final.
+        if info.is_partial() {
+            return self.notify(HookType::PostFinish, &info, &call);
+        }
+        let Some(me) = self.me.upgrade() else { return };
+        tokio::spawn(async move {
+            if info.digests.is_empty() {
+                match me.hash_stored(&info).await {
+                    Ok(digests) => info.digests = digests,
+                    Err(e) => tracing::warn!(upload = %info.id, error = %e, "could not hash the finished upload"),
+                }
+            }
+            me.notify(HookType::PostFinish, &info, &call);
+        });
     }
 
     /// Restarts processing of uploads a restart interrupted: those whose checks had begun,

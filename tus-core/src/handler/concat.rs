@@ -22,6 +22,7 @@ impl Inner {
         &self,
         urls: &[String],
         metadata: crate::headers::Metadata,
+        declared: Vec<crate::digest::Digest>,
         host: Option<&str>,
         call: &Call,
     ) -> Result<Response<ResponseBody>, TusError> {
@@ -59,6 +60,7 @@ impl Inner {
         let role = ConcatRole::Final { partials: partials.iter().map(|p| p.id.clone()).collect() };
         let upload = NewUpload::new(UploadId::random(), length)
             .with_metadata(metadata)
+            .with_declared_digests(declared)
             .with_concat(role)
             .with_owner(call.principal.clone());
         let (info, pre_create) = self.create_with_hooks(upload, call).await?;

@@ -64,6 +64,10 @@ pub struct TusConfig {
     /// Build `Location` URLs from `Forwarded` / `X-Forwarded-Host` / `X-Forwarded-Proto`
     /// (only behind a proxy that sets them). Default `false`.
     pub trust_forwarded: bool,
+    /// Uploads up to this size with a declared digest (or completed by a request with
+    /// `Want-Repr-Digest`) are hashed before the completing request is answered; larger ones
+    /// in the background. Default [`super::SYNC_VERIFY_MAX`] (64 MiB).
+    pub sync_verify_max: u64,
 }
 
 impl Default for TusConfig {
@@ -85,6 +89,7 @@ impl Default for TusConfig {
             quota: crate::quota::QuotaLimits::default(),
             cors: Some(CorsConfig::default()),
             trust_forwarded: false,
+            sync_verify_max: super::SYNC_VERIFY_MAX,
         }
     }
 }
@@ -155,6 +160,13 @@ impl TusServiceBuilder {
     /// Lock wait.
     pub fn lock_timeout(mut self, wait: Duration) -> Self {
         self.config.lock_timeout = wait;
+        self
+    }
+
+    /// The largest upload whose digest is proven before the completing request is answered
+    /// (see [`TusConfig::sync_verify_max`]).
+    pub fn sync_verify_max(mut self, bytes: u64) -> Self {
+        self.config.sync_verify_max = bytes;
         self
     }
 

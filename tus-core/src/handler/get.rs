@@ -13,7 +13,7 @@ use http_range_header::{EndPosition, StartPosition};
 
 use super::Inner;
 use super::hooks::Call;
-use super::response::{ResponseBody, tus_response};
+use super::response::{ResponseBody, set_repr_digest, tus_response};
 use crate::error::TusError;
 use crate::id::UploadId;
 use crate::store::{UploadInfo, UploadState};
@@ -68,6 +68,7 @@ impl Inner {
             h.insert(header::ETAG, v);
         }
         set_content_headers(h, &info);
+        set_repr_digest(h, &info);
 
         if !if_match(headers, &etag) {
             return Err(TusError::PreconditionFailed);

@@ -25,6 +25,9 @@ pub(crate) struct Call {
     /// The upload a verified signed URL of this request names: with an authorizer, the only
     /// upload a request without a principal may see.
     pub(crate) signed: Option<crate::id::UploadId>,
+    /// The request asked for the file's digest (`Want-Repr-Digest`): if it completes the
+    /// upload, the file is hashed before the answer, which then carries `Repr-Digest`.
+    pub(crate) want_repr_digest: bool,
 }
 
 /// The request a hook event reports; empty when no hooks are configured.

@@ -43,6 +43,8 @@ mod quota;
 mod request;
 mod response;
 mod url;
+mod verify;
+pub use verify::SYNC_VERIFY_MAX;
 
 use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
@@ -252,7 +254,9 @@ impl Inner {
             (Ok(()), Some(target)) => match self.authorize(&method, &target, req).await {
                 Ok((req, principal, signed)) => {
                     let hook = Arc::new(hooks::hook_request(&req, &method, self.hooks.is_some()));
-                    self.dispatch(&method, target, req, &Call { hook, principal, signed }).await
+                    let want_repr_digest = req.headers().contains_key(crate::headers::names::WANT_REPR_DIGEST);
+                    let call = Call { hook, principal, signed, want_repr_digest };
+                    self.dispatch(&method, target, req, &call).await
                 }
                 Err(e) => Err(e),
             },

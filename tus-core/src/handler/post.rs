@@ -10,7 +10,7 @@ use super::Inner;
 use super::RequestBody;
 use super::append::LengthClaim;
 use super::hooks::Call;
-use super::request::{check_content_type, has_body, parse_metadata};
+use super::request::{check_content_type, declared_digests, has_body, parse_metadata};
 use super::response::{ResponseBody, apply_hook_response, error_response, tus_response};
 use crate::error::TusError;
 use crate::headers::{self, Metadata, UploadConcat, UploadDeferLength, UploadLength, names};
@@ -41,7 +41,8 @@ impl Inner {
                 if length.is_some() || defer.is_some() {
                     return Err(TusError::InvalidLengthHeaders);
                 }
-                return self.create_final(&urls, metadata, host.as_deref(), call).await;
+                let declared = declared_digests(h, &metadata)?;
+                return self.create_final(&urls, metadata, declared, host.as_deref(), call).await;
             }
             concat => {
                 let length = match (length, defer) {
@@ -98,17 +99,19 @@ impl Inner {
 
     /// Creates an upload and appends the body that came with the creation, the same for both
     /// dialects: each parses its request into `upload` (length or deferred, metadata, concat
-    /// role, owner) and `claim`, and renders what this returns. The length is checked here
+    /// role, owner) and `claim`, and renders what this returns. The whole file's declared
+    /// digests are read here (`Repr-Digest`, `checksum` metadata), the length is checked here
     /// (`length.rs`), a zero-length upload is completed at once, and the body goes through
     /// the one append path.
     pub(super) async fn create_upload(
         &self,
-        upload: NewUpload,
+        mut upload: NewUpload,
         claim: LengthClaim,
         headers: &HeaderMap,
         body: Option<RequestBody>,
         call: &Call,
     ) -> Result<Created, TusError> {
+        upload.declared_digests = declared_digests(headers, &upload.metadata)?;
         match upload.length {
             Some(n) => self.check_length(n, upload.owner.as_deref())?,
             None if self.store.capabilities().defer_length.is_none() => return Err(TusError::NotImplemented),

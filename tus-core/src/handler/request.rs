@@ -6,6 +6,7 @@ use http::{Method, Request};
 use http_body::Body as _;
 
 use super::RequestBody;
+use crate::digest::Digest;
 use crate::error::TusError;
 use crate::headers::{self, Metadata, TusResumable, names};
 
@@ -103,4 +104,28 @@ pub(super) fn announces_checksum_trailer(headers: &HeaderMap) -> bool {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|name| name.trim().eq_ignore_ascii_case(names::UPLOAD_CHECKSUM.as_str()))
+}
+
+/// The whole-file digests a creation declares: the known algorithms of `Repr-Digest`, and the
+/// `checksum` metadata key (`<alg> <base64>`). A malformed field or value is `400`; two
+/// different values for one algorithm are too (no upload could match both).
+pub(super) fn declared_digests(headers: &HeaderMap, metadata: &Metadata) -> Result<Vec<Digest>, TusError> {
+    let lines = headers.get_all(names::REPR_DIGEST);
+    let mut declared = if lines.iter().next().is_some() {
+        crate::digest::parse_digest_field(lines.iter()).map_err(TusError::InvalidDigest)?
+    } else {
+        Vec::new()
+    };
+    if let Some(value) = metadata.get(crate::digest::METADATA_KEY) {
+        declared.push(crate::digest::parse_metadata_digest(value).map_err(TusError::InvalidDigest)?);
+    }
+    let mut unique: Vec<Digest> = Vec::with_capacity(declared.len());
+    for digest in declared {
+        match unique.iter().find(|d| d.algorithm == digest.algorithm) {
+            Some(same) if same.value == digest.value => {}
+            Some(_) => return Err(TusError::InvalidDigest(crate::digest::DigestError::Conflict)),
+            None => unique.push(digest),
+        }
+    }
+    Ok(unique)
 }

@@ -134,6 +134,9 @@ pub(crate) fn render_error(error: &TusError, method: &Method, form: ErrorBody) -
         TusError::ReadTimeout => {
             headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
+        TusError::DigestMismatch { stored: Some(digest), .. } => {
+            headers.insert(names::REPR_DIGEST, digest.clone());
+        }
         TusError::Unauthorized(why) => {
             let challenge = HeaderValue::from_str(&why.challenge).unwrap_or(HeaderValue::from_static("Bearer"));
             headers.insert(header::WWW_AUTHENTICATE, challenge);
@@ -183,4 +186,12 @@ fn problem_details(error: &TusError) -> String {
         json.insert("provided-offset".into(), (*provided).into());
     }
     serde_json::Value::Object(json).to_string()
+}
+
+/// `Repr-Digest` of a finished upload whose stored bytes have been hashed (see
+/// [`crate::digest`]), on `HEAD` and `GET` of both dialects.
+pub(super) fn set_repr_digest(headers: &mut http::HeaderMap, info: &crate::store::UploadInfo) {
+    if let Some(value) = crate::digest::repr_digest(&info.digests) {
+        headers.insert(crate::headers::names::REPR_DIGEST, value);
+    }
 }
