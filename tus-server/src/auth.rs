@@ -4,7 +4,11 @@
 //! The token comes from `Authorization: Bearer <token>`, or, when a cookie name is configured
 //! (browsers that cannot set headers on every request), from that cookie; the header wins when
 //! both are sent. It is verified with the configured keys, and its `sub` becomes the
-//! [`Principal`]'s subject: the owner stored with every upload it creates. Optional claims
+//! [`Principal`]'s subject: the owner stored with every upload it creates. With more than one
+//! accepted issuer, the owner is [`issuer_subject`] (`["<iss>","<sub>"]`) instead, since two
+//! issuers may give the same `sub` to different users; with one issuer or none it stays the
+//! plain `sub`. Adding a second issuer therefore changes every owner: uploads created before
+//! answer `404` to their creators. Optional claims
 //! narrow the service's limits for that token: `max_size` (an integer, bytes) and
 //! `allowed_types` (an array of MIME patterns, or one comma-separated string).
 //!
@@ -309,7 +313,7 @@ impl JwtAuthorizer {
         for key in self.keys.iter().filter(|k| k.accepts(header.alg, header.kid.as_deref())) {
             tried = true;
             match jsonwebtoken::decode::<Claims>(token, &key.key, validation) {
-                Ok(data) => return data.claims.principal(),
+                Ok(data) => return data.claims.principal(self.issuers.len() > 1),
                 // Another key may verify it.
                 Err(e) if is_key_specific(e.kind()) => {}
                 Err(e) => return Err(reason(e.kind())),
@@ -382,6 +386,8 @@ pub fn from_options(options: &AuthOptions) -> Result<JwtAuthorizer, ServerError>
 #[derive(Deserialize)]
 struct Claims {
     #[serde(default)]
+    iss: Option<Value>,
+    #[serde(default)]
     sub: Option<Value>,
     #[serde(default)]
     max_size: Option<Value>,
@@ -390,7 +396,9 @@ struct Claims {
 }
 
 impl Claims {
-    fn principal(self) -> Result<Principal, &'static str> {
+    /// The principal these (verified) claims name; with `by_issuer` (several accepted
+    /// issuers) its subject is [`issuer_subject`], else the plain `sub`.
+    fn principal(self, by_issuer: bool) -> Result<Principal, &'static str> {
         let subject = match self.sub {
             Some(Value::String(s))
                 if !s.is_empty() && s.len() <= MAX_SUBJECT_LEN && !s.chars().any(char::is_control) =>
@@ -398,6 +406,13 @@ impl Claims {
                 s
             }
             _ => return Err(NO_SUBJECT),
+        };
+        let subject = if by_issuer {
+            // `iss` was required and checked against the configured issuers already.
+            let Some(Value::String(issuer)) = &self.iss else { return Err(WRONG_ISSUER) };
+            issuer_subject(issuer, &subject)
+        } else {
+            subject
         };
         let mut principal = Principal::new(subject);
         if let Some(max) = self.max_size {
@@ -408,6 +423,14 @@ impl Claims {
         }
         Ok(principal)
     }
+}
+
+/// The owner of a token from `issuer` for `sub` when several issuers are accepted: the JSON
+/// array `["<iss>","<sub>"]`. Two issuers may hand out the same `sub` to different users, so
+/// `sub` alone would let them share uploads; JSON string escaping is one-to-one and the array
+/// delimits both parts, so no two (iss, sub) pairs give the same owner.
+pub fn issuer_subject(issuer: &str, sub: &str) -> String {
+    Value::from(vec![issuer, sub]).to_string()
 }
 
 /// `allowed_types` as MIME patterns (`type/subtype`, `type/*`, lowercased): an array of
@@ -1065,12 +1088,41 @@ mod tests {
     fn issuer() {
         let auth = hs_auth().with_issuer("https://id.example").with_issuer("https://id2.example");
         let with = |iss: Value| hs(&json!({ "sub": "a", "exp": now() + 60, "iss": iss }));
-        assert_eq!(subject_for(&auth, &with(json!("https://id.example"))), "a");
-        assert_eq!(subject_for(&auth, &with(json!("https://id2.example"))), "a");
+        assert_eq!(subject_for(&auth, &with(json!("https://id.example"))), r#"["https://id.example","a"]"#);
+        assert_eq!(subject_for(&auth, &with(json!("https://id2.example"))), r#"["https://id2.example","a"]"#);
         assert_eq!(reason_for(&auth, &with(json!("https://evil.example"))), WRONG_ISSUER);
         assert_eq!(reason_for(&auth, &hs(&claims("a"))), WRONG_ISSUER, "iss required once configured");
         // Without a configured issuer, any iss is fine.
         assert_eq!(subject_for(&hs_auth(), &with(json!("https://whoever.example"))), "a");
+    }
+
+    #[test]
+    fn several_issuers_keep_their_users_apart() {
+        let token = |iss: &str, sub: &str| hs(&json!({ "sub": sub, "exp": now() + 60, "iss": iss }));
+        // One issuer (or none): the plain `sub`, so owners stay what they were.
+        let one = hs_auth().with_issuer("https://a.example");
+        assert_eq!(subject_for(&one, &token("https://a.example", "alice")), "alice");
+        assert_eq!(subject_for(&hs_auth(), &token("https://a.example", "alice")), "alice");
+
+        // Two issuers that both have an "alice": two owners.
+        let two = hs_auth().with_issuer("https://a.example").with_issuer("https://b.example");
+        let from_a = subject_for(&two, &token("https://a.example", "alice"));
+        let from_b = subject_for(&two, &token("https://b.example", "alice"));
+        assert_ne!(from_a, from_b);
+        assert_eq!(from_a, issuer_subject("https://a.example", "alice"));
+
+        // Pairs a naive `iss + separator + sub` would merge stay apart.
+        let tricky = hs_auth().with_issuer("a").with_issuer("a:b").with_issuer(r#"a","b"#).with_issuer("a\\");
+        let pairs = [("a", "b:c"), ("a:b", "c"), ("a", r#"b","c"#), (r#"a","b"#, "c"), ("a\\", "\\"), ("a", "\\\\")];
+        let mut subjects: Vec<String> = pairs.iter().map(|(iss, sub)| subject_for(&tricky, &token(iss, sub))).collect();
+        subjects.sort();
+        subjects.dedup();
+        assert_eq!(subjects.len(), pairs.len(), "{subjects:?}");
+        // The encoding reads back as the pair (so it is one-to-one).
+        for (iss, sub) in pairs {
+            let back: (String, String) = serde_json::from_str(&issuer_subject(iss, sub)).unwrap();
+            assert_eq!(back, (iss.to_owned(), sub.to_owned()));
+        }
     }
 
     #[test]
