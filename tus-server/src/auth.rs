@@ -3,7 +3,11 @@
 //!
 //! The token comes from `Authorization: Bearer <token>`, or, when a cookie name is configured
 //! (browsers that cannot set headers on every request), from that cookie; the header wins when
-//! both are sent. It is verified with the configured keys, and its `sub` becomes the
+//! both are sent. A cookie sent twice is refused rather than one of them picked: a sibling
+//! subdomain (or a page on plain HTTP) can set a second cookie of the same name for the parent
+//! domain, and the browser then sends both, in an order the attacker can influence. Name the
+//! cookie with the `__Host-` prefix (`__Host-tus_token`, set with `Secure; Path=/` and no
+//! `Domain`): browsers let only this exact host set such a cookie, so none can be planted. It is verified with the configured keys, and its `sub` becomes the
 //! [`Principal`]'s subject: the owner stored with every upload it creates. With more than one
 //! accepted issuer, the owner is [`issuer_subject`] (`["<iss>","<sub>"]`) instead, since two
 //! issuers may give the same `sub` to different users; with one issuer or none it stays the
@@ -18,6 +22,7 @@
 //! | check | reason |
 //! |---|---|
 //! | a `Bearer` token (or the cookie) is present | `missing` |
+//! | without a `Bearer` token, the cookie is sent once only | `duplicate_cookie` |
 //! | at most [`MAX_TOKEN_LEN`] bytes, three base64url parts, a JSON header naming a known `alg` (never `none`), JSON claims, a numeric `exp`, well-typed `max_size` / `allowed_types` | `malformed` |
 //! | a configured key of the token's algorithm family (and its `kid`, when both have one) | `unknown_key` |
 //! | the signature verifies with one of those keys | `bad_signature` |
@@ -77,6 +82,8 @@ const REALM: &str = "tus";
 pub mod reasons {
     /// No `Bearer` token (nor the configured cookie).
     pub const MISSING: &str = "missing";
+    /// No `Bearer` token, and the configured cookie more than once (one may be planted).
+    pub const DUPLICATE_COOKIE: &str = "duplicate_cookie";
     /// Not a well-formed token this server accepts.
     pub const MALFORMED: &str = "malformed";
     /// No configured key verifies the signature.
@@ -94,8 +101,9 @@ pub mod reasons {
     /// No configured key for the token's algorithm (and `kid`).
     pub const UNKNOWN_KEY: &str = "unknown_key";
     /// Every reason, e.g. to pre-register metric series.
-    pub const ALL: [&str; 9] = [
+    pub const ALL: [&str; 10] = [
         MISSING,
+        DUPLICATE_COOKIE,
         MALFORMED,
         BAD_SIGNATURE,
         EXPIRED,
@@ -246,7 +254,9 @@ impl JwtAuthorizer {
         Ok(self)
     }
 
-    /// Also reads the token from the cookie `name` when there is no `Authorization: Bearer`.
+    /// Also reads the token from the cookie `name` when there is no `Authorization: Bearer`;
+    /// a request carrying that cookie more than once is refused (`duplicate_cookie`). Prefer a
+    /// `__Host-` name, which no other host can set (see the [module documentation](self)).
     pub fn with_cookie(mut self, name: impl Into<String>) -> Result<Self, JwtConfigError> {
         let name = name.into();
         if name.is_empty() || !name.bytes().all(is_token_char) {
@@ -322,7 +332,8 @@ impl JwtAuthorizer {
         Err(if tried { BAD_SIGNATURE } else { UNKNOWN_KEY })
     }
 
-    /// The token bytes: the `Authorization: Bearer` value, else the configured cookie.
+    /// The token bytes: the `Authorization: Bearer` value, else the configured cookie if it
+    /// was sent exactly once.
     fn token<'a>(&self, headers: &'a HeaderMap) -> Result<&'a [u8], &'static str> {
         let mut values = headers.get_all(AUTHORIZATION).iter();
         if let Some(value) = values.next() {
@@ -334,9 +345,16 @@ impl JwtAuthorizer {
                 return if token.is_empty() { Err(MALFORMED) } else { Ok(token) };
             }
         }
-        match self.cookie.as_deref().and_then(|name| cookie(headers, name)) {
+        let Some(name) = self.cookie.as_deref() else { return Err(MISSING) };
+        let mut values = cookies(headers, name);
+        match (values.next(), values.next()) {
+            // Which of two is genuine cannot be told: the browser's order is no proof.
+            (Some(_), Some(_)) => {
+                tracing::debug!(cookie = name, "token cookie sent more than once; refused");
+                Err(DUPLICATE_COOKIE)
+            }
             // An emptied cookie (a logout) is no credential.
-            Some(token) if !token.is_empty() => Ok(token),
+            (Some(token), None) if !token.is_empty() => Ok(token),
             _ => Err(MISSING),
         }
     }
@@ -500,9 +518,9 @@ fn bearer(value: &[u8]) -> Option<&[u8]> {
     scheme.eq_ignore_ascii_case(b"bearer").then(|| rest.trim_ascii())
 }
 
-/// The value of the first cookie called `name` in the `Cookie` headers (quotes removed).
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a [u8]> {
-    headers.get_all(COOKIE).iter().flat_map(|v| v.as_bytes().split(|b| *b == b';')).find_map(|pair| {
+/// The values of every cookie called `name` in all `Cookie` headers, in order (quotes removed).
+fn cookies<'h>(headers: &'h HeaderMap, name: &str) -> impl Iterator<Item = &'h [u8]> {
+    headers.get_all(COOKIE).iter().flat_map(|v| v.as_bytes().split(|b| *b == b';')).filter_map(move |pair| {
         let value = pair.trim_ascii().strip_prefix(name.as_bytes())?.strip_prefix(b"=")?.trim_ascii();
         Some(value.strip_prefix(b"\"").and_then(|v| v.strip_suffix(b"\"")).unwrap_or(value))
     })
@@ -1267,6 +1285,40 @@ mod tests {
         for bad in ["", "a b", "a;b", "tok=en"] {
             assert!(hs_auth().with_cookie(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_cookie_sent_twice_is_refused_unless_the_header_has_the_token() {
+        let auth = hs_auth().with_cookie("tus_token").unwrap();
+        let (mine, planted) = (hs(&claims("victim")), hs(&claims("attacker")));
+        let refused = |parts: &http::request::Parts| decide(&auth, parts).map(|p| p.subject).unwrap_err().reason;
+        // In one header, across headers, even when both are the same token or one is empty:
+        // which one is genuine cannot be told.
+        for headers in [
+            vec![format!("tus_token={planted}; tus_token={mine}")],
+            vec![format!("tus_token={mine}; a=1; tus_token={planted}")],
+            vec![format!("a=1; tus_token={mine}"), format!("tus_token={planted}")],
+            vec![format!("tus_token={mine}"), format!("tus_token=\"{mine}\"")],
+            vec![format!("tus_token=; tus_token={mine}")],
+        ] {
+            let pairs: Vec<(&str, &[u8])> = headers.iter().map(|h| ("cookie", h.as_bytes())).collect();
+            assert_eq!(refused(&request(&pairs)), DUPLICATE_COOKIE, "{headers:?}");
+        }
+        let twice = format!("tus_token={planted}; tus_token={mine}");
+        // Another scheme in the header supplies no token: still refused.
+        assert_eq!(
+            refused(&request(&[("authorization", b"Basic Zm9vOmJhcg=="), ("cookie", twice.as_bytes())])),
+            DUPLICATE_COOKIE
+        );
+        // A bearer token wins, as it does over a single cookie.
+        let header = format!("Bearer {}", hs(&claims("header")));
+        let both = request(&[("authorization", header.as_bytes()), ("cookie", twice.as_bytes())]);
+        assert_eq!(decide(&auth, &both).unwrap().subject, "header");
+        // Similar names are other cookies.
+        let similar = format!("tus_token={mine}; tus_token2={planted}; xtus_token={planted}");
+        assert_eq!(decide(&auth, &request(&[("cookie", similar.as_bytes())])).unwrap().subject, "victim");
+        // Without a configured cookie, cookies are never looked at.
+        assert_eq!(decide(&hs_auth(), &request(&[("cookie", twice.as_bytes())])).unwrap_err().reason, MISSING);
     }
 
     #[test]

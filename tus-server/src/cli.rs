@@ -310,6 +310,7 @@ pub struct AuthArgs {
 
     /// Also take the token from this cookie when there is no `Authorization: Bearer` header
     /// (browsers that cannot set headers; cross-origin it needs --cors-allow-credentials).
+    /// Sent more than once, it is refused; a `__Host-` name keeps other hosts from planting one.
     #[arg(long, env = "TUS_AUTH_JWT_COOKIE", requires = "auth_jwt_key_file")]
     pub auth_jwt_cookie: Option<String>,
 

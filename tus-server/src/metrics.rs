@@ -10,7 +10,7 @@
 //! | `tus_patches_in_flight` | | PATCH requests being handled |
 //! | `tus_hook_invocations_total` | hook, outcome (ok, failed) | configured hook transport |
 //! | `tus_store_request_seconds` | op (create, info, append, read) | store calls |
-//! | `tus_auth_failures_total` | reason (missing, malformed, bad_signature, expired, not_yet_valid, wrong_issuer, wrong_audience, no_subject, unknown_key) | [`CountedAuthorizer`] refusals |
+//! | `tus_auth_failures_total` | reason (missing, duplicate_cookie, malformed, bad_signature, expired, not_yet_valid, wrong_issuer, wrong_audience, no_subject, unknown_key) | [`CountedAuthorizer`] refusals |
 //! | `tus_quota_refusals_total` | quota (bytes, uploads) | [`Metrics::quota_refused`] |
 
 use std::fmt;
