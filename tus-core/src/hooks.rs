@@ -192,7 +192,8 @@ impl HookUpload {
     }
 }
 
-/// The triggering request (tusd's `HTTPRequest`).
+/// The triggering request (tusd's `HTTPRequest`). Empty (every field empty) when the hook
+/// receiver does not want it ([`Hooks::wants_http_request`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct HookHttpRequest {
@@ -203,7 +204,11 @@ pub struct HookHttpRequest {
     pub uri: String,
     /// The client's address, if the server provided [`RemoteAddr`].
     pub remote_addr: String,
-    /// Request headers.
+    /// Request headers, names as Go spells them (`Upload-Length`). When the service has an
+    /// authorizer, `Authorization` and `Cookie` are left out: hooks then get the owner in
+    /// [`HookUpload::owner`] and have no need of the credential, which would otherwise reach
+    /// every hook receiver (and its logs). Without one, every header is forwarded, so tusd-style
+    /// `pre-create` hooks can authenticate.
     pub header: BTreeMap<String, Vec<String>>,
 }
 
@@ -268,6 +273,15 @@ pub trait Hooks: Send + Sync + fmt::Debug + 'static {
     /// Whether `hook` fires at all.
     fn enabled(&self, hook: HookType) -> bool {
         let _ = hook;
+        true
+    }
+
+    /// Whether events should describe the triggering request ([`EventDetails::http_request`]:
+    /// method, URI, client address, headers). Describing it copies every header of every
+    /// request, so a receiver that looks only at the hook type and the upload (metrics, say)
+    /// returns `false`: its events then carry an empty [`HookHttpRequest`], and `post-finish`'s
+    /// [`HookUpload::download_url`] is a path without the origin. Default `true`.
+    fn wants_http_request(&self) -> bool {
         true
     }
 

@@ -201,6 +201,8 @@ impl Metrics {
 }
 
 /// Counts lifecycle events and hook outcomes, forwarding to the configured transport (if any).
+/// Wants the triggering request described ([`Hooks::wants_http_request`]) only if that
+/// transport does.
 #[derive(Debug)]
 pub struct MetricsHooks {
     metrics: Arc<Metrics>,
@@ -219,6 +221,12 @@ impl Hooks for MetricsHooks {
     fn enabled(&self, hook: HookType) -> bool {
         matches!(hook, HookType::PostCreate | HookType::PostFinish | HookType::PostTerminate)
             || self.inner.as_ref().is_some_and(|h| h.enabled(hook))
+    }
+
+    /// Counting needs only the hook type: the request is described only for a transport that
+    /// wants it, so without one no request has its headers copied.
+    fn wants_http_request(&self) -> bool {
+        self.inner.as_ref().is_some_and(|h| h.wants_http_request())
     }
 
     async fn call(&self, event: &HookEvent) -> Result<HookResponse, HookError> {
@@ -344,6 +352,19 @@ mod tests {
         assert!(text.contains("tus_requests_total{method=\"other\",status=\"200\"} 1"), "{text}");
         assert!(text.contains("tus_requests_total{method=\"PATCH\",status=\"204\"} 1"), "{text}");
         assert!(!text.contains("FOOBAR") && !text.contains("\"get\""), "{text}");
+    }
+
+    #[test]
+    fn metrics_hooks_want_the_request_only_for_a_transport_that_does() {
+        let metrics = Metrics::new();
+        assert!(!MetricsHooks::new(metrics.clone(), None).wants_http_request());
+        let http: Arc<dyn Hooks> = Arc::new(crate::hooks::HttpHooks::new(
+            http::Uri::from_static("http://127.0.0.1:9/hooks"),
+            std::time::Duration::from_secs(1),
+            0,
+            HookType::ALL.into_iter().collect(),
+        ));
+        assert!(MetricsHooks::new(metrics, Some(http)).wants_http_request());
     }
 
     #[test]

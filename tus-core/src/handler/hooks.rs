@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use http::Request;
-use http::header::HeaderName;
+use http::header::{AUTHORIZATION, COOKIE, HeaderName};
 
 use super::{Inner, RequestBody};
 use crate::auth::Principal;
@@ -16,8 +16,8 @@ use crate::store::{UploadInfo, UploadState};
 /// and the principal it acts for (when an authorizer is configured).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Call {
-    /// The request as hook events report it (empty when no hooks are configured); shared, so
-    /// handing the call to the append task does not copy every header.
+    /// The request as hook events report it (see [`Inner::hook_request`]); shared, so handing
+    /// the call to the append task does not copy every header.
     pub(crate) hook: Arc<HookHttpRequest>,
     /// Who the request acts for; `None` when no authorizer is configured, or for a request
     /// that needs no principal (a signed download).
@@ -28,26 +28,6 @@ pub(crate) struct Call {
     /// The request asked for the file's digest (`Want-Repr-Digest`): if it completes the
     /// upload, the file is hashed before the answer, which then carries `Repr-Digest`.
     pub(crate) want_repr_digest: bool,
-}
-
-/// The request a hook event reports; empty when no hooks are configured.
-pub(crate) fn hook_request(req: &Request<RequestBody>, method: &http::Method, with_hooks: bool) -> HookHttpRequest {
-    if !with_hooks {
-        return HookHttpRequest::default();
-    }
-    let mut header = std::collections::BTreeMap::<String, Vec<String>>::new();
-    for (name, value) in req.headers() {
-        header
-            .entry(canonical_header_name(name))
-            .or_default()
-            .push(String::from_utf8_lossy(value.as_bytes()).into_owned());
-    }
-    HookHttpRequest {
-        method: method.to_string(),
-        uri: req.uri().to_string(),
-        remote_addr: req.extensions().get::<RemoteAddr>().map(|a| a.0.to_string()).unwrap_or_default(),
-        header,
-    }
 }
 
 /// `upload-length` → `Upload-Length`, as Go's `http.Header` (and so tusd's hooks) spell it.
@@ -63,6 +43,34 @@ fn canonical_header_name(name: &HeaderName) -> String {
 }
 
 impl Inner {
+    /// The request a hook event reports: empty unless a hook receiver is configured that wants
+    /// it ([`crate::Hooks::wants_http_request`]), and without `Authorization` and `Cookie` when
+    /// an authorizer is configured.
+    pub(crate) fn hook_request(&self, req: &Request<RequestBody>, method: &http::Method) -> HookHttpRequest {
+        if !self.hooks.as_ref().is_some_and(|h| h.wants_http_request()) {
+            return HookHttpRequest::default();
+        }
+        // Authenticated here, the request's owner is in the payload (`Upload.Owner`); its live
+        // credential would only leak to hook receivers and their logs.
+        let drop_credentials = self.authorizer.is_some();
+        let mut header = std::collections::BTreeMap::<String, Vec<String>>::new();
+        for (name, value) in req.headers() {
+            if drop_credentials && (name == AUTHORIZATION || name == COOKIE) {
+                continue;
+            }
+            header
+                .entry(canonical_header_name(name))
+                .or_default()
+                .push(String::from_utf8_lossy(value.as_bytes()).into_owned());
+        }
+        HookHttpRequest {
+            method: method.to_string(),
+            uri: req.uri().to_string(),
+            remote_addr: req.extensions().get::<RemoteAddr>().map(|a| a.0.to_string()).unwrap_or_default(),
+            header,
+        }
+    }
+
     pub(crate) fn hook_enabled(&self, hook: HookType) -> bool {
         self.hooks.as_ref().is_some_and(|h| h.enabled(hook))
     }

@@ -253,7 +253,7 @@ impl Inner {
             (Ok(()), None) => Err(TusError::NotFound),
             (Ok(()), Some(target)) => match self.authorize(&method, &target, req).await {
                 Ok((req, principal, signed)) => {
-                    let hook = Arc::new(hooks::hook_request(&req, &method, self.hooks.is_some()));
+                    let hook = Arc::new(self.hook_request(&req, &method));
                     let want_repr_digest = req.headers().contains_key(crate::headers::names::WANT_REPR_DIGEST);
                     let call = Call { hook, principal, signed, want_repr_digest };
                     self.dispatch(&method, target, req, &call).await
