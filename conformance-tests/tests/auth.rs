@@ -89,6 +89,23 @@ fn no_token_or_a_bad_one_gets_401_with_a_challenge() {
 }
 
 #[test]
+fn a_token_cookie_sent_twice_is_refused_unless_a_bearer_token_comes_too() {
+    let auth = Auth::new();
+    let s = auth.server(&["--auth-jwt-cookie", "__Host-tus"]);
+    let (mine, planted) = (token("victim"), token("attacker"));
+    let cookie = |value: String| s.post().header("Upload-Length", "1").header("Cookie", value);
+    cookie(format!("__Host-tus={mine}")).body(b"").send().expect_status(201);
+    // A second cookie of the name (as a sibling subdomain could plant): neither is trusted.
+    let res = cookie(format!("__Host-tus={planted}; __Host-tus={mine}")).body(b"").send();
+    res.expect_status(401);
+    assert!(res.header("WWW-Authenticate").is_some_and(|c| c.contains("duplicate_cookie")), "{res}");
+    // The header still wins over cookies.
+    let res = as_user(cookie(format!("__Host-tus={planted}; __Host-tus={mine}")), "header").body(b"").send();
+    res.expect_status(201);
+    s.assert_healthy();
+}
+
+#[test]
 fn an_upload_belongs_to_its_token_and_no_one_else_sees_it() {
     let auth = Auth::new();
     let s = auth.server(&[]);

@@ -121,6 +121,30 @@ fn http_hooks_see_all_seven_events_shaped_like_tusd() {
 }
 
 #[test]
+fn with_jwt_auth_hooks_get_the_owner_but_not_the_token() {
+    let hooks = Receiver::start(no_answer);
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "conformance-hooks-jwt-secret-0123456789";
+    let key = dir.path().join("jwt.key");
+    std::fs::write(&key, secret).unwrap();
+    let key = key.display().to_string();
+    let s = TestServer::spawn(&["--auth-jwt-key-file", &key, "--auth-jwt-cookie", "tus", "--hooks-http", &hooks.url]);
+    let claims = json!({ "sub": "alice", "exp": conformance_tests::in_an_hour() }).to_string();
+    let bearer = format!("Bearer {}", conformance_tests::hs256_token(secret, &claims));
+    let res = s
+        .post()
+        .headers(&[("Upload-Length", "1"), ("Authorization", &bearer), ("Cookie", "tus=x; theme=dark")])
+        .body(b"")
+        .send();
+    res.expect_status(201);
+    let event = hooks.wait_for("pre-create");
+    let header = &event["Event"]["HTTPRequest"]["Header"];
+    assert!(header.get("Authorization").is_none() && header.get("Cookie").is_none(), "{header}");
+    assert_eq!(header["Upload-Length"][0], "1", "{header}");
+    assert_eq!(event["Event"]["Upload"]["Owner"], "alice");
+}
+
+#[test]
 fn pre_create_can_reject_with_its_own_status_and_nothing_is_created() {
     let hooks = Receiver::start(|event| {
         let authorized = event["Event"]["HTTPRequest"]["Header"]["Authorization"][0] == "Bearer ok";
