@@ -149,6 +149,12 @@ pub struct ProtocolArgs {
     #[arg(long, env = "TUS_LOCK_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub lock_timeout: Duration,
 
+    /// Uploads up to this many bytes with a declared digest (`Repr-Digest`, `checksum`
+    /// metadata) are verified before the completing request is answered (a mismatch is its
+    /// 460); larger ones in the background, the verdict on HEAD.
+    #[arg(long, env = "TUS_DIGEST_SYNC_MAX", default_value_t = tus_core::handler::SYNC_VERIFY_MAX)]
+    pub digest_sync_max: u64,
+
     /// Write `Location` as a path (`/files/<id>`) instead of an absolute URL.
     #[arg(long, env = "TUS_RELATIVE_LOCATION")]
     pub relative_location: bool,
@@ -399,6 +405,7 @@ impl ProtocolArgs {
             termination: !self.disable_termination,
             body_read_timeout: self.body_read_timeout,
             lock_timeout: self.lock_timeout,
+            digest_sync_max: self.digest_sync_max,
             location: if self.relative_location { LocationStyle::Relative } else { LocationStyle::Absolute },
             trust_forwarded_headers: self.behind_proxy,
         }

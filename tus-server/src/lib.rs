@@ -104,6 +104,7 @@ pub async fn build_app(options: &ServerOptions) -> Result<App, ServerError> {
         .termination(protocol.termination)
         .body_read_timeout(protocol.body_read_timeout)
         .lock_timeout(protocol.lock_timeout)
+        .sync_verify_max(protocol.digest_sync_max)
         .trust_forwarded_headers(protocol.trust_forwarded_headers)
         .scheme(if options.tls.is_some() { "https" } else { "http" })
         .location(protocol.location);
@@ -302,11 +303,15 @@ pub async fn serve(
             tokio::spawn(reconcile);
         }
     }
-    match app.tus.resume_processing().await {
-        Ok(0) => {}
-        Ok(n) => tracing::info!(uploads = n, "resumed post-upload processing interrupted by a restart"),
-        Err(e) => tracing::warn!(error = %e, "could not resume post-upload processing"),
-    }
+    // In the background: it lists every finished upload still awaiting a verdict.
+    let tus = app.tus.clone();
+    tokio::spawn(async move {
+        match tus.resume_processing().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(uploads = n, "resumed post-upload processing interrupted by a restart"),
+            Err(e) => tracing::warn!(error = %e, "could not resume post-upload processing"),
+        }
+    });
     let slots = Arc::new(tokio::sync::Semaphore::new(listen.max_connections.max(1)));
     let limits = ConnLimits { idle: listen.header_read_timeout, send_stall: options.protocol.body_read_timeout };
     let mut shutdown = std::pin::pin!(shutdown);

@@ -117,6 +117,8 @@ pub struct ProtocolOptions {
     pub body_read_timeout: Duration,
     /// How long a request waits for another request on the same upload to let go.
     pub lock_timeout: Duration,
+    /// Largest upload whose declared digest is verified before the completing response.
+    pub digest_sync_max: u64,
     /// `Location` as an absolute URL or a path.
     pub location: LocationStyle,
     /// Trust `Forwarded` / `X-Forwarded-*` for `Location` URLs (only behind a proxy).
@@ -133,6 +135,7 @@ impl Default for ProtocolOptions {
             termination: true,
             body_read_timeout: Duration::from_secs(60),
             lock_timeout: Duration::from_secs(10),
+            digest_sync_max: tus_core::handler::SYNC_VERIFY_MAX,
             location: LocationStyle::Absolute,
             trust_forwarded_headers: false,
         }

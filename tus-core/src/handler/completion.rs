@@ -159,10 +159,15 @@ impl Inner {
     }
 
     /// `post-finish` of an upload that is not processed: with the sha-256 of its bytes when
-    /// a hook receives it (hashed first, in the background).
+    /// a hook reads payloads (hashed first, in the background).
     fn notify_finished(&self, mut info: UploadInfo, call: Call) {
         if !self.hook_enabled(HookType::PostFinish) {
             return;
+        }
+        // A receiver that looks only at the event type (metrics) is not worth a whole read of
+        // every upload; one that reads payloads gets the digest.
+        if !self.hooks.as_ref().is_some_and(|h| h.wants_http_request()) {
+            return self.notify(HookType::PostFinish, &info, &call);
         }
         // A partial is proven as part of its final.
         if info.is_partial() {
@@ -185,9 +190,6 @@ impl Inner {
     /// byte and recording `processing`), which get their whole completion (hooks included).
     /// Returns how many it picked up.
     pub(crate) async fn resume_processing(&self) -> Result<usize, TusError> {
-        if self.inspector.is_none() {
-            return Ok(0);
-        }
         let Some(recorder) = self.store.capabilities().record_state else { return Ok(0) };
         let mut picked = 0;
         for id in recorder.list_processing().await? {
