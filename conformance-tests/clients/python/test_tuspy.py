@@ -237,6 +237,48 @@ def test_async_uploader_with_checksum(endpoint, tmp_path):
     assert_stored(uploader.url, data)
 
 
+# ---- whole-file digests: the `checksum` metadata key, `<alg> <base64>` -------------------------
+
+
+def wait_for_verdict(url):
+    """HEAD once the upload's state is no longer `processing` (at most 20 s)."""
+    deadline = time.monotonic() + 20
+    while True:
+        res = head(url)
+        state = res.headers.get("Upload-State")
+        if (state and state != "processing") or time.monotonic() > deadline:
+            return res
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("alg", ["sha256", "md5"])
+def test_declared_digest_in_metadata_is_proven(endpoint, tmp_path, alg):
+    data = os.urandom(3 * MIB + 5)
+    path = tmp_path / "declared.bin"
+    path.write_bytes(data)
+    declared = f"{alg} " + base64.b64encode(hashlib.new(alg, data).digest()).decode()
+    uploader = client.TusClient(endpoint).uploader(str(path), chunk_size=MIB, metadata={"checksum": declared})
+    uploader.upload()
+    res = wait_for_verdict(uploader.url)
+    assert res.headers.get("Upload-State") == "clean"
+    sha256 = base64.b64encode(hashlib.sha256(data).digest()).decode()
+    assert res.headers.get("Repr-Digest") == f"sha-256=:{sha256}:"
+    assert_stored(uploader.url, data)
+
+
+def test_wrong_declared_digest_in_metadata_fails_the_upload(endpoint, tmp_path):
+    data = os.urandom(2 * MIB)
+    path = tmp_path / "wrong.bin"
+    path.write_bytes(data)
+    declared = "sha256 " + base64.b64encode(hashlib.sha256(b"another file").digest()).decode()
+    uploader = client.TusClient(endpoint).uploader(str(path), chunk_size=MIB, metadata={"checksum": declared})
+    with pytest.raises(TusUploadFailed) as failed:
+        uploader.upload()
+    assert failed.value.status_code == 460, f"status {failed.value.status_code}"
+    assert head(uploader.url).headers.get("Upload-State") == "rejected"
+    assert requests.get(uploader.url, timeout=HTTP_TIMEOUT).status_code == 403, "a rejected upload was served"
+
+
 # ---- JWT authentication: TusClient(url, headers={"Authorization": "Bearer ..."}) ----------------
 
 
