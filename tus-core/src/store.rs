@@ -329,28 +329,36 @@ pub struct Capabilities<'a> {
     pub presign_get: Option<&'a dyn PresignGet>,
 }
 
+/// The `with_…` setters of [`Capabilities`], one per field, each the same three lines.
+macro_rules! with_capability {
+    ($($(#[$doc:meta])* $name:ident: $field:ident, $trait:ident;)*) => {
+        $(
+            $(#[$doc])*
+            pub fn $name(mut self, store: &'a dyn $trait) -> Self {
+                self.$field = Some(store);
+                self
+            }
+        )*
+    };
+}
+
 impl<'a> Capabilities<'a> {
     /// No optional capability.
     pub fn none() -> Self {
         Capabilities::default()
     }
 
-    /// Adds termination.
-    pub fn with_terminate(mut self, store: &'a dyn Terminate) -> Self {
-        self.terminate = Some(store);
-        self
-    }
-
-    /// Adds concatenation.
-    pub fn with_concatenate(mut self, store: &'a dyn Concatenate) -> Self {
-        self.concatenate = Some(store);
-        self
-    }
-
-    /// Adds deferred lengths.
-    pub fn with_defer_length(mut self, store: &'a dyn DeferLength) -> Self {
-        self.defer_length = Some(store);
-        self
+    with_capability! {
+        /// Adds termination.
+        with_terminate: terminate, Terminate;
+        /// Adds concatenation.
+        with_concatenate: concatenate, Concatenate;
+        /// Adds deferred lengths.
+        with_defer_length: defer_length, DeferLength;
+        /// Adds processing states.
+        with_record_state: record_state, RecordState;
+        /// Adds presigned downloads.
+        with_presign_get: presign_get, PresignGet;
     }
 
     /// Adds expiry listing, and with it termination (which the reaper needs and the trait
@@ -358,18 +366,6 @@ impl<'a> Capabilities<'a> {
     pub fn with_list_expired(mut self, store: &'a dyn ListExpired) -> Self {
         self.list_expired = Some(store);
         self.terminate = Some(store);
-        self
-    }
-
-    /// Adds processing states.
-    pub fn with_record_state(mut self, store: &'a dyn RecordState) -> Self {
-        self.record_state = Some(store);
-        self
-    }
-
-    /// Adds presigned downloads.
-    pub fn with_presign_get(mut self, store: &'a dyn PresignGet) -> Self {
-        self.presign_get = Some(store);
         self
     }
 

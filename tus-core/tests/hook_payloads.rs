@@ -12,24 +12,11 @@ use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::Full;
 use tower::ServiceExt as _;
-use tus_core::auth::{Authorize, Principal, Unauthorized};
 use tus_core::hooks::{HookError, HookEvent, HookResponse, HookType, Hooks};
 use tus_core::{MemoryStore, TusService};
 
-/// `Authorization: User <name>`.
-#[derive(Debug)]
-struct UserHeader;
-
-#[async_trait]
-impl Authorize for UserHeader {
-    async fn authorize(&self, request: &http::request::Parts) -> Result<Principal, Unauthorized> {
-        let value = request.headers.get("authorization").and_then(|v| v.to_str().ok());
-        match value.and_then(|v| v.strip_prefix("User ")) {
-            Some(user) => Ok(Principal::new(user)),
-            None => Err(Unauthorized::new("missing", "User realm=\"test\"")),
-        }
-    }
-}
+mod user_header;
+use user_header::UserHeader;
 
 /// Keeps every event of the blocking hooks (awaited by the request, so recorded by the time
 /// its response is back); `wants` is its [`Hooks::wants_http_request`].

@@ -8,33 +8,14 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt as _, Full};
 use tower::ServiceExt as _;
-use tus_core::auth::{Authorize, Principal, Unauthorized};
 use tus_core::{MemoryStore, ResponseBody, TusService, UrlSigner};
 
-/// `Authorization: User <name>`, and `User <name> max=<bytes>` for a principal with a limit.
-#[derive(Debug)]
-struct UserHeader;
-
-#[async_trait]
-impl Authorize for UserHeader {
-    async fn authorize(&self, request: &http::request::Parts) -> Result<Principal, Unauthorized> {
-        let value = request.headers.get("authorization").and_then(|v| v.to_str().ok());
-        let Some(rest) = value.and_then(|v| v.strip_prefix("User ")) else {
-            return Err(Unauthorized::new("missing", "User realm=\"test\""));
-        };
-        let mut words = rest.split(' ');
-        let mut principal = Principal::new(words.next().unwrap_or_default());
-        if let Some(max) = words.next().and_then(|w| w.strip_prefix("max=")) {
-            principal = principal.with_max_size(max.parse().unwrap());
-        }
-        Ok(principal)
-    }
-}
+mod user_header;
+use user_header::UserHeader;
 
 const KEY: &str = "ownership-test-signing-key-0123456789";
 
