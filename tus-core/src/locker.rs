@@ -35,6 +35,13 @@ pub enum LockError {
 pub trait Locker: Send + Sync + fmt::Debug + 'static {
     /// Takes the lock of `id`, asking a current holder to release and waiting at most `wait`.
     async fn lock(&self, id: &UploadId, wait: Duration) -> Result<Box<dyn UploadLock>, LockError>;
+
+    /// Whether every holder of this locker's locks is a request of this process (an
+    /// in-process locker), so the handler's own bookkeeping tells whether an upload is locked
+    /// and a `HEAD` can skip the lock. Default `false` (a locker shared by several instances).
+    fn sees_every_holder(&self) -> bool {
+        false
+    }
 }
 
 /// A held lock. Dropping it releases it.
@@ -112,6 +119,10 @@ impl fmt::Debug for MemoryLocker {
 
 #[async_trait]
 impl Locker for MemoryLocker {
+    fn sees_every_holder(&self) -> bool {
+        true
+    }
+
     async fn lock(&self, id: &UploadId, wait: Duration) -> Result<Box<dyn UploadLock>, LockError> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {

@@ -3,7 +3,6 @@
 //! checksum, progress for `post-receive`, and completion from what was stored.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use http::header::HeaderMap;
@@ -11,7 +10,7 @@ use http_body::Body as _;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::body::{BodyOutcome, BodyRules, chunk_stream};
+use super::body::{BodyOutcome, BodyRules, Progress, chunk_stream};
 use super::hooks::Call;
 use super::request::{announces_checksum_trailer, content_length};
 use super::{Inner, RequestBody};
@@ -162,7 +161,9 @@ impl Inner {
     ) -> Result<(UploadInfo, Option<TusError>), TusError> {
         let BodyFraming { checksum, checksum_trailer, .. } = framing;
         let outcome = BodyOutcome::default();
-        let progress = AtomicU64::new(0);
+        // Seen by HEADs of this upload while the body streams (see `head.rs`).
+        let progress = Arc::new(Progress::new());
+        let _live = self.live_append(&info.id, progress.clone());
         let stop_upload = Arc::new(Notify::new());
         let all_or_nothing = checksum.is_some() || checksum_trailer;
         let rules = BodyRules {
@@ -187,7 +188,7 @@ impl Inner {
                 tokio::select! {
                     appended = &mut append => break appended,
                     _ = tick.tick() => {
-                        at.offset = info.offset + progress.load(Ordering::Relaxed);
+                        at.offset = info.offset + progress.bytes();
                         self.notify_progress(&at, call, Some(stop_upload.clone()));
                     }
                 }

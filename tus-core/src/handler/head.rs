@@ -1,9 +1,13 @@
 //! HEAD: where an upload stands (tus 1.0 core, with `Upload-Concat`, `Upload-Expires` and our
 //! `Upload-State`).
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
 
+use super::body::Progress;
 use super::hooks::Call;
 use super::response::{ResponseBody, set_repr_digest, tus_response};
 use super::{Inner, UPLOAD_STATE};
@@ -19,11 +23,14 @@ impl Inner {
         host: Option<&str>,
         call: &Call,
     ) -> Result<Response<ResponseBody>, TusError> {
-        // A HEAD usually means the client lost its connection and is about to resume: stop a
-        // stale PATCH still holding the upload, so the offset we report is final.
-        self.check_access(id, call).await?;
-        drop(self.lock(id).await);
-        let info = self.load_info(id, call).await?;
+        // Read before any lock (so nobody but the owner can interrupt an upload), and again
+        // only if a lock was taken: what it waited for may have moved the offset.
+        let info = self.upload_info(id, call).await?;
+        let info = if self.stop_stalled_append(id).await {
+            self.load_info(id, call).await?
+        } else {
+            self.settle_info(info, call).await?
+        };
         let mut res = tus_response(StatusCode::OK);
         let h = res.headers_mut();
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -45,5 +52,56 @@ impl Inner {
         }
         set_repr_digest(h, &info);
         Ok(res)
+    }
+}
+
+/// A PATCH that received bytes this recently is alive: a `HEAD` leaves it alone.
+const LIVE_APPEND_GRACE: Duration = Duration::from_secs(1);
+
+impl Inner {
+    /// What a `HEAD` does before it reports the offset (both dialects). A HEAD usually means
+    /// the client lost its connection and is about to resume: a stale PATCH still holding the
+    /// upload is stopped (by taking its lock), and one whose body has ended is waited for, so
+    /// the offset reported is final. But a PATCH of this process whose bytes still flow is left
+    /// alone (a HEAD from a status poll or another
+    /// tab must not cut a live upload), and with a locker that sees every holder, an upload no
+    /// append of ours holds needs no lock at all (so HEADs of one upload never queue on it).
+    /// Returns whether it took the lock.
+    pub(super) async fn stop_stalled_append(&self, id: &UploadId) -> bool {
+        let live = self.live_appends.lock().ok().and_then(|appends| appends.get(id).cloned());
+        match live {
+            Some(progress) if progress.flowing(LIVE_APPEND_GRACE) => false,
+            None if self.locker.sees_every_holder() => false,
+            _ => {
+                drop(self.lock(id).await);
+                true
+            }
+        }
+    }
+
+    /// Registers the body streaming into `id` for [`Self::stop_stalled_append`] until the
+    /// returned guard drops.
+    pub(super) fn live_append(&self, id: &UploadId, progress: Arc<Progress>) -> LiveAppend<'_> {
+        if let Ok(mut appends) = self.live_appends.lock() {
+            appends.insert(id.clone(), progress.clone());
+        }
+        LiveAppend { inner: self, id: id.clone(), progress }
+    }
+}
+
+/// An append registered with [`Inner::live_append`]; unregisters on drop.
+pub(super) struct LiveAppend<'a> {
+    inner: &'a Inner,
+    id: UploadId,
+    progress: Arc<Progress>,
+}
+
+impl Drop for LiveAppend<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut appends) = self.inner.live_appends.lock()
+            && appends.get(&self.id).is_some_and(|p| Arc::ptr_eq(p, &self.progress))
+        {
+            appends.remove(&self.id);
+        }
     }
 }

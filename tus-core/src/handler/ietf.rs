@@ -221,14 +221,14 @@ impl Inner {
 
     /// The upload as offset retrieval reports it.
     async fn retrieve_offset(&self, id: &UploadId, call: &Call) -> Result<UploadInfo, TusError> {
-        // As for tus: a HEAD stops a stale request still writing, so the offset is final.
-        self.check_access(id, call).await?;
-        // Only a principal's request may ask the upload's holder to let go, never a download
-        // by signed URL.
-        if call.signed.is_none() {
-            drop(self.lock(id).await);
+        // As for tus: a HEAD stops a stale request still writing, so the offset is final. Only
+        // a principal's request may ask the upload's holder to let go, never a download by
+        // signed URL.
+        let info = self.upload_info(id, call).await?;
+        if call.signed.is_none() && self.stop_stalled_append(id).await {
+            return self.load_info(id, call).await;
         }
-        self.load_info(id, call).await
+        self.settle_info(info, call).await
     }
 
     fn describe_retrieved(&self, draft: Draft, res: &mut Response<ResponseBody>, info: &UploadInfo) {

@@ -101,6 +101,8 @@ struct Inner {
     /// Final uploads created over unfinished partials, by partial: settled as soon as a
     /// partial completes on this instance (and lazily on any HEAD/GET otherwise).
     waiting_finals: Mutex<HashMap<UploadId, HashSet<UploadId>>>,
+    /// Bodies streaming into uploads in this process, by upload (see `head.rs`).
+    live_appends: Mutex<HashMap<UploadId, Arc<body::Progress>>>,
 }
 
 /// What a request path names.
@@ -403,6 +405,11 @@ impl Inner {
     /// upload whose partials have all finished is settled first.
     async fn load_info(&self, id: &UploadId, call: &Call) -> Result<UploadInfo, TusError> {
         let info = self.upload_info(id, call).await?;
+        self.settle_info(info, call).await
+    }
+
+    /// [`Self::load_info`] for an info already read (with [`Self::upload_info`]).
+    async fn settle_info(&self, info: UploadInfo, call: &Call) -> Result<UploadInfo, TusError> {
         if self.is_expired(&info) {
             return Err(TusError::Gone);
         }
