@@ -71,12 +71,22 @@ impl FileStore {
         let inner = self.inner.clone();
         Ok(tokio::task::spawn_blocking(move || f(&inner)).await.map_err(Error::from)??)
     }
+
+    /// [`Self::blocking`] for metadata work that waits on the disk only when syncing: without
+    /// syncs (`--no-sync`) it is a few page-cache syscalls, cheaper than the pool's hop (two
+    /// thread switches), so it runs on the calling thread.
+    pub(crate) async fn metadata_op<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Dirs) -> Result<T, Error> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        if self.inner.sync { self.blocking(f).await } else { Ok(f(&self.inner)?) }
+    }
 }
 
 #[async_trait]
 impl Store for FileStore {
     async fn create(&self, upload: NewUpload) -> Result<UploadInfo, StoreError> {
-        self.blocking(move |d| {
+        self.metadata_op(move |d| {
             let info = upload.into_info(SystemTime::now());
             // The info first, created exclusively: it is what makes an ID taken (a tombstone
             // too). Written in place rather than renamed into place, one directory operation
@@ -121,7 +131,7 @@ impl Store for FileStore {
         let checked = options.all_or_nothing;
         let opened = {
             let id = id.clone();
-            self.blocking(move |d| {
+            self.metadata_op(move |d| {
                 d.settle_unverified(&id)?;
                 // With no marker left the data file's length is the offset: checking it on the
                 // open file spares reading the info again (the caller just did, holding the lock).
