@@ -249,7 +249,9 @@ impl Harness {
         } else {
             None
         };
-        let server = match servers::start(kind, &self.env, s3.as_ref(), self.starts).await {
+        // Small-file runs each get a filesystem of their own (see `sys::FreshExt4`).
+        let small = matches!(work, Work::Small { .. });
+        let server = match servers::start(kind, &self.env, s3.as_ref(), self.starts, small).await {
             Ok(s) => s,
             Err(e) => {
                 if let Some(s3) = s3 {
@@ -271,13 +273,13 @@ impl Harness {
         .await;
         let other_cpu = watch.foreign_cores();
         let rss = sys::peak_rss(server.pid);
-        if matches!(work, Work::Small { .. }) {
-            // Directories full of small files stay until the scratch directory goes at the
-            // end: ext4 skips inodes deleted in the last minutes when it allocates new ones, so
-            // deleting 20 000 files between runs made every following run of scenario 2 slower
-            // than the one before (2743, 1495, 855 uploads/s in a row for the same server),
-            // whichever server came next paying for it.
-            server.kill().await;
+        if small && !server.has_fresh_fs() {
+            // Without a filesystem of its own, a directory full of small files stays until the
+            // scratch directory goes at the end: ext4 skips inodes deleted in the last minutes
+            // when it allocates new ones, so deleting 20 000 files between runs made every
+            // following run of scenario 2 slower than the one before (2743, 1495, 855
+            // uploads/s in a row for the same server), whichever server came next paying.
+            let _ = server.kill().await;
         } else {
             server.stop().await;
         }

@@ -84,20 +84,32 @@ pub(crate) struct Running {
     pub(crate) target: Target,
     child: Child,
     dir: PathBuf,
+    /// The fresh filesystem mounted at `dir` for this run, if any.
+    fresh_fs: Option<crate::sys::FreshExt4>,
 }
 
 impl Running {
-    /// Kills the process, waits for it and removes its scratch directory.
+    /// Kills the process, waits for it and removes its scratch directory (unmounting its
+    /// fresh filesystem, if it has one).
     pub(crate) async fn stop(self) {
-        let dir = self.kill().await;
+        let (dir, fresh_fs) = self.kill().await;
+        if let Some(fs) = fresh_fs {
+            fs.unmount();
+        }
         let _ = tokio::fs::remove_dir_all(&dir).await;
     }
 
-    /// Kills the process and waits for it; returns its scratch directory, left in place.
-    pub(crate) async fn kill(mut self) -> PathBuf {
+    /// Whether the run has a filesystem of its own.
+    pub(crate) fn has_fresh_fs(&self) -> bool {
+        self.fresh_fs.is_some()
+    }
+
+    /// Kills the process and waits for it; returns its scratch directory (and its fresh
+    /// filesystem), left in place.
+    pub(crate) async fn kill(mut self) -> (PathBuf, Option<crate::sys::FreshExt4>) {
         let _ = self.child.start_kill();
         let _ = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;
-        self.dir
+        (self.dir, self.fresh_fs.take())
     }
 }
 
@@ -120,7 +132,7 @@ impl S3Server {
         let url = line.split_whitespace().last().ok_or("s3s-fs printed no URL")?.to_owned();
         let pid = child.id().ok_or("s3s-fs exited")?;
         let target = parse_target(&url)?;
-        Ok(S3Server { url, running: Running { pid, target, child, dir } })
+        Ok(S3Server { url, running: Running { pid, target, child, dir, fresh_fs: None } })
     }
 
     /// Process ID.
@@ -135,8 +147,21 @@ impl S3Server {
 }
 
 /// Starts a server of `kind` on 127.0.0.1 with a fresh data directory.
-pub(crate) async fn start(kind: Kind, env: &Env, s3: Option<&S3Server>, n: usize) -> Res<Running> {
+/// With `fresh_fs` the directory is a fresh ext4 filesystem of its own (see
+/// [`crate::sys::FreshExt4`]), or, where that cannot be mounted, a plain directory and a note.
+pub(crate) async fn start(kind: Kind, env: &Env, s3: Option<&S3Server>, n: usize, fresh_fs: bool) -> Res<Running> {
     let dir = fresh_dir(&env.scratch, &format!("{}-{n}", kind.slug())).await?;
+    let fresh_fs = if fresh_fs {
+        match crate::sys::FreshExt4::mount(&dir, 4096) {
+            Ok(fs) => Some(fs),
+            Err(e) => {
+                println!("NOTE: no fresh ext4 for this run ({e}); using a plain directory");
+                None
+            }
+        }
+    } else {
+        None
+    };
     let log = env.logs.join(format!("{}-{n}.log", kind.slug()));
     let s3_url = || s3.map(|s| s.url.clone()).ok_or("no S3 server");
     let ours = env.root.join("target/release/tus-server");
@@ -178,7 +203,7 @@ pub(crate) async fn start(kind: Kind, env: &Env, s3: Option<&S3Server>, n: usize
             let child = cmd.spawn()?;
             let pid = child.id().ok_or("rustus exited")?;
             let target = Target { addr: ([127, 0, 0, 1], port).into(), base_path: "/files/".into(), head_check: true };
-            let running = Running { pid, target, child, dir };
+            let running = Running { pid, target, child, dir, fresh_fs };
             wait_for_port(port).await?;
             return Ok(running);
         }
@@ -190,7 +215,7 @@ pub(crate) async fn start(kind: Kind, env: &Env, s3: Option<&S3Server>, n: usize
     // @tus/s3-store answers HEAD of a completed upload from ListParts, which s3s-fs answers
     // with no parts once the multipart upload is completed (offset 0).
     target.head_check = kind != Kind::NodeS3;
-    Ok(Running { pid, target, child, dir })
+    Ok(Running { pid, target, child, dir, fresh_fs })
 }
 
 fn s3_credentials(cmd: &mut Command) {

@@ -80,3 +80,48 @@ pub(crate) async fn wait_quiet(threshold: f64, max_wait_s: u64) -> f64 {
         }
     }
 }
+
+/// A fresh ext4 filesystem on a loop device, mounted over a directory for one run: small-file
+/// runs must not inherit the inodes a previous run deleted (ext4 skips recently deleted inodes
+/// when it allocates, so whoever ran next paid for them). Needs root, `mkfs.ext4` and loop
+/// devices; the image is sparse, next to the directory.
+pub(crate) struct FreshExt4 {
+    dir: std::path::PathBuf,
+    image: std::path::PathBuf,
+}
+
+impl FreshExt4 {
+    /// Formats a sparse image of `size_mib` MiB and mounts it at `dir` (which must exist).
+    pub(crate) fn mount(dir: &std::path::Path, size_mib: u64) -> Result<FreshExt4, String> {
+        let image = dir.with_extension("ext4.img");
+        let file = std::fs::File::create(&image).map_err(|e| format!("create {}: {e}", image.display()))?;
+        file.set_len(size_mib << 20).map_err(|e| format!("size {}: {e}", image.display()))?;
+        drop(file);
+        let run = |program: &str, args: &[&std::ffi::OsStr]| -> Result<(), String> {
+            let out = std::process::Command::new(program)
+                .args(args)
+                .output()
+                .map_err(|e| format!("{program}: {e}"))?;
+            if out.status.success() {
+                Ok(())
+            } else {
+                Err(format!("{program}: {}", String::from_utf8_lossy(&out.stderr).trim()))
+            }
+        };
+        let fresh = run("mkfs.ext4", &["-q".as_ref(), "-F".as_ref(), image.as_os_str()])
+            .and_then(|()| run("mount", &["-o".as_ref(), "loop".as_ref(), image.as_os_str(), dir.as_os_str()]));
+        match fresh {
+            Ok(()) => Ok(FreshExt4 { dir: dir.to_owned(), image }),
+            Err(e) => {
+                let _ = std::fs::remove_file(&image);
+                Err(e)
+            }
+        }
+    }
+
+    /// Unmounts and removes the image (its files go with it, costing the next run nothing).
+    pub(crate) fn unmount(self) {
+        let _ = std::process::Command::new("umount").arg(&self.dir).status();
+        let _ = std::fs::remove_file(&self.image);
+    }
+}
