@@ -181,7 +181,9 @@ impl Store for FileStore {
             Some(BodyError::Interrupted) => !checked,
             Some(BodyError::Rejected) => false,
         };
-        if keep && !buf.is_empty() {
+        if keep && !buf.is_empty() && !self.inner.sync {
+            writer.write_last_here(buf.freeze()).await?;
+        } else if keep && !buf.is_empty() {
             writer.write(buf.freeze()).await?;
         }
         let (file, end) = writer.finish().await?;
