@@ -98,10 +98,7 @@ impl FreshExt4 {
         file.set_len(size_mib << 20).map_err(|e| format!("size {}: {e}", image.display()))?;
         drop(file);
         let run = |program: &str, args: &[&std::ffi::OsStr]| -> Result<(), String> {
-            let out = std::process::Command::new(program)
-                .args(args)
-                .output()
-                .map_err(|e| format!("{program}: {e}"))?;
+            let out = std::process::Command::new(program).args(args).output().map_err(|e| format!("{program}: {e}"))?;
             if out.status.success() {
                 Ok(())
             } else {

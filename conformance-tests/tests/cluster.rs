@@ -318,3 +318,44 @@ fn quota_counts_lost_with_redis_come_back_when_an_instance_starts() {
     assert!(refused.text().contains("uploads quota exceeded: limit 2, 0 left"), "{refused}");
     drop(a);
 }
+
+#[test]
+fn zero_byte_holdings_in_redis_grow_and_go_back() {
+    // Deferred-length uploads hold 0 bytes until bytes arrive, and final uploads hold 0 bytes
+    // for good: the scripts must grow and release such holdings (Redis refuses "-0").
+    let (_dir, key) = key_file(SECRET);
+    let c = cluster(&["--auth-jwt-key-file", &key, "--quota-uploads", "2", "--quota-bytes", "1000"]);
+    let auth = || bearer(SECRET, "alice");
+    let deferred = c.a.post().header("Upload-Defer-Length", "1").header("Authorization", auth()).body(b"").send();
+    deferred.expect_status(201);
+    let url = c.a.resolve(deferred.location());
+    // Bytes into a deferred upload grow its holding from 0, with and without a Content-Length.
+    Request::patch(&url, 0, b"hello").header("Authorization", auth()).send().expect_status(204);
+    let done = Request::patch(&url, 5, b" world").header("Authorization", auth()).header("Upload-Length", "11").send();
+    done.expect_status(204);
+    // A partial and a final over it: the final holds 0 bytes, and goes when assembled.
+    let partial =
+        c.b.post()
+            .headers(&[("Upload-Length", "3"), ("Upload-Concat", "partial")])
+            .header("Authorization", auth())
+            .body(b"")
+            .send();
+    partial.expect_status(201);
+    let partial_url = c.b.resolve(partial.location());
+    let path = format!("/{}", partial_url.splitn(4, '/').nth(3).unwrap());
+    let final_ =
+        c.b.post().header("Upload-Concat", format!("final;{path}")).header("Authorization", auth()).body(b"").send();
+    final_.expect_status(201);
+    let refused = c.a.post().header("Upload-Length", "1").header("Authorization", auth()).body(b"").send();
+    assert_eq!(refused.status, 413, "partial and final count as two: {refused}");
+    Request::patch(&partial_url, 0, b"abc").header("Authorization", auth()).send().expect_status(204);
+    let final_url = c.b.resolve(final_.location());
+    let assembled = poll(Duration::from_secs(10), || {
+        let res = Request::tus("HEAD", &final_url).header("Authorization", auth()).send();
+        (res.header("Upload-Offset") == Some("3")).then_some(res)
+    });
+    assert!(assembled.is_some(), "final never assembled");
+    for s in [&c.a, &c.b] {
+        s.post().header("Upload-Length", "1").header("Authorization", auth()).body(b"").send().expect_status(201);
+    }
+}

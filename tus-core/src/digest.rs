@@ -75,6 +75,9 @@ pub enum DigestError {
     /// A known algorithm's value is not a byte sequence of that algorithm's length.
     #[error("a {0} digest must be a byte sequence of {1} bytes")]
     Value(&'static str, usize),
+    /// A partial upload (concatenation) declared one: only the final's file is proven.
+    #[error("declare the file's digest on the final upload, not on a partial one")]
+    OnPartial,
     /// `Repr-Digest` and the metadata declare different values for one algorithm.
     #[error("two different digests declared for one algorithm")]
     Conflict,

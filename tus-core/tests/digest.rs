@@ -220,6 +220,16 @@ async fn malformed_digest_fields_are_400_and_unknown_algorithms_are_ignored() {
     )
     .await;
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    // A partial is never proven on its own (its final is): declaring there is refused.
+    let res = send(
+        &svc,
+        post(&[("upload-length", "31"), ("upload-concat", "partial"), ("repr-digest", &repr(DATA))])
+            .body(Full::default())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert!(text(res).await.contains("on the final upload"));
     // Only unknown algorithms: nothing to prove, nothing refused.
     let url = create(&svc, &[("upload-length", "31"), ("repr-digest", "unixsum=:AAAA:, id-sha-256=:AA==:")]).await;
     assert_eq!(append(&svc, &url, 0, DATA).await.status(), StatusCode::NO_CONTENT);

@@ -46,7 +46,8 @@ end
 redis.call('HSET', KEYS[1], 'owner', ARGV[1], ARGV[2], ARGV[3])
 redis.call('HINCRBY', KEYS[1], 'bytes', ARGV[3])
 if before then
-  redis.call('HINCRBY', KEYS[1], 'bytes', '-' .. before)
+  -- (Redis refuses '-0' as an integer.)
+  if before ~= '0' then redis.call('HINCRBY', KEYS[1], 'bytes', '-' .. before) end
   return {0, 1, had}
 end
 redis.call('HINCRBY', KEYS[1], 'uploads', 1)
@@ -59,7 +60,7 @@ const RELEASE: &str = r"
 local before = redis.call('HGET', KEYS[1], ARGV[1])
 if not before then return 0 end
 redis.call('HDEL', KEYS[1], ARGV[1])
-redis.call('HINCRBY', KEYS[1], 'bytes', '-' .. before)
+if before ~= '0' then redis.call('HINCRBY', KEYS[1], 'bytes', '-' .. before) end
 if redis.call('HINCRBY', KEYS[1], 'uploads', -1) <= 0 then redis.call('DEL', KEYS[1]) end
 return 1
 ";

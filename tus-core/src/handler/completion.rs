@@ -70,14 +70,26 @@ impl Inner {
         let mut mismatch = None;
         let proves = processed && !info.declared_digests.is_empty();
         if (proves || call.want_repr_digest) && !info.is_partial() && info.offset <= self.config.sync_verify_max {
-            info.digests = self.hash_stored(&info).await?;
-            if let Some(bad) = crate::digest::mismatch(&info.declared_digests, &info.digests) {
+            match self.hash_stored(&info).await {
+                Ok(digests) => info.digests = digests,
+                // Not lost: processing hashes it again, retrying.
+                Err(e) => tracing::warn!(upload = %info.id, error = %e, "could not hash the upload before answering"),
+            }
+            if proves
+                && !info.digests.is_empty()
+                && let Some(bad) = crate::digest::mismatch(&info.declared_digests, &info.digests)
+            {
                 let algorithm = bad.algorithm;
                 tracing::warn!(upload = %info.id, %algorithm, "stored file does not match its declared digest");
-                if let Some(recorder) = self.store.capabilities().record_state {
-                    recorder.set_state(&info.id, UploadState::Rejected, &info.digests).await?;
+                let recorded = match self.store.capabilities().record_state {
+                    Some(recorder) => recorder.set_state(&info.id, UploadState::Rejected, &info.digests).await,
+                    None => Ok(()),
+                };
+                match recorded {
+                    Ok(()) => info.state = Some(UploadState::Rejected),
+                    // Still `processing`: its processing finds the mismatch again and records it.
+                    Err(e) => tracing::warn!(upload = %info.id, error = %e, "could not record the rejection yet"),
                 }
-                info.state = Some(UploadState::Rejected);
                 let stored = crate::digest::repr_digest(&info.digests);
                 mismatch = Some(TusError::DigestMismatch { algorithm, stored });
             }
@@ -100,8 +112,12 @@ impl Inner {
             changes.header.insert(crate::headers::names::REPR_DIGEST.to_string(), value.to_owned());
         }
         if let Some(mismatch) = mismatch {
-            // The verdict is in: nothing left to process.
-            self.notify(HookType::PostFinish, &info, call);
+            if info.state == Some(UploadState::Rejected) {
+                // The verdict is in: nothing left to process.
+                self.notify(HookType::PostFinish, &info, call);
+            } else {
+                self.spawn_processing(info, call.clone());
+            }
             return Err(mismatch);
         }
         if processed {

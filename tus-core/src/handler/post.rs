@@ -112,6 +112,10 @@ impl Inner {
         call: &Call,
     ) -> Result<Created, TusError> {
         upload.declared_digests = declared_digests(headers, &upload.metadata)?;
+        // A partial is never inspected (its final is): a digest on it would never be proven.
+        if upload.concat.is_some() && !upload.declared_digests.is_empty() {
+            return Err(TusError::InvalidDigest(crate::digest::DigestError::OnPartial));
+        }
         match upload.length {
             Some(n) => self.check_length(n, upload.owner.as_deref())?,
             None if self.store.capabilities().defer_length.is_none() => return Err(TusError::NotImplemented),

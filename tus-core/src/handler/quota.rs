@@ -105,7 +105,9 @@ impl Inner {
         if info.length.is_some() || info.is_final() || self.config.quota.bytes.is_none() {
             return Ok((limit, false));
         }
-        let want = declared.unwrap_or(limit).min(limit);
+        // Never more than the whole quota: a shared book counts exactly only below 2^53.
+        let quota = self.config.quota.bytes.unwrap_or(u64::MAX);
+        let want = declared.unwrap_or(limit).min(limit).min(quota);
         match self.hold(owner, &info.id, info.offset.saturating_add(want), self.config.quota).await {
             Ok(_) => Ok((want, true)),
             // A body of unknown size takes what is left (the upload's own holding is its
