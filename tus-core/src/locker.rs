@@ -36,11 +36,12 @@ pub trait Locker: Send + Sync + fmt::Debug + 'static {
     /// Takes the lock of `id`, asking a current holder to release and waiting at most `wait`.
     async fn lock(&self, id: &UploadId, wait: Duration) -> Result<Box<dyn UploadLock>, LockError>;
 
-    /// Whether every holder of this locker's locks is a request of this process (an
-    /// in-process locker), so the handler's own bookkeeping tells whether an upload is locked
-    /// and a `HEAD` can skip the lock. Default `false` (a locker shared by several instances).
-    fn sees_every_holder(&self) -> bool {
-        false
+    /// Whether `id` is locked right now, if the locker can tell at no cost (an in-process
+    /// locker can; a shared one answers `None`). A `HEAD` of an upload nobody holds then skips
+    /// the lock. Default `None`.
+    fn is_held(&self, id: &UploadId) -> Option<bool> {
+        let _ = id;
+        None
     }
 }
 
@@ -119,8 +120,8 @@ impl fmt::Debug for MemoryLocker {
 
 #[async_trait]
 impl Locker for MemoryLocker {
-    fn sees_every_holder(&self) -> bool {
-        true
+    fn is_held(&self, id: &UploadId) -> Option<bool> {
+        self.inner.held.lock().ok().map(|held| held.contains_key(id))
     }
 
     async fn lock(&self, id: &UploadId, wait: Duration) -> Result<Box<dyn UploadLock>, LockError> {

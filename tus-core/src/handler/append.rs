@@ -161,9 +161,7 @@ impl Inner {
     ) -> Result<(UploadInfo, Option<TusError>), TusError> {
         let BodyFraming { checksum, checksum_trailer, .. } = framing;
         let outcome = BodyOutcome::default();
-        // Seen by HEADs of this upload while the body streams (see `head.rs`).
-        let progress = Arc::new(Progress::new());
-        let _live = self.live_append(&info.id, progress.clone());
+        let progress = Progress::new();
         let stop_upload = Arc::new(Notify::new());
         let all_or_nothing = checksum.is_some() || checksum_trailer;
         let rules = BodyRules {

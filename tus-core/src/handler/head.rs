@@ -1,13 +1,9 @@
 //! HEAD: where an upload stands (tus 1.0 core, with `Upload-Concat`, `Upload-Expires` and our
 //! `Upload-State`).
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
 
-use super::body::Progress;
 use super::hooks::Call;
 use super::response::{ResponseBody, set_repr_digest, tus_response};
 use super::{Inner, UPLOAD_STATE};
@@ -55,53 +51,17 @@ impl Inner {
     }
 }
 
-/// A PATCH that received bytes this recently is alive: a `HEAD` leaves it alone.
-const LIVE_APPEND_GRACE: Duration = Duration::from_secs(1);
-
 impl Inner {
     /// What a `HEAD` does before it reports the offset (both dialects). A HEAD usually means
-    /// the client lost its connection and is about to resume: a stale PATCH still holding the
-    /// upload is stopped (by taking its lock), and one whose body has ended is waited for, so
-    /// the offset reported is final. But a PATCH of this process whose bytes still flow is left
-    /// alone (a HEAD from a status poll or another
-    /// tab must not cut a live upload), and with a locker that sees every holder, an upload no
-    /// append of ours holds needs no lock at all (so HEADs of one upload never queue on it).
-    /// Returns whether it took the lock.
+    /// the client lost its connection and is about to resume: a request still holding the
+    /// upload is stopped (by taking its lock), so the offset reported is final. When the locker
+    /// can tell that nobody holds it, no lock is taken, so HEADs of one upload never queue on
+    /// it. Returns whether it took the lock.
     pub(super) async fn stop_stalled_append(&self, id: &UploadId) -> bool {
-        let live = self.live_appends.lock().ok().and_then(|appends| appends.get(id).cloned());
-        match live {
-            Some(progress) if progress.flowing(LIVE_APPEND_GRACE) => false,
-            None if self.locker.sees_every_holder() => false,
-            _ => {
-                drop(self.lock(id).await);
-                true
-            }
+        if self.locker.is_held(id) == Some(false) {
+            return false;
         }
-    }
-
-    /// Registers the body streaming into `id` for [`Self::stop_stalled_append`] until the
-    /// returned guard drops.
-    pub(super) fn live_append(&self, id: &UploadId, progress: Arc<Progress>) -> LiveAppend<'_> {
-        if let Ok(mut appends) = self.live_appends.lock() {
-            appends.insert(id.clone(), progress.clone());
-        }
-        LiveAppend { inner: self, id: id.clone(), progress }
-    }
-}
-
-/// An append registered with [`Inner::live_append`]; unregisters on drop.
-pub(super) struct LiveAppend<'a> {
-    inner: &'a Inner,
-    id: UploadId,
-    progress: Arc<Progress>,
-}
-
-impl Drop for LiveAppend<'_> {
-    fn drop(&mut self) {
-        if let Ok(mut appends) = self.inner.live_appends.lock()
-            && appends.get(&self.id).is_some_and(|p| Arc::ptr_eq(p, &self.progress))
-        {
-            appends.remove(&self.id);
-        }
+        drop(self.lock(id).await);
+        true
     }
 }
