@@ -307,10 +307,15 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
 /// The optional capabilities of a [`Store`], each a reference to the store as the trait that
 /// implements it. Build one with [`Capabilities::none`] and `with_…` calls:
 ///
-/// ```ignore
-/// fn capabilities(&self) -> Capabilities<'_> {
-///     Capabilities::none().with_terminate(self).with_defer_length(self)
+/// ```
+/// use tus_core::store::{Capabilities, DeferLength, Terminate};
+///
+/// // What a store's `fn capabilities(&self)` returns, with `self` for `store`.
+/// fn capabilities<S: Terminate + DeferLength>(store: &S) -> Capabilities<'_> {
+///     Capabilities::none().with_terminate(store).with_defer_length(store)
 /// }
+/// let store = tus_core::MemoryStore::new();
+/// assert_eq!(capabilities(&store).names(), ["terminate", "defer_length"]);
 /// ```
 #[derive(Clone, Copy, Default)]
 #[non_exhaustive]
