@@ -72,3 +72,13 @@ impl Inspect for InspectChain {
         Ok(Verdict::Clean)
     }
 }
+
+/// Whether the MIME type `mime` matches one of `patterns` (`type/subtype` or `type/*`, lower
+/// case): the one reading of a type allow-list, for checks after an upload and for signers
+/// that refuse a declared type up front.
+pub fn mime_matches(patterns: &[String], mime: &str) -> bool {
+    patterns.iter().any(|p| match p.strip_suffix("/*") {
+        Some(prefix) => mime.split('/').next() == Some(prefix),
+        None => p == mime,
+    })
+}

@@ -16,8 +16,8 @@ use tus_core::{CorsConfig, LocationStyle};
 
 use crate::ServerError;
 use crate::options::{
-    AuthOptions, CheckOptions, ClamdOptions, ClusterOptions, FsOptions, HookOptions, HookTransport, ListenOptions,
-    ProtocolOptions, S3Options, ServerOptions, SigningOptions, TlsOptions,
+    AuthOptions, CheckOptions, ClamdOptions, ClusterOptions, DirectOptions, FsOptions, HookOptions, HookTransport,
+    ListenOptions, PromoteOptions, ProtocolOptions, S3Options, ServerOptions, SigningOptions, TlsOptions,
 };
 
 /// A tus 1.0 resumable-upload server.
@@ -217,6 +217,33 @@ pub struct S3Args {
     /// room (their clients slowed by TCP flow control) instead of the server growing.
     #[arg(long, env = "TUS_S3_PART_MEMORY", default_value_t = S3Options::DEFAULT_PART_MEMORY)]
     pub s3_part_memory: u64,
+
+    /// Move clean uploads out of the object prefix (the temporary area) to this prefix, and
+    /// serve them only from there. Needs a check (--allowed-types, --clamd or --auth-*).
+    #[arg(long, env = "TUS_S3_PROMOTE_PREFIX", requires = "s3_bucket")]
+    pub s3_promote_prefix: Option<String>,
+
+    /// Promote clean uploads into this bucket (under --s3-promote-prefix, default none).
+    #[arg(long, env = "TUS_S3_PROMOTE_BUCKET", requires = "s3_bucket")]
+    pub s3_promote_bucket: Option<String>,
+
+    /// Serve the direct-to-S3 signing routes Uppy's @uppy/aws-s3 plugin calls (Companion's
+    /// API): the bytes go from the client to S3, the server signs, verifies and checks.
+    #[arg(long, env = "TUS_DIRECT_S3", requires = "s3_bucket")]
+    pub direct_s3: bool,
+
+    /// Where the direct-to-S3 routes are mounted (the plugin's `companionEndpoint` + `/s3`).
+    #[arg(long, env = "TUS_DIRECT_S3_PATH", default_value = "/s3", requires = "direct_s3")]
+    pub direct_s3_path: String,
+
+    /// Lifetime of the presigned URLs and POST policies the direct-to-S3 routes hand out.
+    #[arg(long, env = "TUS_DIRECT_S3_TTL", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub direct_s3_ttl: Duration,
+
+    /// Bearer token of `POST <direct-s3-path>/events` (S3 event notifications, AWS or MinIO
+    /// JSON); without it the route is off and single-request uploads are found by polling.
+    #[arg(long, env = "TUS_DIRECT_S3_EVENTS_TOKEN", requires = "direct_s3")]
+    pub direct_s3_events_token: Option<String>,
 }
 
 /// Hook events.
@@ -432,6 +459,15 @@ impl S3Args {
             part_size: self.s3_part_size,
             max_parts_in_flight: self.s3_max_parts_in_flight,
             part_memory: self.s3_part_memory,
+            promote: (self.s3_promote_prefix.is_some() || self.s3_promote_bucket.is_some()).then(|| PromoteOptions {
+                bucket: self.s3_promote_bucket.clone(),
+                prefix: self.s3_promote_prefix.clone().unwrap_or_default(),
+            }),
+            direct: self.direct_s3.then(|| DirectOptions {
+                path: self.direct_s3_path.clone(),
+                url_ttl: self.direct_s3_ttl,
+                events_token: self.direct_s3_events_token.clone(),
+            }),
         })
     }
 }

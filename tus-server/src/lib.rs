@@ -91,8 +91,14 @@ pub enum ServerError {
 pub async fn build_app(options: &ServerOptions) -> Result<App, ServerError> {
     let metrics = Metrics::new();
     let protocol = &options.protocol;
+    check_s3_options(options)?;
+    let mut s3_handle = None;
     let store: Arc<dyn Store> = match &options.s3 {
-        Some(s3) => s3_store(s3, protocol.max_size, &metrics)?,
+        Some(s3) => {
+            let (timed, handle) = s3_store(s3, protocol.max_size, &metrics)?;
+            s3_handle = Some(handle);
+            timed
+        }
         None => {
             let fs = FileStore::builder(&options.fs.upload_dir).sync(options.fs.sync).build()?;
             Arc::new(TimedStore::new(fs, metrics.clone()))
@@ -124,12 +130,108 @@ pub async fn build_app(options: &ServerOptions) -> Result<App, ServerError> {
     }
     builder = builder.cors(options.cors.clone());
     builder = with_pipeline(builder, options, &metrics)?;
-    Ok(App { tus: builder.build(), metrics, readiness: Readiness { store, backends } })
+    let tus = builder.build();
+    let direct = match (s3_handle, options.s3.as_ref().and_then(|s3| s3.direct.as_ref())) {
+        (Some(store), Some(direct)) => Some(direct_routes(store, tus.clone(), direct, &options.checks.allowed_types)?),
+        _ => None,
+    };
+    Ok(App { tus, metrics, readiness: Readiness { store, backends }, direct })
+}
+
+/// Whether finished uploads are checked (an inspector is installed): with an allow-list, a
+/// virus scanner, or authentication (whose tokens may carry their own allow-lists).
+fn checks_uploads(options: &ServerOptions) -> bool {
+    !options.checks.allowed_types.is_empty() || options.checks.clamd.is_some() || options.auth.is_some()
+}
+
+/// The S3 options that depend on others: promotion needs checks (only checked uploads are
+/// found clean), and the direct routes must not lie under the tus endpoint or over it.
+fn check_s3_options(options: &ServerOptions) -> Result<(), ServerError> {
+    let Some(s3) = &options.s3 else { return Ok(()) };
+    if s3.promote.is_some() && !checks_uploads(options) {
+        return Err(ServerError::Config(
+            "--s3-promote-prefix/--s3-promote-bucket promote uploads found clean, so they need a check: \
+             --allowed-types, --clamd or authentication"
+                .into(),
+        ));
+    }
+    if let Some(direct) = &s3.direct {
+        let base = options.protocol.base_path.trim_end_matches('/');
+        let path = direct.path.as_str();
+        let under = |a: &str, b: &str| a == b || a.starts_with(&format!("{b}/"));
+        if under(base, path) || under(path, base) || ["/metrics", "/health", "/ready"].iter().any(|p| under(p, path)) {
+            return Err(ServerError::Config(format!(
+                "--direct-s3-path {path:?} overlaps the tus endpoint {base:?} or an operational route"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The bare S3 store (for the direct routes) beside the timed one the service uses.
+#[cfg(feature = "s3")]
+type S3Handle = tus_store_s3::S3Store;
+#[cfg(not(feature = "s3"))]
+type S3Handle = std::convert::Infallible;
+
+/// The direct-to-S3 signing routes over `store`, finishing uploads through `tus`.
+#[cfg(feature = "s3")]
+fn direct_routes(
+    store: S3Handle,
+    tus: TusService,
+    direct: &options::DirectOptions,
+    allowed_types: &[String],
+) -> Result<Arc<dyn ops::SideRoutes>, ServerError> {
+    use tus_store_s3::direct::{DirectConfig, DirectUploads};
+    let config = DirectConfig {
+        base_path: direct.path.clone(),
+        url_ttl: direct.url_ttl,
+        allowed_types: allowed_types.to_vec(),
+        events_token: direct.events_token.clone(),
+        ..DirectConfig::default()
+    };
+    let routes = DirectUploads::new(store, tus, config).map_err(|e| ServerError::Config(e.to_string()))?;
+    Ok(Arc::new(DirectRoutes(routes)))
+}
+
+#[cfg(not(feature = "s3"))]
+fn direct_routes(
+    store: S3Handle,
+    _: TusService,
+    _: &options::DirectOptions,
+    _: &[String],
+) -> Result<Arc<dyn ops::SideRoutes>, ServerError> {
+    match store {}
+}
+
+/// [`tus_store_s3::direct::DirectUploads`] as routes of the server.
+#[cfg(feature = "s3")]
+#[derive(Debug)]
+struct DirectRoutes(tus_store_s3::direct::DirectUploads);
+
+#[cfg(feature = "s3")]
+#[async_trait::async_trait]
+impl ops::SideRoutes for DirectRoutes {
+    fn serves(&self, path: &str) -> bool {
+        self.0.serves(path)
+    }
+
+    async fn handle(&self, req: http::Request<hyper::body::Incoming>) -> http::Response<tus_core::ResponseBody> {
+        self.0.handle(req).await
+    }
+
+    fn background(&self) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(self.0.sweeper())
+    }
 }
 
 /// The S3 store `s3` describes (`max_size`: the server's `--max-size`), timed.
 #[cfg(feature = "s3")]
-fn s3_store(s3: &S3Options, max_size: Option<u64>, metrics: &Arc<Metrics>) -> Result<Arc<dyn Store>, ServerError> {
+fn s3_store(
+    s3: &S3Options,
+    max_size: Option<u64>,
+    metrics: &Arc<Metrics>,
+) -> Result<(Arc<dyn Store>, S3Handle), ServerError> {
     use tus_store_s3::S3Store;
     let mut builder = S3Store::builder(&s3.bucket)
         .object_prefix(s3.object_prefix.clone())
@@ -147,12 +249,15 @@ fn s3_store(s3: &S3Options, max_size: Option<u64>, metrics: &Arc<Metrics>) -> Re
         // Deferred-length uploads then plan their parts for this size, not S3's 5 TiB.
         builder = builder.max_object_size(max.clamp(1, tus_store_s3::MAX_OBJECT_SIZE));
     }
+    if let Some(promote) = &s3.promote {
+        builder = builder.promote_to(promote.bucket.clone(), promote.prefix.clone());
+    }
     let store = builder.build().map_err(|e| ServerError::Config(e.to_string()))?;
-    Ok(Arc::new(TimedStore::new(store, metrics.clone())))
+    Ok((Arc::new(TimedStore::new(store.clone(), metrics.clone())), store))
 }
 
 #[cfg(not(feature = "s3"))]
-fn s3_store(_: &S3Options, _: Option<u64>, _: &Arc<Metrics>) -> Result<Arc<dyn Store>, ServerError> {
+fn s3_store(_: &S3Options, _: Option<u64>, _: &Arc<Metrics>) -> Result<(Arc<dyn Store>, S3Handle), ServerError> {
     Err(ServerError::Config(
         "S3 storage (--s3-bucket / TUS_S3_BUCKET) needs tus-server built with the `s3` cargo feature".into(),
     ))
@@ -210,8 +315,7 @@ fn with_pipeline(
     builder = builder.hooks(MetricsHooks::new(metrics.clone(), transport));
     let checks = &options.checks;
     // With authentication, a token's allowed_types is checked after every upload too.
-    let checks_types = !checks.allowed_types.is_empty() || options.auth.is_some();
-    if checks_types || checks.clamd.is_some() {
+    if checks_uploads(options) {
         let mut chain = InspectChain::new().then(scan::ContentCheck::new(checks.allowed_types.clone()));
         if let Some(clamd) = &checks.clamd {
             chain = chain.then(scan::ClamdScanner::new(clamd.address.clone(), clamd.max_stream, clamd.timeout));
@@ -302,6 +406,9 @@ pub async fn serve(
         } else {
             tokio::spawn(reconcile);
         }
+    }
+    if let Some(direct) = &app.direct {
+        tokio::spawn(direct.background());
     }
     // In the background: it lists every finished upload still awaiting a verdict.
     let tus = app.tus.clone();

@@ -1,6 +1,7 @@
 //! The HTTP application the binary serves: the tus service plus `/metrics`, `/health` and
 //! `/ready`, with per-request metrics and the client's address for hooks.
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -49,6 +50,17 @@ impl Readiness {
     }
 }
 
+/// Routes served beside the tus endpoint, by path: the direct-to-S3 signing API.
+#[async_trait::async_trait]
+pub trait SideRoutes: std::fmt::Debug + Send + Sync {
+    /// Whether `path` is one of these routes.
+    fn serves(&self, path: &str) -> bool;
+    /// Handles one request to them.
+    async fn handle(&self, req: Request<Incoming>) -> Response<ResponseBody>;
+    /// Background work the routes need while the server runs (spawned once by [`crate::serve`]).
+    fn background(&self) -> Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+}
+
 /// The tus service with the operational endpoints next to it.
 #[derive(Debug, Clone)]
 pub struct App {
@@ -58,6 +70,8 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     /// Readiness probe.
     pub readiness: Readiness,
+    /// The direct-to-S3 signing routes, when on.
+    pub direct: Option<Arc<dyn SideRoutes>>,
 }
 
 impl App {
@@ -84,6 +98,21 @@ impl App {
         }
         req.extensions_mut().insert(RemoteAddr(peer));
         let method = req.method().clone();
+        if let Some(direct) = self.direct.as_ref().filter(|d| d.serves(req.uri().path())) {
+            let version = req.version();
+            let mut res = direct.handle(req).await;
+            let code = res.extensions().get::<ErrorCode>().map(|c| c.0);
+            self.metrics.request(&method, res.status(), code);
+            // Uppy's S3 plugin shows a failed request's status text, not its body: the
+            // refusal's message goes into the HTTP/1.1 reason phrase too.
+            let message = res.extensions().get::<tus_core::handler::RefusalMessage>().map(|m| m.0.clone());
+            if let (Some(message), http::Version::HTTP_11 | http::Version::HTTP_10) = (message, version)
+                && let Ok(phrase) = hyper::ext::ReasonPhrase::try_from(message.into_bytes())
+            {
+                res.extensions_mut().insert(phrase);
+            }
+            return res;
+        }
         // A guard, so the gauge also comes down when hyper drops this future (client gone).
         let _in_flight = (method == Method::PATCH).then(|| InFlight::new(&self.metrics.patches_in_flight));
         let res = match self.tus.clone().call(req).await {

@@ -177,6 +177,38 @@ pub struct S3Options {
     pub max_parts_in_flight: usize,
     /// Memory for part buffers across all uploads, in bytes.
     pub part_memory: u64,
+    /// Where clean uploads are moved out of the object prefix to (needs a check configured:
+    /// only checked uploads are found clean); `None`: they stay where they were uploaded.
+    pub promote: Option<PromoteOptions>,
+    /// The direct-to-S3 signing routes (Uppy's `@uppy/aws-s3` with Companion's API); `None`:
+    /// off.
+    pub direct: Option<DirectOptions>,
+}
+
+/// The production area clean uploads are promoted to (`--s3-promote-*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PromoteOptions {
+    /// Another bucket; `None`: the upload bucket.
+    pub bucket: Option<String>,
+    /// The key prefix there.
+    pub prefix: String,
+}
+
+/// The direct-to-S3 signing routes (`--direct-s3*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectOptions {
+    /// Where the routes are mounted (`/s3`, as Companion's).
+    pub path: String,
+    /// Lifetime of presigned URLs and POST policies.
+    pub url_ttl: Duration,
+    /// Bearer token of the S3 event notification route; `None`: the route is off.
+    pub events_token: Option<String>,
+}
+
+impl Default for DirectOptions {
+    fn default() -> Self {
+        DirectOptions { path: "/s3".into(), url_ttl: Duration::from_secs(300), events_token: None }
+    }
 }
 
 impl S3Options {
@@ -198,6 +230,8 @@ impl S3Options {
             part_size: Self::DEFAULT_PART_SIZE,
             max_parts_in_flight: Self::DEFAULT_MAX_PARTS_IN_FLIGHT,
             part_memory: Self::DEFAULT_PART_MEMORY,
+            promote: None,
+            direct: None,
         }
     }
 }

@@ -82,13 +82,7 @@ impl ContentCheck {
     }
 }
 
-/// Whether `mime` matches one of `patterns` (`type/subtype` or `type/*`, lower case).
-fn matches_any(patterns: &[String], mime: &str) -> bool {
-    patterns.iter().any(|p| match p.strip_suffix("/*") {
-        Some(prefix) => mime.split('/').next() == Some(prefix),
-        None => p == mime,
-    })
-}
+use tus_core::inspect::mime_matches as matches_any;
 
 #[async_trait]
 impl Inspect for ContentCheck {

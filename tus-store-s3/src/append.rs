@@ -45,6 +45,9 @@ impl Inner {
         // an upload found complete the tail was fetched for nothing; that is rare.)
         let (live, tail) = tokio::join!(self.live(id), self.bucket.get_small(&tail_key));
         let live = live?;
+        if live.direct.is_some() {
+            return Err(Error::Conflict(format!("upload {id} arrives directly in S3, not through PATCH")));
+        }
         let upload_id = match (&live.multipart_upload_id, live.completed) {
             (Some(upload_id), false) => upload_id.clone(),
             _ if live.upload.length == Some(offset) => return Ok(offset),

@@ -16,7 +16,7 @@ use tus_core::store::StoreError;
 
 use crate::S3Store;
 use crate::error::Error;
-use crate::layout::Inner;
+use crate::layout::{Inner, Promotion};
 use crate::limits::{MAX_OBJECT_SIZE, MAX_PART_SIZE, MIB, MIN_PART_SIZE};
 use crate::ops::Bucket;
 use crate::upload;
@@ -45,6 +45,7 @@ pub struct S3StoreBuilder {
     credentials: Option<Credentials>,
     staging_dir: Option<PathBuf>,
     part_memory: u64,
+    promote: Option<(Option<String>, String)>,
 }
 
 impl fmt::Debug for S3StoreBuilder {
@@ -128,6 +129,15 @@ impl S3StoreBuilder {
         self
     }
 
+    /// Promotes every upload found clean out of the object prefix (the temporary area) to
+    /// `<prefix><id>`, in `bucket` (`None`: the store's own bucket): copied, recorded, then
+    /// deleted from the temporary area. From then on it is read and presigned only there.
+    /// Needs an inspector on the service (only inspected uploads are found clean). Default: off.
+    pub fn promote_to(mut self, bucket: Option<String>, prefix: impl Into<String>) -> Self {
+        self.promote = Some((bucket, prefix.into()));
+        self
+    }
+
     /// Where checksummed bodies over 1 MiB are staged (default: the system temp directory).
     pub fn staging_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.staging_dir = Some(dir.into());
@@ -167,8 +177,8 @@ impl S3StoreBuilder {
         };
         let mut config = aws_sdk_s3::Config::builder()
             .behavior_version(BehaviorVersion::latest())
-            .region(Region::new(region))
-            .credentials_provider(credentials)
+            .region(Region::new(region.clone()))
+            .credentials_provider(credentials.clone())
             .force_path_style(self.force_path_style)
             .retry_config(RetryConfig::standard().with_max_attempts(3))
             .timeout_config(TimeoutConfig::builder().connect_timeout(Duration::from_secs(10)).build())
@@ -185,6 +195,24 @@ impl S3StoreBuilder {
             config = config.endpoint_url(endpoint);
         }
         let client = aws_sdk_s3::Client::from_conf(config.build());
+        let promotion = match self.promote {
+            None => None,
+            Some((bucket, prefix)) => {
+                let bucket = bucket.unwrap_or_else(|| self.bucket.clone());
+                // The temporary area is listed by prefix: a production area inside it would
+                // be listed (and expired) with it, and one equal to it promotes nothing.
+                if bucket == self.bucket && prefix.starts_with(&self.prefix) {
+                    return Err(Error::Config(format!(
+                        "the promotion prefix {prefix:?} must lie outside the object prefix {:?} in the same bucket",
+                        self.prefix
+                    )));
+                }
+                Some(Promotion {
+                    bucket: Bucket { client: client.clone(), name: bucket, timeout: self.request_timeout },
+                    prefix,
+                })
+            }
+        };
         let staging_dir = self.staging_dir.unwrap_or_else(std::env::temp_dir);
         Ok(S3Store {
             inner: Arc::new(Inner {
@@ -195,6 +223,9 @@ impl S3StoreBuilder {
                 max_object_size: self.max_object_size,
                 staging_dir,
                 part_memory: upload::PartMemory::new(self.part_memory),
+                credentials,
+                region,
+                promotion,
             }),
         })
     }
@@ -236,6 +267,7 @@ impl S3Store {
             credentials: None,
             staging_dir: None,
             part_memory: DEFAULT_PART_MEMORY,
+            promote: None,
         }
     }
 }

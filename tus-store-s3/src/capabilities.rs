@@ -13,7 +13,7 @@ use tus_core::store::{
 use crate::S3Store;
 use crate::error::Error;
 use crate::limits::MAX_OBJECT_SIZE;
-use crate::state::{InfoObject, Stored};
+use crate::state::{InfoObject, ObjectLocation, Stored};
 use tus_core::digest::Digest;
 
 #[async_trait]
@@ -31,6 +31,22 @@ impl RecordState for S3Store {
         live.upload.state = Some(state);
         if !digests.is_empty() {
             live.upload.digests = digests.to_vec();
+        }
+        let promote = match &inner.promotion {
+            Some(p) if state == UploadState::Clean && live.promoted.is_none() && !live.upload.is_partial() => Some(p),
+            _ => None,
+        };
+        if let Some(promotion) = promote {
+            // Copy, record, then delete: a crash in between leaves a copy behind, never an
+            // upload without its bytes; a retry copies again.
+            let (data_key, target) = (inner.data_key(id), format!("{}{id}", promotion.prefix));
+            let len = live.upload.length.unwrap_or(0);
+            inner.copy_object_to(&promotion.bucket, &data_key, &target, len).await?;
+            live.promoted = Some(ObjectLocation { bucket: promotion.bucket.name.clone(), key: target });
+            inner.write_info(id, &InfoObject::Live(live), false).await?;
+            inner.bucket.delete(&data_key).await?;
+            tracing::info!(upload = %id, "clean upload promoted out of the temporary area");
+            return Ok(());
         }
         inner.write_info(id, &InfoObject::Live(live), false).await?;
         Ok(())
@@ -72,6 +88,9 @@ impl Terminate for S3Store {
         inner.bucket.delete(&data_key).await?;
         inner.bucket.delete(&inner.tail_key(id)).await?;
         inner.bucket.delete(&inner.quarantine_key(id)).await?;
+        if let Some(promoted) = &live.promoted {
+            inner.bucket_of(promoted).delete(&promoted.key).await?;
+        }
         Ok(())
     }
 }

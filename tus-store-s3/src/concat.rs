@@ -10,26 +10,32 @@ use tus_core::store::UploadInfo;
 use crate::error::Error;
 use crate::layout::Inner;
 use crate::limits::{MAX_OBJECT_SIZE, MAX_PART_SIZE, MAX_PARTS, MIN_PART_SIZE};
-use crate::ops::object_chunks;
+use crate::ops::{Bucket, object_chunks};
 use crate::state::InfoObject;
 use crate::upload::{Input, Outcome, StreamEnd};
 
 impl Inner {
-    /// Copies a finished object of `len` bytes: CopyObject up to 5 GiB, a multipart copy
-    /// beyond.
+    /// Copies a finished object of `len` bytes within the bucket: CopyObject up to 5 GiB, a
+    /// multipart copy beyond.
     pub(crate) async fn copy_object(&self, source: &str, target: &str, len: u64) -> Result<(), Error> {
+        self.copy_object_to(&self.bucket, source, target, len).await
+    }
+
+    /// [`Self::copy_object`] into the bucket `to` (the store's own, or the promotion bucket).
+    pub(crate) async fn copy_object_to(&self, to: &Bucket, source: &str, target: &str, len: u64) -> Result<(), Error> {
+        let from = &self.bucket.name;
         if len <= MAX_PART_SIZE {
-            return self.bucket.copy(source, target, len).await;
+            return to.copy(from, source, target, len).await;
         }
-        let upload_id = self.bucket.create_multipart(target).await?;
+        let upload_id = to.create_multipart(target).await?;
         let pieces = copy_plan(&[(source.to_owned(), len)]).unwrap_or_default();
         let mut parts = Vec::with_capacity(pieces.len());
         for (i, (source, start, end)) in pieces.into_iter().enumerate() {
             let number = i as i32 + 1;
-            let etag = self.bucket.upload_part_copy(target, &upload_id, number, &source, start, end).await?;
+            let etag = to.upload_part_copy(target, &upload_id, number, from, &source, start, end).await?;
             parts.push(CompletedPart::builder().part_number(number).set_e_tag(etag).build());
         }
-        self.bucket.complete(target, &upload_id, parts).await
+        to.complete(target, &upload_id, parts).await
     }
 
     /// The bytes of finished uploads, one after the other, streamed.
@@ -90,7 +96,8 @@ impl Inner {
                 let (bucket, key, upload_id) = (self.bucket.clone(), data_key.clone(), upload_id.clone());
                 let number = i as i32 + 1;
                 in_flight.spawn(async move {
-                    let etag = bucket.upload_part_copy(&key, &upload_id, number, &source, start, end).await?;
+                    let etag =
+                        bucket.upload_part_copy(&key, &upload_id, number, &bucket.name, &source, start, end).await?;
                     Ok::<_, Error>((number, etag))
                 });
             }

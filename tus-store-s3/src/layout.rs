@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use tus_core::UploadId;
 
 use crate::ops::Bucket;
+use crate::state::ObjectLocation;
 use crate::upload;
 
 /// What every handle of an [`S3Store`](crate::S3Store) shares: the bucket and the settings.
@@ -18,6 +19,18 @@ pub(crate) struct Inner {
     pub(crate) max_object_size: u64,
     pub(crate) staging_dir: PathBuf,
     pub(crate) part_memory: upload::PartMemory,
+    /// The client's credentials and region, for signing POST policies.
+    pub(crate) credentials: aws_sdk_s3::config::SharedCredentialsProvider,
+    pub(crate) region: String,
+    /// Where clean uploads are promoted to, if anywhere.
+    pub(crate) promotion: Option<Promotion>,
+}
+
+/// The production area clean uploads are moved to: `<prefix><id>` in `bucket`.
+#[derive(Debug)]
+pub(crate) struct Promotion {
+    pub(crate) bucket: Bucket,
+    pub(crate) prefix: String,
 }
 
 impl Inner {
@@ -32,5 +45,14 @@ impl Inner {
     }
     pub(crate) fn quarantine_key(&self, id: &UploadId) -> String {
         format!("{}quarantine/{id}", self.prefix)
+    }
+
+    /// The bucket handle of `location` (the store's own, the promotion bucket, or another).
+    pub(crate) fn bucket_of(&self, location: &ObjectLocation) -> Bucket {
+        match &self.promotion {
+            _ if location.bucket == self.bucket.name => self.bucket.clone(),
+            Some(p) if location.bucket == p.bucket.name => p.bucket.clone(),
+            _ => Bucket { name: location.bucket.clone(), ..self.bucket.clone() },
+        }
     }
 }

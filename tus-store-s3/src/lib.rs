@@ -88,6 +88,7 @@ mod builder;
 mod capabilities;
 mod compat;
 mod concat;
+pub mod direct;
 mod error;
 mod layout;
 mod limits;

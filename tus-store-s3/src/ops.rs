@@ -43,6 +43,7 @@ pub(crate) struct Head {
     pub(crate) size: u64,
     pub(crate) modified: Option<SystemTime>,
     pub(crate) marker: Marker,
+    pub(crate) etag: Option<String>,
 }
 
 /// An object key with its LastModified time, from a listing.
@@ -119,6 +120,7 @@ impl Bucket {
                     size: out.content_length().unwrap_or(0).max(0) as u64,
                     modified: system_time(out.last_modified()),
                     marker: marker_from(out.metadata()),
+                    etag: out.e_tag().map(str::to_owned),
                 })),
                 Err(e) => {
                     let e = Error::s3("HeadObject", key, e);
@@ -191,15 +193,16 @@ impl Bucket {
         .await
     }
 
-    /// CopyObject within the bucket (sources up to 5 GiB).
-    pub(crate) async fn copy(&self, source_key: &str, key: &str, len: u64) -> Result<(), Error> {
+    /// CopyObject into this bucket of `source_key` in the bucket `source_bucket` (sources up
+    /// to 5 GiB).
+    pub(crate) async fn copy(&self, source_bucket: &str, source_key: &str, key: &str, len: u64) -> Result<(), Error> {
         let limit = self.transfer_limit(len);
         self.timed("CopyObject", key, limit, async {
             self.client
                 .copy_object()
                 .bucket(&self.name)
                 .key(key)
-                .copy_source(format!("{}/{}", self.name, source_key))
+                .copy_source(format!("{source_bucket}/{source_key}"))
                 .send()
                 .await
                 .map(drop)
@@ -256,12 +259,15 @@ impl Bucket {
         .await
     }
 
-    /// UploadPartCopy of bytes `start..end` of `source_key` (same bucket); returns the ETag.
+    /// UploadPartCopy of bytes `start..end` of `source_key` in the bucket `source_bucket`;
+    /// returns the ETag.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn upload_part_copy(
         &self,
         key: &str,
         upload_id: &str,
         number: i32,
+        source_bucket: &str,
         source_key: &str,
         start: u64,
         end: u64,
@@ -275,7 +281,7 @@ impl Bucket {
                 .key(key)
                 .upload_id(upload_id)
                 .part_number(number)
-                .copy_source(format!("{}/{}", self.name, source_key))
+                .copy_source(format!("{source_bucket}/{source_key}"))
                 .copy_source_range(format!("bytes={}-{}", start, end - 1))
                 .send()
                 .await

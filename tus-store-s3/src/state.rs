@@ -31,6 +31,33 @@ pub(crate) struct LiveInfo {
     pub(crate) multipart_upload_id: Option<String>,
     /// The multipart upload was completed into the object `<prefix><id>`.
     pub(crate) completed: bool,
+    /// The bytes arrive straight from the client through presigned URLs (see
+    /// [`crate::direct`]), never through tus appends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) direct: Option<DirectKind>,
+    /// Where the object was promoted to once it was found clean (it is served only from there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) promoted: Option<ObjectLocation>,
+}
+
+/// How a direct upload's bytes arrive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum DirectKind {
+    /// Parts uploaded to presigned UploadPart URLs, completed through the server.
+    Multipart,
+    /// One presigned POST (policy) of the whole object; found by HeadObject or an S3 event.
+    Single {
+        /// When the presigned POST stops being accepted.
+        until: SystemTime,
+    },
+}
+
+/// An object in a bucket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ObjectLocation {
+    pub(crate) bucket: String,
+    pub(crate) key: String,
 }
 
 /// An unfinished upload as S3 holds it.

@@ -18,7 +18,7 @@ use crate::error::Error;
 use crate::layout::Inner;
 use crate::limits::{MAX_OBJECT_SIZE, MAX_PRESIGNED_LIFETIME};
 use crate::ops::object_chunks;
-use crate::state::{InfoObject, LiveInfo};
+use crate::state::{InfoObject, LiveInfo, ObjectLocation};
 use crate::upload;
 
 /// Uploads as S3 multipart uploads. See the crate docs for the layout.
@@ -58,14 +58,18 @@ impl S3Store {
         if !info.is_complete() || info.state == Some(UploadState::Quarantined) {
             return Err(Error::Conflict(format!("upload {id} is not finished or quarantined")).into());
         }
-        let key = self.inner.data_key(id);
+        let inner = &self.inner;
+        let location = match inner.live(id).await?.promoted {
+            Some(promoted) => promoted,
+            None => ObjectLocation { bucket: inner.bucket.name.clone(), key: inner.data_key(id) },
+        };
+        let key = location.key;
         let config = PresigningConfig::expires_in(expires_in).map_err(|e| Error::Config(e.to_string()))?;
-        let presigned = self
-            .inner
+        let presigned = inner
             .bucket
             .client
             .get_object()
-            .bucket(&self.inner.bucket.name)
+            .bucket(&location.bucket)
             .key(&key)
             .presigned(config)
             .await
@@ -89,7 +93,8 @@ impl Store for S3Store {
         let complete_now = info.length == Some(0) && !info.is_final();
         let multipart_upload_id =
             if complete_now { None } else { Some(inner.bucket.create_multipart(&inner.data_key(&id)).await?) };
-        let live = LiveInfo { upload: info.clone(), multipart_upload_id, completed: false };
+        let live =
+            LiveInfo { upload: info.clone(), multipart_upload_id, completed: false, direct: None, promoted: None };
         match inner.write_info(&id, &InfoObject::Live(live.clone()), true).await {
             Err(e) if e.is_precondition_failed() => {
                 if let Some(upload_id) = &live.multipart_upload_id {
@@ -143,6 +148,11 @@ impl Store for S3Store {
                 let live = inner.live(id).await?;
                 if live.upload.state == Some(UploadState::Quarantined) {
                     return Err(Error::Conflict(format!("upload {id} is quarantined")).into());
+                }
+                if let Some(promoted) = &live.promoted {
+                    let body = inner.bucket_of(promoted).get_range(&promoted.key, range.start, range.end).await?;
+                    let stream = object_chunks(promoted.key.clone(), body).map(|r| r.map_err(StoreError::from));
+                    return Ok(Box::pin(stream));
                 }
                 let stored = match live.completed {
                     false => inner.stored(id, &live).await?,

@@ -68,7 +68,7 @@ impl CorsConfig {
     }
 
     /// Adds the CORS headers `res` needs for a request with `headers` and `method`.
-    pub(crate) fn apply(&self, method: &Method, headers: &HeaderMap, res: &mut Response<ResponseBody>) {
+    pub fn apply(&self, method: &Method, headers: &HeaderMap, res: &mut Response<ResponseBody>) {
         let Some(origin) = headers.get(header::ORIGIN) else { return };
         let h = res.headers_mut();
         h.append(header::VARY, HeaderValue::from_static("Origin"));

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use http::Request;
 use http::header::{AUTHORIZATION, COOKIE, HeaderName};
 
-use super::{Inner, RequestBody};
+use super::Inner;
 use crate::auth::Principal;
 use crate::error::TusError;
 use crate::hooks::{EventDetails, HookEvent, HookHttpRequest, HookResponse, HookType, HookUpload, RemoteAddr};
@@ -46,7 +46,7 @@ impl Inner {
     /// The request a hook event reports: empty unless a hook receiver is configured that wants
     /// it ([`crate::Hooks::wants_http_request`]), and without `Authorization` and `Cookie` when
     /// an authorizer is configured.
-    pub(crate) fn hook_request(&self, req: &Request<RequestBody>, method: &http::Method) -> HookHttpRequest {
+    pub(crate) fn hook_request<B>(&self, req: &Request<B>, method: &http::Method) -> HookHttpRequest {
         if !self.hooks.as_ref().is_some_and(|h| h.wants_http_request()) {
             return HookHttpRequest::default();
         }

@@ -31,6 +31,7 @@ mod config;
 mod cors;
 mod delete;
 mod expiry;
+mod external;
 mod get;
 mod head;
 mod hooks;
@@ -44,6 +45,7 @@ mod request;
 mod response;
 mod url;
 mod verify;
+pub use external::{Caller, RefusalMessage};
 pub use verify::SYNC_VERIFY_MAX;
 
 use std::collections::{HashMap, HashSet};

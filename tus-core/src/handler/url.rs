@@ -5,7 +5,7 @@ use http::Request;
 use http::header::{self, HeaderMap};
 
 use super::hooks::Call;
-use super::{Inner, LocationStyle, RequestBody};
+use super::{Inner, LocationStyle};
 use crate::id::UploadId;
 
 impl Inner {
@@ -20,7 +20,7 @@ impl Inner {
 
     /// `scheme://host` the client addressed: from `Host` (or the URI's authority), or, when
     /// trusted, from the proxy's `Forwarded` / `X-Forwarded-*` headers.
-    pub(super) fn request_origin(&self, req: &Request<RequestBody>) -> Option<String> {
+    pub(super) fn request_origin<B>(&self, req: &Request<B>) -> Option<String> {
         let headers = req.headers();
         if self.config.trust_forwarded
             && let Some((proto, host)) = forwarded_origin(headers)
