@@ -61,6 +61,9 @@ pub enum TusError {
     /// PATCH (or a creation body) against a final upload.
     #[error("final uploads cannot be modified")]
     ModifyFinal,
+    /// PATCH of an upload whose bytes arrive in the storage directly (not through tus).
+    #[error("this upload's bytes are uploaded to the storage directly, not with PATCH")]
+    NotAppendable,
     /// The body did not match `Upload-Checksum`.
     #[error("checksum mismatch")]
     ChecksumMismatch,
@@ -160,7 +163,7 @@ impl TusError {
             SizeExceeded | QuotaExceeded(_) => 413,
             NotFound => 404,
             Gone => 410,
-            ModifyFinal => 403,
+            ModifyFinal | NotAppendable => 403,
             ChecksumMismatch | DigestMismatch { .. } => CHECKSUM_MISMATCH,
             InvalidDigest(_) => 400,
             Locked => 423,
@@ -203,6 +206,7 @@ impl TusError {
             NotFound => "ERR_UPLOAD_NOT_FOUND",
             Gone => "ERR_UPLOAD_GONE",
             ModifyFinal => "ERR_MODIFY_FINAL",
+            NotAppendable => "ERR_UPLOAD_NOT_APPENDABLE",
             ChecksumMismatch => "ERR_CHECKSUM_MISMATCH",
             InvalidDigest(_) => "ERR_INVALID_DIGEST",
             DigestMismatch { .. } => "ERR_DIGEST_MISMATCH",
@@ -257,6 +261,7 @@ impl From<StoreError> for TusError {
             StoreError::NotFound => TusError::NotFound,
             StoreError::Gone => TusError::Gone,
             StoreError::NotSupported { .. } => TusError::NotImplemented,
+            StoreError::NotAppendable(_) => TusError::NotAppendable,
             other => TusError::Store(other),
         }
     }

@@ -243,6 +243,10 @@ pub enum StoreError {
     /// upload whose partial was terminated).
     #[error("{0}")]
     Conflict(String),
+    /// The upload takes no bytes through this service: they arrive in the storage directly
+    /// (a direct-to-S3 upload). Rendered as `403`, like a final upload's PATCH.
+    #[error("{0}")]
+    NotAppendable(String),
     /// Anything else: I/O, network, corrupt state.
     #[error("{store} store error: {source}")]
     Generic {

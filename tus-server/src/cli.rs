@@ -244,6 +244,11 @@ pub struct S3Args {
     /// JSON); without it the route is off and single-request uploads are found by polling.
     #[arg(long, env = "TUS_DIRECT_S3_EVENTS_TOKEN", requires = "direct_s3")]
     pub direct_s3_events_token: Option<String>,
+
+    /// How often the objects of signed single-request uploads are looked for (HeadObject),
+    /// until their POST policies expire.
+    #[arg(long, env = "TUS_DIRECT_S3_SWEEP_INTERVAL", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub direct_s3_sweep_interval: Duration,
 }
 
 /// Hook events.
@@ -467,6 +472,7 @@ impl S3Args {
                 path: self.direct_s3_path.clone(),
                 url_ttl: self.direct_s3_ttl,
                 events_token: self.direct_s3_events_token.clone(),
+                sweep_interval: self.direct_s3_sweep_interval,
             }),
         })
     }

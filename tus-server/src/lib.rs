@@ -188,7 +188,7 @@ fn direct_routes(
         url_ttl: direct.url_ttl,
         allowed_types: allowed_types.to_vec(),
         events_token: direct.events_token.clone(),
-        ..DirectConfig::default()
+        sweep_interval: direct.sweep_interval,
     };
     let routes = DirectUploads::new(store, tus, config).map_err(|e| ServerError::Config(e.to_string()))?;
     Ok(Arc::new(DirectRoutes(routes)))

@@ -203,11 +203,18 @@ pub struct DirectOptions {
     pub url_ttl: Duration,
     /// Bearer token of the S3 event notification route; `None`: the route is off.
     pub events_token: Option<String>,
+    /// How often issued single-request uploads are looked for.
+    pub sweep_interval: Duration,
 }
 
 impl Default for DirectOptions {
     fn default() -> Self {
-        DirectOptions { path: "/s3".into(), url_ttl: Duration::from_secs(300), events_token: None }
+        DirectOptions {
+            path: "/s3".into(),
+            url_ttl: Duration::from_secs(300),
+            events_token: None,
+            sweep_interval: Duration::from_secs(2),
+        }
     }
 }
 

@@ -46,7 +46,7 @@ impl Inner {
         let (live, tail) = tokio::join!(self.live(id), self.bucket.get_small(&tail_key));
         let live = live?;
         if live.direct.is_some() {
-            return Err(Error::Conflict(format!("upload {id} arrives directly in S3, not through PATCH")));
+            return Err(Error::NotAppendable(id.clone()));
         }
         let upload_id = match (&live.multipart_upload_id, live.completed) {
             (Some(upload_id), false) => upload_id.clone(),

@@ -31,6 +31,9 @@ pub(crate) enum Error {
     AlreadyExists,
     #[error("{0}")]
     Conflict(String),
+    /// A direct upload: its bytes go to S3 through presigned URLs, not through appends.
+    #[error("upload {0} arrives in S3 directly")]
+    NotAppendable(tus_core::UploadId),
     /// No room for another part buffer within the time limit (see `S3StoreBuilder::part_memory`).
     #[error("no part memory free within {secs} s")]
     Busy { secs: u64 },
@@ -91,6 +94,7 @@ impl From<Error> for StoreError {
             Error::Gone => StoreError::Gone,
             Error::AlreadyExists => StoreError::AlreadyExists,
             Error::Conflict(msg) => StoreError::Conflict(msg),
+            Error::NotAppendable(id) => StoreError::NotAppendable(format!("upload {id} arrives in S3 directly")),
             other => StoreError::Generic { store: "s3", source: Box::new(other) },
         }
     }

@@ -84,10 +84,11 @@ impl TusService {
         Ok(created.info)
     }
 
-    /// The upload `id` as `caller` may see it: another owner's upload is `404`, as if it did
-    /// not exist (the same decision as every tus request's).
+    /// The upload `id` as `caller` may see it, as a tus `HEAD` would: another owner's upload
+    /// is `404`, as if it did not exist; an expired one is gone; a complete one not yet
+    /// inspected is `processing`.
     pub async fn external_upload(&self, id: &UploadId, caller: &Caller) -> Result<UploadInfo, TusError> {
-        self.inner.upload_info(id, &caller.call).await
+        self.inner.load_info(id, &caller.call).await
     }
 
     /// Takes the upload's lock (shared by every instance when the locker is): changes to an

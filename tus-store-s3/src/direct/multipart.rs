@@ -224,7 +224,7 @@ impl Direct {
         let size = head.as_ref().map(|h| h.size);
         if size != Some(total) {
             tracing::warn!(upload = %id, ?size, total, "completed object does not have the parts' size");
-            self.discard(&id, caller).await;
+            self.discard_completed(&id, caller).await;
             return Err(Refusal::parts("the completed object's size does not match its parts"));
         }
         // A server whose ListParts tells no ETags: the object's multipart ETag must be the
@@ -232,7 +232,7 @@ impl Direct {
         let object_etag = head.and_then(|h| h.etag).unwrap_or_default();
         if unverified && bare_etag(&object_etag) != multipart_etag(&claimed_etags) {
             tracing::warn!(upload = %id, "completed object's ETag does not match the listed parts' ETags");
-            self.discard(&id, caller).await;
+            self.discard_completed(&id, caller).await;
             return Err(Refusal::parts("the listed ETags do not match the parts S3 holds"));
         }
         let info = match self.adopt(&id, total, caller).await? {
@@ -240,6 +240,22 @@ impl Direct {
             None => self.tus.external_upload(&id, caller).await?,
         };
         Ok(json(StatusCode::OK, &self.report(&info, caller)))
+    }
+}
+
+impl Direct {
+    /// [`Direct::discard`] of an upload whose multipart upload S3 already completed: recorded
+    /// as completed first, so that termination deletes the object instead of aborting an
+    /// upload S3 no longer knows (which some S3 servers refuse).
+    async fn discard_completed(&self, id: &tus_core::UploadId, caller: &Caller) {
+        let inner = &self.store.inner;
+        if let Ok(mut live) = inner.live(id).await {
+            live.completed = true;
+            if let Err(e) = inner.write_info(id, &crate::state::InfoObject::Live(live), false).await {
+                tracing::warn!(upload = %id, error = %e, "could not record a refused completion");
+            }
+        }
+        self.discard(id, caller).await;
     }
 }
 

@@ -1,0 +1,455 @@
+//! Direct-to-S3 uploads through the signing API (`--direct-s3`), raw: what the server refuses
+//! at completion (wrong, missing or foreign parts, another owner's upload, too many bytes),
+//! single-request uploads found by the sweep and by S3 events, and two instances.
+//!
+//! Every test runs against moto (`TUS_TEST_MOTO_ENDPOINT`, started by `scripts/test-all.sh`)
+//! and against s3s-fs (the workspace's `s3s_fs_server` example, started here); the parts go
+//! straight to the S3 server over presigned URLs, never through tus-server.
+#![allow(clippy::unwrap_used)] // test fixtures: a failed setup step should just fail the test
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::rc::Rc;
+use std::time::Duration;
+
+use conformance_tests::{Request, Response, TestServer, hs256_token, in_an_hour, poll, pseudo_random};
+use serde_json::{Value, json};
+
+const PART: usize = 5 * 1024 * 1024;
+const SECRET: &str = "direct-s3-test-secret-of-enough-length";
+
+/// An S3 server the tests upload to.
+struct S3 {
+    name: &'static str,
+    endpoint: String,
+    bucket: String,
+    /// s3s-fs: the process and its root directory (objects are files there).
+    fs: Option<(Child, tempfile::TempDir)>,
+}
+
+impl Drop for S3 {
+    fn drop(&mut self) {
+        if let Some((child, _)) = &mut self.fs {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn unique() -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    format!("{:x}{:x}", nanos, std::process::id())
+}
+
+fn moto() -> S3 {
+    let endpoint = std::env::var("TUS_TEST_MOTO_ENDPOINT").unwrap_or_else(|_| {
+        panic!(
+            "TUS_TEST_MOTO_ENDPOINT is not set: these tests need a moto S3 server (and AWS_ACCESS_KEY_ID etc.). \
+             Run `bash scripts/test-all.sh`, which starts one."
+        )
+    });
+    let bucket = format!("direct-{}", unique());
+    Request::new("PUT", &format!("{endpoint}/{bucket}")).body(b"").send().expect_status(200);
+    S3 { name: "moto", endpoint, bucket, fs: None }
+}
+
+fn s3s_fs() -> S3 {
+    let binary = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug/examples/s3s_fs_server");
+    assert!(binary.exists(), "{} is missing: `cargo build --workspace --all-targets` builds it", binary.display());
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = "direct".to_owned();
+    let mut child = Command::new(&binary)
+        .arg(dir.path())
+        .arg(&bucket)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
+    let endpoint = conformance_tests::extract_url(&line).expect("s3s_fs_server prints its URL");
+    S3 { name: "s3s-fs", endpoint, bucket, fs: Some((child, dir)) }
+}
+
+fn both() -> [S3; 2] {
+    [moto(), s3s_fs()]
+}
+
+impl S3 {
+    /// Whether the object `key` exists in the bucket.
+    fn exists(&self, key: &str) -> bool {
+        match &self.fs {
+            Some((_, dir)) => dir.path().join(&self.bucket).join(key).exists(),
+            None => {
+                let url = format!("{}/{}?list-type=2&prefix={key}", self.endpoint, self.bucket);
+                let listed = Request::new("GET", &url).send();
+                assert_eq!(listed.status, 200, "{listed}");
+                listed.text().contains(&format!("<Key>{key}</Key>"))
+            }
+        }
+    }
+
+    fn server(&self, extra: &[&str]) -> Direct {
+        let mut args = vec![
+            "--s3-bucket",
+            &self.bucket,
+            "--s3-endpoint",
+            &self.endpoint,
+            "--s3-force-path-style",
+            "--s3-object-prefix",
+            "tmp/",
+            "--direct-s3",
+        ];
+        args.extend_from_slice(extra);
+        Direct { server: Rc::new(TestServer::spawn(&args)), user: None }
+    }
+}
+
+/// A tus-server with the direct routes, and the user its requests act for.
+struct Direct {
+    server: Rc<TestServer>,
+    user: Option<String>,
+}
+
+impl Direct {
+    fn as_user(&self, user: &str) -> Direct {
+        Direct { server: self.server.clone(), user: Some(user.to_owned()) }
+    }
+
+    fn request(&self, method: &str, path: &str) -> Request {
+        self.request_to(method, &format!("{}{path}", self.server.origin()))
+    }
+
+    fn request_to(&self, method: &str, url: &str) -> Request {
+        let req = Request::new(method, url);
+        match &self.user {
+            Some(user) => req.header(
+                "Authorization",
+                format!("Bearer {}", hs256_token(SECRET, &format!(r#"{{"sub":"{user}","exp":{}}}"#, in_an_hour()))),
+            ),
+            None => req,
+        }
+    }
+
+    fn json(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = self.request(method, path);
+        if let Some(body) = body {
+            req = req.header("Content-Type", "application/json").body(body.to_string());
+        }
+        let res = req.send();
+        (res.status, serde_json::from_slice(&res.body).unwrap_or(Value::Null))
+    }
+
+    /// `POST /s3/multipart`: (key, uploadId).
+    fn create(&self, name: &str, mime: &str) -> (String, String) {
+        let (status, body) = self.json(
+            "POST",
+            "/s3/multipart",
+            Some(json!({ "filename": name, "type": mime, "metadata": { "name": name } })),
+        );
+        assert_eq!(status, 200, "{body}");
+        (body["key"].as_str().unwrap().to_owned(), body["uploadId"].as_str().unwrap().to_owned())
+    }
+
+    fn part_path(upload_id: &str, tail: &str, key: &str) -> String {
+        format!("/s3/multipart/{upload_id}{tail}?key={}", key.replace('/', "%2F"))
+    }
+
+    /// Signs part `n` and PUTs `data` to S3 with it; returns the part's ETag.
+    fn put_part(&self, key: &str, upload_id: &str, n: u32, data: &[u8]) -> String {
+        let (status, signed) = self.json("GET", &Self::part_path(upload_id, &format!("/{n}"), key), None);
+        assert_eq!(status, 200, "{signed}");
+        let url = signed["url"].as_str().unwrap();
+        let res = Request::new("PUT", url).header("Content-Type", "application/octet-stream").body(data).send();
+        assert_eq!(res.status, 200, "{res}");
+        res.header("ETag").expect("S3 answers the part's ETag").to_owned()
+    }
+
+    fn complete(&self, key: &str, upload_id: &str, parts: &[(u32, &str)]) -> (u16, Value) {
+        let parts: Vec<Value> = parts.iter().map(|(n, etag)| json!({ "PartNumber": n, "ETag": etag })).collect();
+        self.json("POST", &Self::part_path(upload_id, "/complete", key), Some(json!({ "parts": parts })))
+    }
+
+    /// The upload's state report, polled until it is no longer `processing`/`uploading`.
+    fn settled(&self, id: &str) -> (u16, Value) {
+        poll(Duration::from_secs(20), || {
+            let (status, body) = self.json("GET", &format!("/s3/uploads/{id}"), None);
+            let state = body["state"].as_str().unwrap_or("");
+            (status != 200 || !matches!(state, "processing" | "uploading")).then_some((status, body))
+        })
+        .expect("the upload settles")
+    }
+
+    fn download(&self, location: &str) -> Response {
+        let url =
+            if location.starts_with('/') { format!("{}{location}", self.server.origin()) } else { location.to_owned() };
+        let res = self.request_to("GET", &url).send();
+        // A presigned S3 GET is a redirect away.
+        match (res.status, res.header("Location")) {
+            (302 | 303 | 307, Some(to)) => Request::new("GET", to).send(),
+            _ => res,
+        }
+    }
+}
+
+fn id_of(key: &str) -> &str {
+    key.rsplit('/').next().unwrap()
+}
+
+#[test]
+fn a_verified_multipart_upload_is_checked_promoted_and_served() {
+    for s3 in both() {
+        let d = s3.server(&["--allowed-types", "application/*", "--s3-promote-prefix", "prod/"]);
+        let data = pseudo_random(PART + 123_457, 1);
+        let (key, upload_id) = d.create("a.bin", "application/octet-stream");
+        assert!(key.starts_with("tmp/"), "the server chose a key in the temporary area: {key}");
+        let e1 = d.put_part(&key, &upload_id, 1, &data[..PART]);
+        let e2 = d.put_part(&key, &upload_id, 2, &data[PART..]);
+        let (status, listed) = d.json("GET", &Direct::part_path(&upload_id, "", &key), None);
+        assert_eq!(status, 200);
+        assert_eq!(listed.as_array().map(Vec::len), Some(2), "{}: {listed}", s3.name);
+        let (status, done) = d.complete(&key, &upload_id, &[(1, &e1), (2, &e2)]);
+        assert_eq!(status, 200, "{}: {done}", s3.name);
+        assert_eq!(done["key"], key.as_str());
+        assert!(matches!(done["state"].as_str(), Some("processing" | "clean")), "{done}");
+        let (_, settled) = d.settled(id_of(&key));
+        assert_eq!(settled["state"], "clean", "{}: {settled}", s3.name);
+        let res = d.download(settled["location"].as_str().unwrap());
+        assert_eq!(res.status, 200, "{res}");
+        assert!(res.body == data, "{}: the download is the uploaded bytes", s3.name);
+        let id = id_of(&key);
+        assert!(s3.exists(&format!("prod/{id}")), "{}: promoted", s3.name);
+        assert!(!s3.exists(&key), "{}: gone from the temporary area", s3.name);
+        // The same completion again (a client's retry) answers the same upload.
+        let (status, again) = d.complete(&key, &upload_id, &[(1, &e1), (2, &e2)]);
+        assert_eq!((status, &again["id"]), (200, &done["id"]), "{again}");
+        // Bytes arrive in S3 directly: a tus PATCH of an unfinished one is refused.
+        let (unfinished, _) = d.create("j.bin", "application/octet-stream");
+        let patch = Request::patch(&format!("{}{}", d.server.url(), id_of(&unfinished)), 0, b"x").send();
+        assert_eq!(patch.status, 403, "{patch}");
+    }
+}
+
+#[test]
+fn a_completion_with_a_wrong_missing_or_foreign_part_is_refused_and_nothing_is_kept() {
+    for s3 in both() {
+        let d = s3.server(&["--allowed-types", "application/*", "--s3-promote-prefix", "prod/"]);
+        let data = pseudo_random(PART + 1000, 2);
+        let upload = |seed_part2: &[u8]| {
+            let (key, upload_id) = d.create("b.bin", "application/octet-stream");
+            let e1 = d.put_part(&key, &upload_id, 1, &data[..PART]);
+            let e2 = d.put_part(&key, &upload_id, 2, seed_part2);
+            (key, upload_id, e1, e2)
+        };
+        let other = pseudo_random(1000, 3);
+        let cases: [(&str, Box<dyn Fn(&str, &str, &str) -> Vec<(u32, String)>>); 4] = [
+            (
+                "a wrong ETag",
+                Box::new(|e1, _, _| vec![(1, e1.to_owned()), (2, "\"0123456789abcdef0123456789abcdef\"".into())]),
+            ),
+            ("a missing part", Box::new(|e1, _, _| vec![(1, e1.to_owned())])),
+            ("a part of another upload", Box::new(|e1, _, foreign| vec![(1, e1.to_owned()), (2, foreign.to_owned())])),
+            ("parts out of order", Box::new(|e1, e2, _| vec![(2, e2.to_owned()), (1, e1.to_owned())])),
+        ];
+        for (what, parts) in cases {
+            let (key, upload_id, e1, e2) = upload(&data[PART..]);
+            let (_, _, _, foreign) = upload(&other);
+            let parts = parts(&e1, &e2, &foreign);
+            let parts: Vec<(u32, &str)> = parts.iter().map(|(n, e)| (*n, e.as_str())).collect();
+            let (status, body) = d.complete(&key, &upload_id, &parts);
+            assert_eq!(status, 400, "{} {what}: {body}", s3.name);
+            assert_eq!(body["code"], "ERR_PARTS_MISMATCH", "{body}");
+            assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
+            let id = id_of(&key);
+            assert!(!s3.exists(&key) && !s3.exists(&format!("prod/{id}")), "{} {what}: nothing kept", s3.name);
+            let (status, _) = d.json("GET", &format!("/s3/uploads/{id}"), None);
+            assert_eq!(status, 410, "{} {what}: the refused upload is terminated", s3.name);
+            assert_eq!(d.download(&format!("/files/{id}")).status, 410);
+        }
+    }
+}
+
+#[test]
+fn another_owners_upload_is_not_found_and_credentials_are_required() {
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("jwt.key");
+    std::fs::write(&key_file, format!("{SECRET}\n")).unwrap();
+    let key_file = key_file.display().to_string();
+    for s3 in both() {
+        let d = s3.server(&["--auth-jwt-key-file", &key_file]);
+        let (alice, bob) = (d.as_user("alice"), d.as_user("bob"));
+        let (key, upload_id) = alice.create("c.bin", "application/octet-stream");
+        let e1 = alice.put_part(&key, &upload_id, 1, b"alice's bytes");
+        let (status, _) = d.json("POST", "/s3/multipart", Some(json!({ "filename": "x", "type": "text/plain" })));
+        assert_eq!(status, 401, "{}: no credentials", s3.name);
+        for (method, tail) in [("GET", "".to_owned()), ("GET", "/1".to_owned()), ("DELETE", "".to_owned())] {
+            let (status, body) = bob.json(method, &Direct::part_path(&upload_id, &tail, &key), None);
+            assert_eq!(status, 404, "{} {method} {tail} as another owner: {body}", s3.name);
+        }
+        let (status, _) = bob.complete(&key, &upload_id, &[(1, &e1)]);
+        assert_eq!(status, 404, "{}: completing another owner's upload", s3.name);
+        let (status, _) = bob.json("GET", &format!("/s3/uploads/{}", id_of(&key)), None);
+        assert_eq!(status, 404);
+        // The right key with another upload's ID, or a key the server never issued.
+        let (other_key, other_id) = bob.create("d.bin", "application/octet-stream");
+        let (status, _) = bob.json("GET", &Direct::part_path(&upload_id, "/1", &other_key), None);
+        assert_eq!(status, 404, "an uploadId that is not the key's");
+        let (status, _) = bob.json("GET", &Direct::part_path(&other_id, "/1", "tmp/../etc/passwd"), None);
+        assert_eq!(status, 404, "a key the server did not issue");
+        // Alice's upload is untouched: she completes it.
+        let (status, body) = alice.complete(&key, &upload_id, &[(1, &e1)]);
+        assert_eq!(status, 200, "{}: {body}", s3.name);
+    }
+}
+
+#[test]
+fn more_than_the_maximum_size_is_refused_at_completion() {
+    for s3 in both() {
+        let d = s3.server(&["--max-size", &(PART + 500).to_string()]);
+        let data = pseudo_random(PART + 1000, 4);
+        let (key, upload_id) = d.create("e.bin", "application/octet-stream");
+        let e1 = d.put_part(&key, &upload_id, 1, &data[..PART]);
+        let e2 = d.put_part(&key, &upload_id, 2, &data[PART..]);
+        let (status, body) = d.complete(&key, &upload_id, &[(1, &e1), (2, &e2)]);
+        assert_eq!(status, 413, "{}: {body}", s3.name);
+        assert!(!s3.exists(&key), "{}: nothing completed", s3.name);
+    }
+}
+
+#[test]
+fn a_refused_type_is_never_signed() {
+    for s3 in both() {
+        let d = s3.server(&["--allowed-types", "image/*"]);
+        let (status, body) =
+            d.json("POST", "/s3/multipart", Some(json!({ "filename": "x.pdf", "type": "application/pdf" })));
+        assert_eq!((status, body["code"].as_str()), (415, Some("ERR_TYPE_NOT_ALLOWED")), "{body}");
+        let res = d.request("GET", "/s3/params?filename=x.pdf&type=application%2Fpdf").send();
+        assert_eq!(res.status, 415, "{res}");
+        let sts = d.request("GET", "/s3/sts").send();
+        assert_eq!(sts.status, 403, "{}: no bucket-wide credentials for browsers", s3.name);
+        let big = d.request("POST", "/s3/multipart").body(vec![b' '; 2 << 20]).send();
+        assert_eq!(big.status, 413, "a body beyond the signing routes' limit");
+    }
+}
+
+/// A `multipart/form-data` body of `fields` and then the file, as a browser posts a form.
+fn post_form(url: &str, fields: &serde_json::Map<String, Value>, data: &[u8]) -> Response {
+    let boundary = format!("----direct{}", unique());
+    let mut body = Vec::new();
+    for (name, value) in fields {
+        let value = value.as_str().unwrap();
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n").as_bytes(),
+        );
+    }
+    body.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f\"\r\nContent-Type: \
+             application/octet-stream\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(data);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    Request::new("POST", url)
+        .header("Content-Type", format!("multipart/form-data; boundary={boundary}"))
+        .body(body)
+        .send()
+}
+
+fn params(d: &Direct, name: &str, mime: &str) -> Value {
+    let (status, p) = d.json(
+        "GET",
+        &format!("/s3/params?filename={name}&type={}&metadata%5Bname%5D={name}", mime.replace('/', "%2F")),
+        None,
+    );
+    assert_eq!(status, 200, "{p}");
+    assert_eq!(p["method"], "POST");
+    p
+}
+
+#[test]
+fn single_request_uploads_are_found_by_the_sweep_and_by_s3_events_once() {
+    for s3 in both() {
+        // Found by the sweep.
+        let d = s3.server(&["--allowed-types", "application/*", "--direct-s3-sweep-interval", "300ms"]);
+        let data = pseudo_random(200_000, 5);
+        let p = params(&d, "f.bin", "application/octet-stream");
+        let posted = post_form(p["url"].as_str().unwrap(), p["fields"].as_object().unwrap(), &data);
+        assert!(posted.is_success(), "{}: {posted}", s3.name);
+        let key = p["fields"]["key"].as_str().unwrap();
+        let (_, settled) = d.settled(id_of(key));
+        assert_eq!(settled["state"], "clean", "{}: {settled}", s3.name);
+        assert!(d.download(settled["location"].as_str().unwrap()).body == data);
+
+        // Found by an event (the sweep looks only once an hour), once.
+        let d = s3.server(&[
+            "--allowed-types",
+            "application/*",
+            "--direct-s3-sweep-interval",
+            "1h",
+            "--direct-s3-events-token",
+            "events-secret",
+        ]);
+        let p = params(&d, "g.bin", "application/octet-stream");
+        let key = p["fields"]["key"].as_str().unwrap().to_owned();
+        let posted = post_form(p["url"].as_str().unwrap(), p["fields"].as_object().unwrap(), &data);
+        assert!(posted.is_success(), "{posted}");
+        let (_, waiting) = d.json("GET", &format!("/s3/uploads/{}", id_of(&key)), None);
+        assert_eq!(waiting["state"], "uploading", "not found before the event: {waiting}");
+        let event = json!({ "Records": [{ "eventName": "ObjectCreated:Post",
+            "s3": { "bucket": { "name": s3.bucket }, "object": { "key": key, "size": data.len() } } }] });
+        let send = |token: &str| {
+            let res = d
+                .request("POST", "/s3/events")
+                .header("Authorization", format!("Bearer {token}"))
+                .header("Content-Type", "application/json")
+                .body(event.to_string())
+                .send();
+            (res.status, serde_json::from_slice::<Value>(&res.body).unwrap_or(Value::Null))
+        };
+        assert_eq!(send("wrong").0, 401, "a wrong token");
+        let (status, accepted) = send("events-secret");
+        assert_eq!((status, &accepted["accepted"]), (200, &json!(1)), "{}: {accepted}", s3.name);
+        let (status, again) = send("events-secret");
+        assert_eq!((status, &again["accepted"]), (200, &json!(0)), "a repeated event finishes nothing twice");
+        let (_, settled) = d.settled(id_of(&key));
+        assert_eq!(settled["state"], "clean", "{settled}");
+
+        // More bytes than the server's maximum: refused by the policy or on arrival, never served.
+        let d = s3.server(&["--max-size", "1000", "--direct-s3-sweep-interval", "300ms"]);
+        let p = params(&d, "h.bin", "application/octet-stream");
+        let key = p["fields"]["key"].as_str().unwrap().to_owned();
+        let posted = post_form(p["url"].as_str().unwrap(), p["fields"].as_object().unwrap(), &data);
+        if posted.is_success() {
+            // A server that does not enforce the policy's content-length-range (moto).
+            let gone = poll(Duration::from_secs(10), || {
+                let (status, _) = d.json("GET", &format!("/s3/uploads/{}", id_of(&key)), None);
+                (status == 410).then_some(())
+            });
+            assert!(gone.is_some(), "{}: an oversized single upload is discarded on arrival", s3.name);
+        } else {
+            assert!((400..500).contains(&posted.status), "{}: the policy refuses it: {posted}", s3.name);
+            std::thread::sleep(Duration::from_millis(700));
+            let (_, waiting) = d.json("GET", &format!("/s3/uploads/{}", id_of(&key)), None);
+            assert_eq!(waiting["state"], "uploading", "nothing arrived: {waiting}");
+        }
+        assert!(!s3.exists(&key), "{}: no object is kept", s3.name);
+    }
+}
+
+#[test]
+fn signed_on_one_instance_completed_on_another() {
+    for s3 in both() {
+        let a = s3.server(&[]);
+        let b = s3.server(&[]);
+        let data = pseudo_random(PART + 77, 6);
+        let (key, upload_id) = a.create("i.bin", "application/octet-stream");
+        let e1 = a.put_part(&key, &upload_id, 1, &data[..PART]);
+        let e2 = b.put_part(&key, &upload_id, 2, &data[PART..]);
+        let (status, done) = b.complete(&key, &upload_id, &[(1, &e1), (2, &e2)]);
+        assert_eq!(status, 200, "{}: {done}", s3.name);
+        assert_eq!(done["state"], "finished", "no checks configured: servable at once");
+        assert!(a.download(done["location"].as_str().unwrap()).body == data, "{}: served by A", s3.name);
+    }
+}
