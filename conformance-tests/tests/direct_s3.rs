@@ -242,7 +242,7 @@ fn a_completion_with_a_wrong_missing_or_foreign_part_is_refused_and_nothing_is_k
             (key, upload_id, e1, e2)
         };
         let other = pseudo_random(1000, 3);
-        let cases: [(&str, Box<dyn Fn(&str, &str, &str) -> Vec<(u32, String)>>); 4] = [
+        let cases: [(&str, Box<PartsFor>); 4] = [
             (
                 "a wrong ETag",
                 Box::new(|e1, _, _| vec![(1, e1.to_owned()), (2, "\"0123456789abcdef0123456789abcdef\"".into())]),
@@ -331,6 +331,10 @@ fn a_refused_type_is_never_signed() {
         assert_eq!(big.status, 413, "a body beyond the signing routes' limit");
     }
 }
+
+/// The parts a completion lists, from the ETags of an upload's parts 1 and 2 and of another
+/// upload's part 2.
+type PartsFor = dyn Fn(&str, &str, &str) -> Vec<(u32, String)>;
 
 /// A `multipart/form-data` body of `fields` and then the file, as a browser posts a form.
 fn post_form(url: &str, fields: &serde_json::Map<String, Value>, data: &[u8]) -> Response {

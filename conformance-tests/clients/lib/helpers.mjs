@@ -49,13 +49,13 @@ process.on('exit', () => {
 /**
  * Spawns `bin args`, waits (at most `timeoutMs`) until its stdout printed a line starting with
  * each of `prefixes`, and returns `{ urls: {prefix: rest-of-line}, stop(), logFile, dir }`.
- * stderr goes to `<artifacts>/logs/<name>.log`.
+ * stderr goes to `<artifacts>/logs/<name>.log`. `env`: the child's environment (default: ours).
  */
-export async function startProcess(name, bin, args, prefixes, { timeoutMs = 20_000 } = {}) {
+export async function startProcess(name, bin, args, prefixes, { timeoutMs = 20_000, env = process.env } = {}) {
   fs.mkdirSync(path.join(artifacts, 'logs'), { recursive: true })
   const logFile = path.join(artifacts, 'logs', `${name}.log`)
   const logFd = fs.openSync(logFile, 'w')
-  const child = spawn(bin, args, { stdio: ['ignore', 'pipe', logFd] })
+  const child = spawn(bin, args, { stdio: ['ignore', 'pipe', logFd], env })
   fs.closeSync(logFd)
   running.add(child)
   const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })))

@@ -9,14 +9,17 @@ const clients = path.resolve(here, '..')
 export const repo = path.resolve(clients, '../..')
 export const uppyDist = path.join(repo, 'examples/uppy/dist')
 
-/** Builds the bundle; resolves to the dist directory. */
-export async function buildUppy() {
-  let esbuild
+async function loadEsbuild() {
   try {
-    esbuild = await import('esbuild')
+    return await import('esbuild')
   } catch (e) {
     throw new Error(`esbuild is missing: run \`npm ci\` in ${clients} (${e.message})`)
   }
+}
+
+/** Builds the bundle; resolves to the dist directory. */
+export async function buildUppy() {
+  const esbuild = await loadEsbuild()
   await esbuild.build({
     entryPoints: { app: path.join(repo, 'examples/uppy/web/main.js') },
     nodePaths: [path.join(clients, 'node_modules')],
@@ -30,6 +33,27 @@ export async function buildUppy() {
     logLevel: 'warning',
   })
   return uppyDist
+}
+
+/**
+ * Bundles the direct-to-S3 test page's script (web/direct-s3.js: @uppy/core + @uppy/aws-s3) in
+ * memory (nothing is written); resolves to the JavaScript text.
+ */
+export async function bundleDirectS3Page() {
+  const esbuild = await loadEsbuild()
+  const result = await esbuild.build({
+    entryPoints: [path.join(clients, 'web/direct-s3.js')],
+    nodePaths: [path.join(clients, 'node_modules')],
+    bundle: true,
+    format: 'iife',
+    platform: 'browser',
+    target: ['chrome120'],
+    minify: false,
+    sourcemap: false,
+    write: false,
+    logLevel: 'warning',
+  })
+  return result.outputFiles[0].text
 }
 
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
