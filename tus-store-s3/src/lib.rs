@@ -10,6 +10,7 @@
 //! | multipart upload on `<prefix><id>` | the upload's bytes in parts; once the upload is complete, it is completed into the object `<prefix><id>` (what GET reads) |
 //! | `<prefix><id>.info` | JSON: length, metadata, concatenation role, timestamps, the multipart upload ID and whether it is completed — or a tombstone |
 //! | `<prefix>quarantine/<id>` | the bytes of a finished upload a virus scan flagged, out of the servable area |
+//! | `<promote prefix><id>` (optionally in another bucket) | a clean upload, promoted out of the temporary `<prefix>` when [`S3StoreBuilder::promote_to`] is set: copied, recorded in the info, deleted from `<prefix><id>` |
 //! | `<prefix><id>.part` | the *tail*: bytes after the last part, fewer than a part; its metadata `x-amz-meta-tus-parts` / `x-amz-meta-tus-parts-bytes` records how many parts (and bytes) precede it |
 //!
 //! # Offsets come from S3
@@ -55,6 +56,14 @@
 //! The expiry listing scans `<prefix>*.info` with ListObjectsV2 and uses the objects' S3
 //! `LastModified` to skip fresh and completed uploads. As a backstop, configure a bucket
 //! lifecycle rule that aborts incomplete multipart uploads after a few days (see the README).
+//!
+//! # Direct uploads
+//!
+//! [`direct::DirectUploads`] is a `tower::Service` answering the Companion S3 signing routes
+//! that Uppy's `@uppy/aws-s3` plugin calls: the client's bytes go straight to S3 over
+//! presigned URLs, and each direct upload is an upload of this store (marked direct in its
+//! info object, so tus appends to it are refused), finished through the same
+//! [`TusService`](tus_core::TusService) pipeline as tus uploads once S3 holds its bytes.
 //!
 //! # IAM permissions
 //!

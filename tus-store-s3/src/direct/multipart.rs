@@ -136,7 +136,8 @@ impl Direct {
         caller: &Caller,
     ) -> Answer {
         let number = part_number(part)?;
-        let (id, _) = self.lookup(q.get("key"), Some(upload_id), caller).await?;
+        let (id, live) = self.lookup(q.get("key"), Some(upload_id), caller).await?;
+        self.touch(&id, live).await?;
         let url = self.presign_part(&id, upload_id, number).await?;
         #[derive(Serialize)]
         struct Signed {
@@ -155,7 +156,8 @@ impl Direct {
         if numbers.is_empty() || numbers.len() > 1000 {
             return Err(Refusal::bad_request("partNumbers must list 1 to 1000 part numbers"));
         }
-        let (id, _) = self.lookup(q.get("key"), Some(upload_id), caller).await?;
+        let (id, live) = self.lookup(q.get("key"), Some(upload_id), caller).await?;
+        self.touch(&id, live).await?;
         let mut urls = BTreeMap::new();
         for number in numbers {
             urls.insert(number.to_string(), self.presign_part(&id, upload_id, number).await?);
@@ -243,7 +245,27 @@ impl Direct {
     }
 }
 
+/// How stale an upload's recorded activity may get before signing a part records it again.
+const ACTIVITY_RESOLUTION: std::time::Duration = std::time::Duration::from_secs(60);
+
 impl Direct {
+    /// Records that the upload is active (its parts reach S3 without the server seeing them,
+    /// and the expiry reaper judges by recorded activity), at most once a minute.
+    async fn touch(&self, id: &tus_core::UploadId, live: crate::state::LiveInfo) -> Result<(), Refusal> {
+        let now = std::time::SystemTime::now();
+        if live.completed || now.duration_since(live.upload.updated_at).unwrap_or_default() < ACTIVITY_RESOLUTION {
+            return Ok(());
+        }
+        // Under the lock, from a fresh read: a completion may be recording itself meanwhile.
+        let _lock = self.tus.lock_upload(id).await?;
+        let mut live = self.store.inner.live(id).await?;
+        if live.completed {
+            return Ok(());
+        }
+        live.upload.updated_at = now;
+        Ok(self.store.inner.write_info(id, &crate::state::InfoObject::Live(live), false).await?)
+    }
+
     /// [`Direct::discard`] of an upload whose multipart upload S3 already completed: recorded
     /// as completed first, so that termination deletes the object instead of aborting an
     /// upload S3 no longer knows (which some S3 servers refuse).

@@ -95,7 +95,7 @@ mod tests {
 
     #[test]
     fn timestamps_have_both_forms() {
-        let at = UNIX_EPOCH + Duration::from_secs(1_796_222_400);
+        let at = UNIX_EPOCH + Duration::from_secs(1_796_212_800);
         let (iso, basic) = timestamps(at).expect("formats");
         assert_eq!(iso, "2026-12-02T12:00:00Z");
         assert_eq!(basic, "20261202T120000Z");
