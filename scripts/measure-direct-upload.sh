@@ -2,7 +2,8 @@
 # One upload of SIZE_MIB (default 1024) MiB to the S3 store twice: through tus (8 MiB PATCHes
 # with curl) and direct to S3 (Companion's routes, as @uppy/aws-s3 uses them: 8 MiB parts PUT
 # to presigned URLs, 4 at a time, then the completion). For each: the time, the server's CPU
-# time and the bytes the server process read and wrote (/proc/PID/io: sockets and files).
+# time, the upload bytes it received (its tus_bytes_received_total metric) and the bytes it
+# wrote (/proc/PID/io wchar: to S3 and to clients; socket reads are not in rchar).
 # Usage: scripts/measure-direct-upload.sh ENDPOINT BUCKET [tus-server args]. The bucket must
 # exist; credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (default test/test).
 # Not a benchmark harness: a quick side-by-side check.
@@ -18,16 +19,17 @@ measure_setup
 start_server server --s3-bucket "$bucket" --s3-endpoint "$endpoint" --s3-force-path-style --direct-s3 "$@"
 origin=$(server_url server | sed 's|/files/$||')
 
-# server_usage: "<cpu seconds> <bytes read> <bytes written>" of the server so far.
+# server_usage: "<cpu seconds> <upload bytes received> <bytes written>" of the server so far.
 server_usage() {
-    local ticks
+    local ticks received
     ticks=$(awk '{print $14 + $15}' "/proc/$pid/stat")
-    awk -v t="$ticks" -v hz="$(getconf CLK_TCK)" '/^rchar/{r=$2} /^wchar/{w=$2} END {print t/hz, r, w}' "/proc/$pid/io"
+    received=$(curl -s "$origin/metrics" | awk '$1=="tus_bytes_received_total"{print $2}')
+    awk -v t="$ticks" -v hz="$(getconf CLK_TCK)" -v r="$received" '/^wchar/{w=$2} END {print t/hz, r, w}' "/proc/$pid/io"
 }
 report() { # report NAME SECONDS BEFORE AFTER
     awk -v n="$1" -v s="$2" -v m="$SIZE_MIB" -v b="$3" -v a="$4" 'BEGIN {
         split(b, x, " "); split(a, y, " ");
-        printf "%-6s %d MiB in %6.2f s (%4.0f MiB/s); server CPU %6.2f s, read %8.1f MiB, wrote %8.1f MiB\n",
+        printf "%-6s %d MiB in %6.2f s (%4.0f MiB/s); server CPU %6.2f s, received %7.1f MiB, wrote %7.1f MiB\n",
             n, m, s, m/s, y[1]-x[1], (y[2]-x[2])/1048576, (y[3]-x[3])/1048576 }'
 }
 

@@ -134,8 +134,19 @@ if [ "$(cat "$clients/.venv/.requirements-sha256" 2>/dev/null)" != "$req_sum" ];
     echo "$req_sum" >"$clients/.venv/.requirements-sha256"
 fi
 clients_failed=0
+# The node test files of a pass. test/direct-s3.test.mjs (direct-to-S3 uploads with @uppy/aws-s3
+# in Chromium) starts its own tus-server on moto and on s3s-fs and ignores TUS_SERVER_ARGS, so only
+# the filesystem pass (TUS_SERVER_ARGS unset) runs it.
+client_tests() {
+    local t
+    for t in test/*.test.mjs; do
+        if [ -n "${TUS_SERVER_ARGS:-}" ] && [ "$t" = test/direct-s3.test.mjs ]; then continue; fi
+        echo "$t"
+    done
+}
 run_clients() {
-    (cd "$clients" && timeout --kill-after=10 900 node --test --test-concurrency=1 test/*.test.mjs) || clients_failed=1
+    # shellcheck disable=SC2046 # the file names have no spaces
+    (cd "$clients" && timeout --kill-after=10 900 node --test --test-concurrency=1 $(client_tests)) || clients_failed=1
     (cd "$clients" && timeout --kill-after=10 300 .venv/bin/python -m pytest -q python/) || clients_failed=1
 }
 echo "--- filesystem store"

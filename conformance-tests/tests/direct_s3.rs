@@ -457,3 +457,91 @@ fn signed_on_one_instance_completed_on_another() {
         assert!(a.download(done["location"].as_str().unwrap()).body == data, "{}: served by A", s3.name);
     }
 }
+
+fn write_script(dir: &std::path::Path, name: &str, body: &str) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let path = dir.join(name);
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+#[test]
+fn hooks_refuse_signing_and_report_the_finished_direct_upload() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("events.log");
+    let log = log.display();
+    write_script(
+        dir.path(),
+        "pre-create",
+        &format!(
+            "input=$(cat)\necho \"$input\" >> {log}\ncase \"$input\" in *'refuse-me'*) \
+             echo '{{\"RejectUpload\":true,\"HTTPResponse\":{{\"StatusCode\":403,\"Body\":\"not this one\"}}}}';; esac"
+        ),
+    );
+    write_script(dir.path(), "post-finish", &format!("cat >> {log}; echo"));
+    let hooks_dir = dir.path().display().to_string();
+    let s3 = s3s_fs();
+    let d = s3.server(&["--hooks-dir", &hooks_dir, "--allowed-types", "application/*", "--s3-promote-prefix", "prod/"]);
+    let (status, body) = d.json(
+        "POST",
+        "/s3/multipart",
+        Some(json!({ "filename": "refuse-me.bin", "type": "application/octet-stream" })),
+    );
+    assert_eq!((status, body["message"].as_str()), (403, Some("not this one")), "{body}");
+
+    let data = pseudo_random(1000, 7);
+    let (key, upload_id) = d.create("k.bin", "application/octet-stream");
+    let etag = d.put_part(&key, &upload_id, 1, &data);
+    let (status, done) = d.complete(&key, &upload_id, &[(1, &etag)]);
+    assert_eq!(status, 200, "{done}");
+    let id = id_of(&key).to_owned();
+    let finished = poll(Duration::from_secs(10), || {
+        let text = std::fs::read_to_string(dir.path().join("events.log")).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|e| e["Type"] == "post-finish" && e["Event"]["Upload"]["ID"] == id.as_str())
+    })
+    .expect("post-finish ran for the direct upload");
+    let upload = &finished["Event"]["Upload"];
+    assert_eq!(upload["State"], "clean", "{finished}");
+    assert_eq!(upload["Size"], 1000);
+    assert_eq!(upload["MetaData"]["filename"], "k.bin");
+    assert!(!upload["Storage"]["Key"].as_str().unwrap_or("").is_empty(), "{finished}");
+}
+
+#[test]
+fn tus_uploads_on_the_s3_store_are_promoted_once_clean() {
+    for s3 in both() {
+        let d = s3.server(&["--allowed-types", "application/*", "--s3-promote-prefix", "prod/"]);
+        let data = pseudo_random(300_000, 8);
+        let url = d.server.create(data.len() as u64);
+        Request::patch(&url, 0, &data).send().expect_status(204);
+        let id = url.rsplit('/').next().unwrap().to_owned();
+        let (_, settled) = d.settled(&id);
+        assert_eq!(settled["state"], "clean", "{}: {settled}", s3.name);
+        assert!(s3.exists(&format!("prod/{id}")) && !s3.exists(&format!("tmp/{id}")), "{}: promoted", s3.name);
+        assert!(d.download(&url).body == data, "{}: served from the production area", s3.name);
+    }
+}
+
+#[test]
+fn abandoned_direct_uploads_are_removed_by_the_expiry_reaper() {
+    for s3 in both() {
+        let d = s3.server(&["--expiration", "2s"]);
+        let (key, upload_id) = d.create("l.bin", "application/octet-stream");
+        d.put_part(&key, &upload_id, 1, &pseudo_random(1000, 9));
+        let p = params(&d, "m.bin", "application/octet-stream");
+        let single = p["fields"]["key"].as_str().unwrap().to_owned();
+        for key in [&key, &single] {
+            let gone = poll(Duration::from_secs(15), || {
+                let (status, _) = d.json("GET", &format!("/s3/uploads/{}", id_of(key)), None);
+                matches!(status, 404 | 410).then_some(())
+            });
+            assert!(gone.is_some(), "{}: {key} expired", s3.name);
+        }
+        let (status, _) = d.json("GET", &Direct::part_path(&upload_id, "/2", &key), None);
+        assert_eq!(status, 404, "{}: an expired upload signs nothing", s3.name);
+        let (status, _) = d.json("GET", &Direct::part_path(&upload_id, "", &key), None);
+        assert_eq!(status, 404);
+    }
+}

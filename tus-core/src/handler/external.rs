@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use http::{HeaderMap, Method, Request};
+use http::{HeaderMap, Request};
 
 use super::append::LengthClaim;
 use super::hooks::Call;
@@ -60,7 +60,7 @@ impl TusService {
                 Some(authorizer.authorize(&parts).await.map_err(TusError::Unauthorized)?)
             }
         };
-        let hook = Arc::new(inner.hook_request(req, &Method::POST));
+        let hook = Arc::new(inner.hook_request(req, req.method()));
         let call = Call { hook, principal, signed: None, want_repr_digest: false };
         Ok(Caller { call, origin: inner.request_origin(req), system: false })
     }

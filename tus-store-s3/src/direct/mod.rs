@@ -132,7 +132,19 @@ impl Refusal {
 
 impl From<TusError> for Refusal {
     fn from(e: TusError) -> Self {
-        Refusal { status: e.status(), code: e.code(), message: e.message() }
+        let mut refusal = Refusal { status: e.status(), code: e.code(), message: e.message() };
+        // A hook's refusal answers as the hook asked, as it would a tus creation.
+        if let TusError::UploadRejected(hook) = &e {
+            if let Ok(status) = StatusCode::from_u16(hook.status_code)
+                && status.is_client_error()
+            {
+                refusal.status = status;
+            }
+            if !hook.body.is_empty() {
+                refusal.message = hook.body.clone();
+            }
+        }
+        refusal
     }
 }
 
