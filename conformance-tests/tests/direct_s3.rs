@@ -545,3 +545,19 @@ fn abandoned_direct_uploads_are_removed_by_the_expiry_reaper() {
         assert_eq!(status, 404);
     }
 }
+
+#[test]
+fn a_single_request_upload_signed_before_a_restart_is_still_found() {
+    for s3 in both() {
+        let signer = s3.server(&["--direct-s3-sweep-interval", "1h"]);
+        let p = params(&signer, "n.bin", "application/octet-stream");
+        drop(signer);
+        let after = s3.server(&["--direct-s3-sweep-interval", "300ms"]);
+        let data = pseudo_random(5000, 10);
+        let posted = post_form(p["url"].as_str().unwrap(), p["fields"].as_object().unwrap(), &data);
+        assert!(posted.is_success(), "{posted}");
+        let (_, settled) = after.settled(id_of(p["fields"]["key"].as_str().unwrap()));
+        assert_eq!(settled["state"], "finished", "{}: found by the instance started after signing: {settled}", s3.name);
+        assert!(after.download(settled["location"].as_str().unwrap()).body == data);
+    }
+}

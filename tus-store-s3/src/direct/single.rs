@@ -17,6 +17,10 @@ use crate::state::DirectKind;
 /// before the expiry may take a while to finish).
 const SWEEP_GRACE: Duration = Duration::from_secs(120);
 
+/// The most single-request uploads one instance waits for at once: each costs a HeadObject
+/// per sweep, so signing more is refused (`503`) until some arrive or expire.
+const MAX_PENDING: usize = 10_000;
+
 impl Direct {
     /// `GET /params?filename=&type=&metadata[k]=v`: creates the upload and answers a POST
     /// policy for it: `{method: "POST", url, fields, expires}`.
@@ -28,6 +32,13 @@ impl Direct {
             .filter_map(|(k, v)| Some((k.strip_prefix("metadata[")?.strip_suffix(']')?.to_owned(), v.clone())))
             .collect();
         let name = metadata.iter().find(|(k, _)| k == "name").map(|(_, v)| v.clone()).unwrap_or(filename);
+        if self.pending.lock().map(|p| p.len()).unwrap_or(0) >= MAX_PENDING {
+            return Err(Refusal::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ERR_TOO_MANY_PENDING",
+                "too many single-request uploads are waiting for their files; try again later",
+            ));
+        }
         let until = SystemTime::now() + self.config.url_ttl;
         let (id, _) = self.create(&name, &mime, metadata, DirectKind::Single { until }, caller).await?;
         // One POST carries at most 5 GiB; the server's and the owner's limits may be lower.
@@ -67,12 +78,45 @@ impl Direct {
         Ok(true)
     }
 
-    /// Sweeps forever (see [`super::DirectUploads::sweeper`]).
+    /// Sweeps forever (see [`super::DirectUploads::sweeper`]), starting with the uploads a
+    /// restart left waiting.
     pub(super) async fn sweep_forever(&self) {
+        if let Err(e) = self.resume_pending().await {
+            tracing::warn!(error = %e, "could not list the single-request uploads still waiting");
+        }
         loop {
             tokio::time::sleep(self.config.sweep_interval).await;
             self.sweep_once().await;
         }
+    }
+
+    /// Picks up the single-request uploads whose policies are still valid (signed by an
+    /// instance that stopped, this one before a restart): only info objects written within a
+    /// policy's lifetime are read.
+    async fn resume_pending(&self) -> Result<(), crate::error::Error> {
+        let inner = &self.store.inner;
+        let recent = SystemTime::now() - (self.config.url_ttl + SWEEP_GRACE);
+        let mut found = 0;
+        for object in inner.bucket.list(&inner.prefix).await? {
+            let stem = object.key.strip_prefix(inner.prefix.as_str()).and_then(|n| n.strip_suffix(".info"));
+            let (Some(id), true) =
+                (stem.and_then(|s| UploadId::parse(s).ok()), object.modified.is_some_and(|m| m > recent))
+            else {
+                continue;
+            };
+            if let Ok(live) = inner.live(&id).await
+                && let (Some(DirectKind::Single { until }), false) = (live.direct, live.completed)
+                && let Ok(mut pending) = self.pending.lock()
+                && pending.len() < MAX_PENDING
+            {
+                pending.insert(id, until);
+                found += 1;
+            }
+        }
+        if found > 0 {
+            tracing::info!(uploads = found, "waiting again for single-request uploads signed before a restart");
+        }
+        Ok(())
     }
 
     /// One pass: every pending single-request upload is looked for once; found, refused or
