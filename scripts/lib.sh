@@ -80,3 +80,10 @@ head_field() {
 peak_rss_kib() {
     awk '/VmHWM/{print $2}' "/proc/$1/status"
 }
+
+# s3_credentials: the AWS variables the S3 store reads, test/test unless already set (moto and
+# s3s-fs accept them).
+s3_credentials() {
+    export AWS_ACCESS_KEY_ID=${AWS_ACCESS_KEY_ID:-test} AWS_SECRET_ACCESS_KEY=${AWS_SECRET_ACCESS_KEY:-test}
+    export AWS_REGION=${AWS_REGION:-us-east-1} AWS_EC2_METADATA_DISABLED=true
+}

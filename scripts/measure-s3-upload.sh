@@ -9,8 +9,7 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 endpoint=$1 bucket=$2
 shift 2
-export AWS_ACCESS_KEY_ID=${AWS_ACCESS_KEY_ID:-test} AWS_SECRET_ACCESS_KEY=${AWS_SECRET_ACCESS_KEY:-test}
-export AWS_REGION=${AWS_REGION:-us-east-1} AWS_EC2_METADATA_DISABLED=true
+s3_credentials
 SIZE_MIB=${SIZE_MIB:-1024}
 CHUNK_MIB=${CHUNK_MIB:-8}
 measure_setup

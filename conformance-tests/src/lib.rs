@@ -1664,6 +1664,18 @@ pub fn in_an_hour() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) + 3600
 }
 
+/// Writes an executable `/bin/sh` script `dir/name` with `body` (an exec hook for `--hooks-dir`).
+///
+/// # Panics
+/// Panics if the file cannot be written.
+pub fn write_script(dir: &std::path::Path, name: &str, body: &str) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let path = dir.join(name);
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap_or_else(|e| panic!("cannot write {name}: {e}"));
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+        .unwrap_or_else(|e| panic!("cannot make {name} executable: {e}"));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

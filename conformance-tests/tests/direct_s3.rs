@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::rc::Rc;
 use std::time::Duration;
 
-use conformance_tests::{Request, Response, TestServer, hs256_token, in_an_hour, poll, pseudo_random};
+use conformance_tests::{Request, Response, TestServer, hs256_token, in_an_hour, poll, pseudo_random, write_script};
 use serde_json::{Value, json};
 
 const PART: usize = 5 * 1024 * 1024;
@@ -456,13 +456,6 @@ fn signed_on_one_instance_completed_on_another() {
         assert_eq!(done["state"], "finished", "no checks configured: servable at once");
         assert!(a.download(done["location"].as_str().unwrap()).body == data, "{}: served by A", s3.name);
     }
-}
-
-fn write_script(dir: &std::path::Path, name: &str, body: &str) {
-    use std::os::unix::fs::PermissionsExt as _;
-    let path = dir.join(name);
-    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
 #[test]

@@ -4,12 +4,11 @@
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::TcpListener;
-use std::os::unix::fs::PermissionsExt as _;
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use conformance_tests::{Request, TestServer, b64, head, patch, poll};
+use conformance_tests::{Request, TestServer, b64, head, patch, poll, write_script};
 use serde_json::{Value, json};
 
 type Answer = dyn Fn(&Value) -> Value + Send + Sync;
@@ -215,12 +214,6 @@ fn post_receive_can_stop_an_upload() {
     res.expect_status(400);
     assert!(res.text().contains("ERR_UPLOAD_STOPPED"), "{}", res.text());
     head(&url).expect_status_in(&[404, 410]);
-}
-
-fn write_script(dir: &std::path::Path, name: &str, body: &str) {
-    let path = dir.join(name);
-    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
 #[test]

@@ -7,7 +7,7 @@ import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 
-import { artifacts, sleep } from './helpers.mjs'
+import { artifacts, freePort, sleep } from './helpers.mjs'
 
 /** The 68-byte EICAR test file, assembled at run time so this source trips no scanner. */
 export function eicar() {
@@ -18,14 +18,6 @@ function clamdBinary() {
   const found = ['/usr/sbin/clamd', '/usr/bin/clamd', '/usr/local/sbin/clamd'].find((p) => fs.existsSync(p))
   if (!found) throw new Error('clamd not found: apt-get install clamav-daemon (scripts/test-all.sh does)')
   return found
-}
-
-async function freePort() {
-  const server = net.createServer()
-  await new Promise((resolve, reject) => server.listen(0, '127.0.0.1', resolve).once('error', reject))
-  const { port } = server.address()
-  await new Promise((resolve) => server.close(resolve))
-  return port
 }
 
 /** Sends `zPING\0`; resolves whether `PONG` came back within 2 s. */

@@ -4,6 +4,7 @@ import { spawn } from 'node:child_process'
 import { createHash, createHmac, randomBytes } from 'node:crypto'
 import fs from 'node:fs'
 import os from 'node:os'
+import net from 'node:net'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 
@@ -260,4 +261,26 @@ export function keyDir() {
       fs.rmSync(dir, { recursive: true, force: true })
     },
   }
+}
+
+/** Debian's chromium (playwright-core drives it; no browser is ever downloaded). */
+export const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium'
+
+/** The flags every browser test launches chromium with. */
+export const CHROMIUM_FLAGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+]
+
+/** A port that was free a moment ago on 127.0.0.1. */
+export async function freePort() {
+  const server = net.createServer()
+  await new Promise((resolve, reject) => server.listen(0, '127.0.0.1', resolve).once('error', reject))
+  const { port } = server.address()
+  await new Promise((resolve) => server.close(resolve))
+  return port
 }

@@ -27,18 +27,22 @@ import { chromium } from 'playwright-core'
 
 import { bundleDirectS3Page } from '../scripts/build-uppy.mjs'
 import { startClamd, eicar } from '../lib/clamd.mjs'
-import { MiB, artifacts, assertLoopback, fetchT, random, repo, sha256, sleep, startProcess, tusServerBin } from '../lib/helpers.mjs'
+import {
+  CHROMIUM,
+  CHROMIUM_FLAGS,
+  MiB,
+  artifacts,
+  assertLoopback,
+  fetchT,
+  random,
+  repo,
+  sha256,
+  sleep,
+  startProcess,
+  tusServerBin,
+} from '../lib/helpers.mjs'
 import { startS3CorsProxy, startTcpTap } from '../lib/proxies.mjs'
 
-const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium'
-const CHROMIUM_FLAGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-]
 const S3S_FS_BIN = path.join(repo, 'target/debug/examples/s3s_fs_server')
 const TEST_TIMEOUT = 60_000
 /** The page's settings: multipart above 10 MiB, 5 MiB parts. */

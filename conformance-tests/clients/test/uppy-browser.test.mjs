@@ -5,7 +5,6 @@
 // Screenshots go to conformance-tests/artifacts/.
 import assert from 'node:assert/strict'
 import fs from 'node:fs'
-import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import { after, before, describe, test } from 'node:test'
@@ -14,12 +13,15 @@ import { chromium } from 'playwright-core'
 
 import { buildUppy } from '../scripts/build-uppy.mjs'
 import {
+  CHROMIUM,
+  CHROMIUM_FLAGS,
   MiB,
   artifacts,
   assertLoopback,
   bearer,
   download,
   exampleUppyBin,
+  freePort,
   head,
   keyDir,
   mintToken,
@@ -30,15 +32,6 @@ import {
   startTusServer,
 } from '../lib/helpers.mjs'
 
-const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium'
-const CHROMIUM_FLAGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-]
 const TEST_TIMEOUT = 120_000
 
 /** Starts examples/uppy on 127.0.0.1 with a fresh upload dir; resolves its URLs and `stop()`. */
@@ -64,15 +57,6 @@ async function startExampleUppy(name, extraArgs = []) {
       fs.rmSync(dir, { recursive: true, force: true })
     },
   }
-}
-
-/** A port that was free a moment ago on 127.0.0.1. */
-async function freePort() {
-  const server = net.createServer()
-  await new Promise((resolve, reject) => server.listen(0, '127.0.0.1', resolve).once('error', reject))
-  const { port } = server.address()
-  await new Promise((resolve) => server.close(resolve))
-  return port
 }
 
 describe('Uppy in Chromium', { timeout: 10 * 60_000 }, () => {
