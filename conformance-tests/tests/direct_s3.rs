@@ -554,3 +554,47 @@ fn a_single_request_upload_signed_before_a_restart_is_still_found() {
         assert!(after.download(settled["location"].as_str().unwrap()).body == data);
     }
 }
+
+#[test]
+fn malformed_signing_requests_get_a_4xx_and_tus_uploads_are_never_signed() {
+    let s3 = s3s_fs();
+    let d = s3.server(&[]);
+    let (key, upload_id) = d.create("o.bin", "application/octet-stream");
+    let bad_json = d.request("POST", "/s3/multipart").header("Content-Type", "application/json").body("{").send();
+    assert_eq!(bad_json.status, 400, "{bad_json}");
+    for part in ["0", "10001", "-1", "abc", "99999999999"] {
+        let (status, body) = d.json("GET", &Direct::part_path(&upload_id, &format!("/{part}"), &key), None);
+        assert_eq!(status, 400, "part number {part}: {body}");
+    }
+    let many: Vec<String> = (1..=1001).map(|n| n.to_string()).collect();
+    let batch = format!("{}&partNumbers={}", Direct::part_path(&upload_id, "/batch", &key), many.join(","));
+    assert_eq!(d.json("GET", &batch, None).0, 400, "a batch of 1001 parts");
+    let batch = format!("{}&partNumbers=1,2", Direct::part_path(&upload_id, "/batch", &key));
+    let (status, urls) = d.json("GET", &batch, None);
+    assert_eq!(status, 200, "{urls}");
+    assert_eq!(urls["presignedUrls"].as_object().map(|o| o.len()), Some(2), "{urls}");
+    let (status, _) = d.json("GET", &format!("/s3/multipart/{upload_id}/1"), None);
+    assert_eq!(status, 404, "no key");
+    for body in [json!({ "parts": "x" }), json!({ "parts": [] }), json!({ "parts": [{ "PartNumber": 1 }] })] {
+        let (status, answer) = d.json("POST", &Direct::part_path(&upload_id, "/complete", &key), Some(body.clone()));
+        assert_eq!(status, 400, "{body}: {answer}");
+    }
+    let many: serde_json::Map<String, Value> = (0..65).map(|i| (format!("k{i}"), json!("v"))).collect();
+    let (status, _) =
+        d.json("POST", "/s3/multipart", Some(json!({ "filename": "p", "type": "a/b", "metadata": many })));
+    assert_eq!(status, 400, "65 metadata entries");
+    let (status, _) =
+        d.json("POST", "/s3/multipart", Some(json!({ "filename": "p", "type": "a/b", "metadata": { "a,b": "v" } })));
+    assert_eq!(status, 400, "a metadata key tus cannot carry");
+    // An upload made through tus is not a direct upload: nothing of it is signed.
+    let tus = d.server.create(10);
+    let tus_key = format!("tmp/{}", tus.rsplit('/').next().unwrap());
+    for path in [format!("/{upload_id}/1"), format!("/{upload_id}")] {
+        let url = format!("/s3/multipart{path}?key={}", tus_key.replace('/', "%2F"));
+        assert_eq!(d.json("GET", &url, None).0, 404, "{url}");
+    }
+    let (status, _) = d.json("GET", "/s3/uploads/not-an-id!", None);
+    assert_eq!(status, 404);
+    let (status, _) = d.json("PUT", "/s3/multipart", None);
+    assert_eq!(status, 405);
+}
