@@ -193,7 +193,7 @@ impl Direct {
 }
 
 fn id_of(key: &str) -> &str {
-    key.rsplit('/').next().unwrap()
+    key.rsplit('/').next().unwrap().trim_end_matches(".post")
 }
 
 #[test]
@@ -510,8 +510,17 @@ fn tus_uploads_on_the_s3_store_are_promoted_once_clean() {
         let url = d.server.create(data.len() as u64);
         Request::patch(&url, 0, &data).send().expect_status(204);
         let id = url.rsplit('/').next().unwrap().to_owned();
-        let (_, settled) = d.settled(&id);
-        assert_eq!(settled["state"], "clean", "{}: {settled}", s3.name);
+        let clean = poll(Duration::from_secs(20), || {
+            let head = Request::tus("HEAD", &url).send();
+            (head.header("Upload-State") == Some("clean")).then_some(())
+        });
+        assert!(clean.is_some(), "{}: the tus upload is found clean", s3.name);
+        // The state route answers for direct uploads and promoted ones, not for any tus upload.
+        let (status, settled) = d.json("GET", &format!("/s3/uploads/{id}"), None);
+        assert_eq!((status, &settled["state"]), (200, &json!("clean")), "{settled}");
+        let unchecked = d.server.create(5);
+        let (status, _) = d.json("GET", &format!("/s3/uploads/{}", unchecked.rsplit('/').next().unwrap()), None);
+        assert_eq!(status, 404, "an unfinished tus upload is not the state route's");
         assert!(s3.exists(&format!("prod/{id}")) && !s3.exists(&format!("tmp/{id}")), "{}: promoted", s3.name);
         assert!(d.download(&url).body == data, "{}: served from the production area", s3.name);
     }
@@ -597,4 +606,25 @@ fn malformed_signing_requests_get_a_4xx_and_tus_uploads_are_never_signed() {
     assert_eq!(status, 404);
     let (status, _) = d.json("PUT", "/s3/multipart", None);
     assert_eq!(status, 405);
+}
+
+#[test]
+fn a_second_post_with_the_same_policy_never_replaces_checked_bytes() {
+    for s3 in both() {
+        let d = s3.server(&["--allowed-types", "application/*", "--direct-s3-sweep-interval", "300ms"]);
+        let p = params(&d, "q.bin", "application/octet-stream");
+        let (url, fields) = (p["url"].as_str().unwrap(), p["fields"].as_object().unwrap());
+        let first = pseudo_random(3000, 11);
+        assert!(post_form(url, fields, &first).is_success());
+        let id = id_of(p["fields"]["key"].as_str().unwrap()).to_owned();
+        let (_, settled) = d.settled(&id);
+        assert_eq!(settled["state"], "clean", "{}: {settled}", s3.name);
+        // The policy is still valid: the same form with other bytes.
+        let second = pseudo_random(3000, 12);
+        assert!(post_form(url, fields, &second).is_success());
+        std::thread::sleep(Duration::from_millis(900));
+        let served = d.download(settled["location"].as_str().unwrap());
+        assert!(served.body == first, "{}: the checked bytes are still what is served", s3.name);
+        assert_eq!(fields["Content-Type"], "application/octet-stream", "no client-chosen type is stored in S3");
+    }
 }

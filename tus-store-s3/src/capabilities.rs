@@ -42,13 +42,23 @@ impl RecordState for S3Store {
             let (data_key, target) = (inner.data_key(id), format!("{}{id}", promotion.prefix));
             let len = live.upload.length.unwrap_or(0);
             inner.copy_object_to(&promotion.bucket, &data_key, &target, len).await?;
+            // The copy may take minutes: an upload terminated meanwhile stays terminated.
+            if let InfoObject::Gone { .. } = inner.read_info_object(id).await? {
+                promotion.bucket.delete(&target).await?;
+                return Ok(());
+            }
             live.promoted = Some(ObjectLocation { bucket: promotion.bucket.name.clone(), key: target });
             inner.write_info(id, &InfoObject::Live(live), false).await?;
             inner.bucket.delete(&data_key).await?;
             tracing::info!(upload = %id, "clean upload promoted out of the temporary area");
             return Ok(());
         }
+        let promoted = live.promoted.is_some();
         inner.write_info(id, &InfoObject::Live(live), false).await?;
+        if promoted {
+            // A retry after a failed delete: the temporary copy must not stay behind.
+            inner.bucket.delete(&inner.data_key(id)).await?;
+        }
         Ok(())
     }
 
@@ -88,6 +98,9 @@ impl Terminate for S3Store {
         inner.bucket.delete(&data_key).await?;
         inner.bucket.delete(&inner.tail_key(id)).await?;
         inner.bucket.delete(&inner.quarantine_key(id)).await?;
+        if matches!(live.direct, Some(crate::state::DirectKind::Single { .. })) {
+            inner.bucket.delete(&inner.staging_key(id)).await?;
+        }
         if let Some(promoted) = &live.promoted {
             inner.bucket_of(promoted).delete(&promoted.key).await?;
         }

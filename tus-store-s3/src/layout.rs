@@ -43,6 +43,13 @@ impl Inner {
     pub(crate) fn tail_key(&self, id: &UploadId) -> String {
         format!("{}{id}.part", self.prefix)
     }
+    /// Where a single-request direct upload's POST lands: never read or served, only copied
+    /// to the data key once, when the upload is adopted (a policy cannot be revoked, so a
+    /// second POST must not replace bytes already checked).
+    pub(crate) fn staging_key(&self, id: &UploadId) -> String {
+        format!("{}{id}.post", self.prefix)
+    }
+
     pub(crate) fn quarantine_key(&self, id: &UploadId) -> String {
         format!("{}quarantine/{id}", self.prefix)
     }

@@ -149,6 +149,12 @@ impl Inner {
 
     pub(crate) async fn info(&self, id: &UploadId) -> Result<UploadInfo, Error> {
         let mut live = self.live(id).await?;
+        if !live.completed && live.direct.is_some() {
+            // Its bytes reach S3 without us: it is complete only once the signing service
+            // verified and adopted them (a completed multipart upload is not enough).
+            live.upload.offset = 0;
+            return Ok(live.upload);
+        }
         if !live.completed {
             match self.stored(id, &live).await? {
                 Some(stored) => {

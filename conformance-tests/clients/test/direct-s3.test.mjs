@@ -75,7 +75,8 @@ function pdf(size) {
   return Buffer.concat([head, random(size - head.length)])
 }
 
-const idOf = (key) => key.split('/').at(-1)
+// A single POST lands on `tmp/<id>.post` (a staging key), a multipart upload on `tmp/<id>`.
+const idOf = (key) => key.split('/').at(-1).replace(/\.post$/, '')
 
 /** A static server on 127.0.0.1 for the page: `/` (HTML) and `/direct-s3.js` (the bundle). */
 async function startPageServer(script) {
@@ -325,7 +326,7 @@ describe('direct-to-S3 uploads: @uppy/aws-s3 in Chromium, tus-server signing', {
       /** Asserts `state` is clean, the download (of `location`) is `name`'s bytes, and it was promoted. */
       async function assertCleanAndServed(report, name, key) {
         assert.equal(report.state, 'clean', `${which} ${name}: ${JSON.stringify(report)}`)
-        assert.equal(report.key, key)
+        assert.equal(report.key, key.replace(/\.post$/, ''))
         const id = idOf(key)
         assert.equal(new URL(report.location).pathname, `/files/${id}`, `the download URL: ${report.location}`)
         const res = await fetchT(report.location, {}, 60_000)
@@ -338,6 +339,7 @@ describe('direct-to-S3 uploads: @uppy/aws-s3 in Chromium, tus-server signing', {
         assert.equal(sha256(body), files[name].sha256, `${name}: the download is the bytes the browser uploaded`)
         assert.ok(await env.s3.exists(`prod/${id}`), `${which}: ${name} was promoted to prod/${id}`)
         assert.ok(!(await env.s3.exists(key)), `${which}: ${name} is gone from ${key}`)
+        assert.ok(!(await env.s3.exists(`tmp/${id}`)), `${which}: ${name} is gone from the temporary area`)
       }
 
       /**

@@ -32,8 +32,10 @@ impl Inner {
             return Err(TusError::TerminationRejected(hook.http_response));
         }
         terminater.terminate(id).await?;
+        // Idempotent: a finished upload holds nothing any more, but one recorded complete just
+        // before it was refused (an external upload) still may.
+        self.release_upload(&info).await;
         if !info.is_complete() {
-            self.release_upload(&info).await;
             self.forget_waiting(&info);
         }
         drop(lock);

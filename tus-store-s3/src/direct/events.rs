@@ -46,8 +46,8 @@ fn created_keys(value: &Value, bucket: &str) -> Vec<String> {
 }
 
 impl Direct {
-    /// Accepts a notification; answers `{accepted: n}`, the uploads it finished.
-    pub(super) async fn events(&self, authorization: Option<&HeaderValue>, body: &[u8]) -> Answer {
+    /// Whether `authorization` carries the events token (checked before the body is read).
+    pub(super) fn events_authorized(&self, authorization: Option<&HeaderValue>) -> Result<(), Refusal> {
         let Some(expected) = &self.config.events_token else {
             return Err(Refusal::new(StatusCode::NOT_FOUND, "ERR_NOT_FOUND", "event notifications are not configured"));
         };
@@ -55,12 +55,18 @@ impl Direct {
         if !presented.is_some_and(|token| same_secret(token.trim().as_bytes(), expected.as_bytes())) {
             return Err(Refusal::new(StatusCode::UNAUTHORIZED, "ERR_UNAUTHORIZED", "a valid bearer token is required"));
         }
+        Ok(())
+    }
+
+    /// Accepts a notification whose sender [`Self::events_authorized`] admitted.
+    pub(super) async fn events(&self, body: &[u8]) -> Answer {
         let value: Value =
             serde_json::from_slice(body).map_err(|e| Refusal::bad_request(format!("invalid JSON body: {e}")))?;
         let inner = &self.store.inner;
         let mut accepted = 0;
         for key in created_keys(&value, &inner.bucket.name) {
-            let Some(id) = key.strip_prefix(inner.prefix.as_str()).and_then(|stem| UploadId::parse(stem).ok()) else {
+            let stem = key.strip_prefix(inner.prefix.as_str()).and_then(|name| name.strip_suffix(".post"));
+            let Some(id) = stem.and_then(|stem| UploadId::parse(stem).ok()) else {
                 continue;
             };
             match self.find_single(&id).await {
@@ -87,11 +93,11 @@ mod tests {
     #[test]
     fn aws_and_minio_shapes_give_their_created_keys() {
         let aws = serde_json::json!({ "Records": [
-            { "eventName": "ObjectCreated:Post", "s3": { "bucket": { "name": "b" }, "object": { "key": "tmp/a+b%2Bc", "size": 3 } } },
+            { "eventName": "ObjectCreated:Post", "s3": { "bucket": { "name": "b" }, "object": { "key": "tmp/a+b%2Bc.post", "size": 3 } } },
             { "eventName": "ObjectRemoved:Delete", "s3": { "bucket": { "name": "b" }, "object": { "key": "tmp/gone" } } },
             { "eventName": "ObjectCreated:Put", "s3": { "bucket": { "name": "other" }, "object": { "key": "tmp/x" } } },
         ]});
-        assert_eq!(created_keys(&aws, "b"), vec!["tmp/a b+c"]);
+        assert_eq!(created_keys(&aws, "b"), vec!["tmp/a b+c.post"]);
         let minio = serde_json::json!({ "EventName": "s3:ObjectCreated:Post", "Key": "b/tmp/id1" });
         assert_eq!(created_keys(&minio, "b"), vec!["tmp/id1"]);
         assert!(created_keys(&serde_json::json!({ "Key": "b/tmp/id1" }), "b").is_empty());

@@ -209,7 +209,12 @@ impl DirectUploads {
     {
         let cors = self.inner.tus.config().cors.clone();
         let (method, origin_headers) = (req.method().clone(), req.headers().clone());
-        let mut res = match self.inner.route(req).await {
+        // On a task of its own: a client that goes away mid-completion cannot leave an upload
+        // assembled in S3 but never adopted.
+        let inner = self.inner.clone();
+        let routed = tokio::spawn(async move { inner.route(req).await }).await;
+        let routed = routed.unwrap_or_else(|_| Err(TusError::Internal("signing request failed").into()));
+        let mut res = match routed {
             Ok(res) => res,
             Err(refusal) => refusal_response(&refusal),
         };
@@ -281,9 +286,9 @@ impl Direct {
             ));
         }
         if segments.as_slice() == ["events"] && method == Method::POST {
-            let token = req.headers().get(header::AUTHORIZATION).cloned();
+            self.events_authorized(req.headers().get(header::AUTHORIZATION))?;
             let body = read_body(body).await?;
-            return self.events(token.as_ref(), &body).await;
+            return self.events(&body).await;
         }
         let caller = self.tus.authenticate(&req).await?;
         let q = query(req.uri());
@@ -434,6 +439,12 @@ impl Direct {
     async fn state(&self, id: &str, caller: &Caller) -> Answer {
         let id = UploadId::parse(id).map_err(|_| Refusal::not_found())?;
         let info = self.tus.external_upload(&id, caller).await?;
+        // Direct uploads, and uploads promoted by the same pipeline, only: the answer may carry
+        // a signed download URL, which is not this route's to hand out for any tus upload.
+        let live = self.store.inner.live(&id).await?;
+        if live.direct.is_none() && live.promoted.is_none() {
+            return Err(Refusal::not_found());
+        }
         Ok(json(StatusCode::OK, &self.report(&info, caller)))
     }
 

@@ -93,7 +93,10 @@ impl Direct {
 
     /// `GET /multipart/<uploadId>?key=`: the parts S3 holds, every page.
     pub(super) async fn list_parts(&self, upload_id: &str, q: &HashMap<String, String>, caller: &Caller) -> Answer {
-        let (id, _) = self.lookup(q.get("key"), Some(upload_id), caller).await?;
+        let (id, live) = self.lookup(q.get("key"), Some(upload_id), caller).await?;
+        if live.completed {
+            return Err(completed_refusal());
+        }
         let inner = &self.store.inner;
         let parts = inner.bucket.list_parts(&inner.data_key(&id), upload_id).await?;
         let reported: Vec<ReportedPart> = parts
@@ -175,7 +178,7 @@ impl Direct {
     pub(super) async fn abort(&self, upload_id: &str, q: &HashMap<String, String>, caller: &Caller) -> Answer {
         let (id, live) = self.lookup(q.get("key"), Some(upload_id), caller).await?;
         if live.completed {
-            return Err(Refusal::new(StatusCode::CONFLICT, "ERR_UPLOAD_COMPLETED", "the upload is complete"));
+            return Err(completed_refusal());
         }
         self.tus.terminate_external(&id, caller).await?;
         Ok(json(StatusCode::OK, &serde_json::json!({})))
@@ -221,7 +224,20 @@ impl Direct {
             }
         }
         let claimed_etags: Vec<&str> = req.parts.iter().map(|p| bare_etag(&p.etag)).collect();
-        inner.bucket.complete(&key, upload_id, completed).await?;
+        if let Err(e) = inner.bucket.complete(&key, upload_id, completed).await {
+            // A part replaced or removed since ListParts, or a second completion racing this
+            // one: the client's to sort out, not a server error.
+            if let crate::error::Error::S3 { code: Some(code), .. } = &e
+                && matches!(code.as_str(), "InvalidPart" | "InvalidPartOrder" | "EntityTooSmall" | "NoSuchUpload")
+            {
+                return Err(Refusal::new(
+                    StatusCode::CONFLICT,
+                    "ERR_PARTS_CHANGED",
+                    format!("S3 refused the completion: {code}"),
+                ));
+            }
+            return Err(e.into());
+        }
         let head = inner.bucket.head(&key).await?;
         let size = head.as_ref().map(|h| h.size);
         if size != Some(total) {
@@ -252,8 +268,11 @@ impl Direct {
     /// Records that the upload is active (its parts reach S3 without the server seeing them,
     /// and the expiry reaper judges by recorded activity), at most once a minute.
     async fn touch(&self, id: &tus_core::UploadId, live: crate::state::LiveInfo) -> Result<(), Refusal> {
+        if live.completed {
+            return Err(completed_refusal());
+        }
         let now = std::time::SystemTime::now();
-        if live.completed || now.duration_since(live.upload.updated_at).unwrap_or_default() < ACTIVITY_RESOLUTION {
+        if now.duration_since(live.upload.updated_at).unwrap_or_default() < ACTIVITY_RESOLUTION {
             return Ok(());
         }
         // Under the lock, from a fresh read: a completion may be recording itself meanwhile.
@@ -279,6 +298,11 @@ impl Direct {
         }
         self.discard(id, caller).await;
     }
+}
+
+/// A call for parts of an upload already completed.
+fn completed_refusal() -> Refusal {
+    Refusal::new(StatusCode::CONFLICT, "ERR_UPLOAD_COMPLETED", "the upload is complete")
 }
 
 /// A part number from a route: 1 to 10 000.

@@ -49,15 +49,12 @@ async fn bucket_url(inner: &Inner, key: &str) -> Result<String, Error> {
         .ok_or_else(|| Error::Config(format!("cannot derive the bucket URL from {without_query}")))
 }
 
-/// A POST policy for exactly `key`, of type `content_type`, at most `max_size` bytes,
-/// valid for `ttl`.
-pub(super) async fn post_form(
-    inner: &Inner,
-    key: &str,
-    content_type: &str,
-    max_size: u64,
-    ttl: Duration,
-) -> Result<PostForm, Error> {
+/// A POST policy for exactly `key`, at most `max_size` bytes, valid for `ttl`. The object's
+/// `Content-Type` is `application/octet-stream` whatever the client declared: presigned S3
+/// downloads serve the stored type, and a declared `text/html` must not render from the
+/// bucket's origin (the declared type stays in the upload's metadata, checked by the content
+/// check).
+pub(super) async fn post_form(inner: &Inner, key: &str, max_size: u64, ttl: Duration) -> Result<PostForm, Error> {
     let credentials =
         inner.credentials.provide_credentials().await.map_err(|e| Error::Config(format!("S3 credentials: {e}")))?;
     let region = inner.region.as_str();
@@ -70,7 +67,7 @@ pub(super) async fn post_form(
     let credential = format!("{}/{day}/{region}/s3/aws4_request", credentials.access_key_id());
     let mut fields = BTreeMap::from([
         ("key".to_owned(), key.to_owned()),
-        ("Content-Type".to_owned(), content_type.to_owned()),
+        ("Content-Type".to_owned(), "application/octet-stream".to_owned()),
         ("x-amz-algorithm".to_owned(), "AWS4-HMAC-SHA256".to_owned()),
         ("x-amz-credential".to_owned(), credential),
         ("x-amz-date".to_owned(), amz_date),

@@ -45,7 +45,7 @@ impl Direct {
         let limits = [self.tus.config().max_size, caller.principal().and_then(|p| p.max_size), Some(MAX_PART_SIZE)];
         let max = limits.into_iter().flatten().min().unwrap_or(MAX_PART_SIZE);
         let inner = &self.store.inner;
-        let form = policy::post_form(inner, &inner.data_key(&id), &mime, max, self.config.url_ttl).await?;
+        let form = policy::post_form(inner, &inner.staging_key(&id), max, self.config.url_ttl).await?;
         if let Ok(mut pending) = self.pending.lock() {
             pending.insert(id, until);
         }
@@ -73,8 +73,19 @@ impl Direct {
         if live.completed || !matches!(live.direct, Some(DirectKind::Single { .. })) {
             return Ok(false);
         }
-        let Some(head) = inner.bucket.head(&inner.data_key(id)).await? else { return Ok(false) };
-        self.adopt(id, head.size, &Caller::background()).await?;
+        let staging = inner.staging_key(id);
+        let Some(head) = inner.bucket.head(&staging).await? else { return Ok(false) };
+        // One version of the posted object becomes the upload's bytes (a copy is atomic); a
+        // later POST only replaces the staging object, which nothing reads.
+        let _lock = self.tus.lock_upload(id).await?;
+        if inner.live(id).await?.completed {
+            return Ok(false);
+        }
+        inner.copy_object(&staging, &inner.data_key(id), head.size).await?;
+        let size = inner.bucket.head(&inner.data_key(id)).await?.map(|h| h.size).unwrap_or(head.size);
+        inner.bucket.delete(&staging).await?;
+        drop(_lock);
+        self.adopt(id, size, &Caller::background()).await?;
         Ok(true)
     }
 
