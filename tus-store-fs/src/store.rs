@@ -216,7 +216,16 @@ impl Store for FileStore {
                     return Err(Error::Conflict("upload is quarantined".into()));
                 }
                 let path = d.data(&id);
-                let mut f = File::open(&path).map_err(io_err("open", &path))?;
+                let mut f = match File::open(&path) {
+                    Ok(f) => f,
+                    // Terminated (or expired) between the info read and the open: a download
+                    // racing a DELETE gets the upload's answer, not a server error.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        d.info(&id)?;
+                        return Err(Error::Gone);
+                    }
+                    Err(e) => return Err(io_err("open", &path)(e)),
+                };
                 f.seek(SeekFrom::Start(start)).map_err(io_err("seek", &path))?;
                 Ok(f)
             })
