@@ -158,6 +158,26 @@ pub struct HookUpload {
     /// mismatch also makes the state `rejected`). Not in tusd.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub digest_verified: Option<bool>,
+    /// Files derived from the upload (thumbnails, a copy without metadata), in `post-finish`
+    /// of clean uploads that have any. Not in tusd.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub derivatives: Vec<HookDerivative>,
+}
+
+/// One derived file in a hook payload.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct HookDerivative {
+    /// Its path under the upload's URL: `thumbnails/256` or `stripped`.
+    pub name: String,
+    /// Its MIME type.
+    pub content_type: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Where to download it: the upload's URL plus the name, signed like
+    /// [`HookUpload::download_url`] when signing is on.
+    #[serde(rename = "URL")]
+    pub url: String,
 }
 
 impl HookUpload {
@@ -188,6 +208,7 @@ impl HookUpload {
             declared_digests: info.declared_digests.iter().map(|d| format!("{} {}", d.algorithm, d.base64())).collect(),
             digest_verified: (!info.declared_digests.is_empty() && !info.digests.is_empty())
                 .then(|| crate::digest::mismatch(&info.declared_digests, &info.digests).is_none()),
+            derivatives: Vec::new(),
         }
     }
 }

@@ -27,6 +27,7 @@
 
 pub mod auth;
 pub mod checksum;
+pub mod derivative;
 pub mod digest;
 pub mod error;
 pub mod handler;

@@ -10,17 +10,20 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt as _;
 
+use crate::derivative::{Derivative, DerivativeName};
 use crate::digest::Digest;
 use crate::id::UploadId;
 use crate::store::{
     AppendOptions, BodyError, ByteStream, Capabilities, ChunkStream, Concatenate, DeferLength, ListExpired, NewUpload,
-    RecordState, Store, StoreError, Terminate, UploadInfo, UploadState,
+    RecordState, Store, StoreDerivatives, StoreError, Terminate, UploadInfo, UploadState,
 };
 
 /// An in-memory store.
 #[derive(Debug, Clone, Default)]
 pub struct MemoryStore {
     uploads: Arc<Mutex<HashMap<UploadId, Entry>>>,
+    /// Derived files, by upload and name.
+    derived: Arc<Mutex<HashMap<(UploadId, DerivativeName), Bytes>>>,
 }
 
 #[derive(Debug)]
@@ -119,6 +122,7 @@ impl Store for MemoryStore {
             .with_defer_length(self)
             .with_list_expired(self)
             .with_record_state(self)
+            .with_derivatives(self)
     }
 }
 
@@ -168,7 +172,40 @@ impl MemoryStore {
 impl Terminate for MemoryStore {
     async fn terminate(&self, id: &UploadId) -> Result<(), StoreError> {
         self.live(id, |_, _| ())?;
-        self.with(|map| map.insert(id.clone(), Entry::Gone)).map(drop)
+        self.with(|map| map.insert(id.clone(), Entry::Gone))?;
+        self.with_derived(|derived| derived.retain(|(of, _), _| of != id))
+    }
+}
+
+#[async_trait]
+impl StoreDerivatives for MemoryStore {
+    async fn put_derivative(&self, id: &UploadId, derivative: Derivative, bytes: Bytes) -> Result<(), StoreError> {
+        self.live(id, |_, _| ())?;
+        self.with_derived(|derived| derived.insert((id.clone(), derivative.name), bytes))?;
+        self.live(id, |info, _| {
+            info.derivatives.retain(|d| d.name != derivative.name);
+            info.derivatives.push(derivative);
+        })
+    }
+
+    async fn read_derivative(&self, id: &UploadId, name: DerivativeName) -> Result<ByteStream, StoreError> {
+        self.live(id, |_, _| ())?;
+        let bytes = self.with_derived(|derived| derived.get(&(id.clone(), name)).cloned())?;
+        let bytes = bytes.ok_or(StoreError::NotFound)?;
+        Ok(Box::pin(futures_util::stream::iter([Ok(bytes)])))
+    }
+}
+
+impl MemoryStore {
+    fn with_derived<T>(
+        &self,
+        f: impl FnOnce(&mut HashMap<(UploadId, DerivativeName), Bytes>) -> T,
+    ) -> Result<T, StoreError> {
+        let mut map = self
+            .derived
+            .lock()
+            .map_err(|_| StoreError::Generic { store: "memory", source: "mutex poisoned".into() })?;
+        Ok(f(&mut map))
     }
 }
 

@@ -72,6 +72,10 @@ pub struct UploadInfo {
     /// with its processing state once computed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub digests: Vec<crate::digest::Digest>,
+    /// Files derived from the finished upload and stored beside it (thumbnails, a copy without
+    /// metadata; see [`crate::derivative`]), in the order they were stored.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub derivatives: Vec<crate::derivative::Derivative>,
 }
 
 /// Where a finished upload stands in post-upload processing (content check, virus scan).
@@ -179,6 +183,7 @@ impl NewUpload {
             owner: self.owner,
             declared_digests: self.declared_digests,
             digests: Vec::new(),
+            derivatives: Vec::new(),
         }
     }
 }
@@ -336,6 +341,8 @@ pub struct Capabilities<'a> {
     pub record_state: Option<&'a dyn RecordState>,
     /// Direct, expiring download URLs (object stores).
     pub presign_get: Option<&'a dyn PresignGet>,
+    /// Files derived from finished uploads, stored beside them (the media step).
+    pub derivatives: Option<&'a dyn StoreDerivatives>,
 }
 
 /// The `with_…` setters of [`Capabilities`], one per field, each the same three lines.
@@ -368,6 +375,8 @@ impl<'a> Capabilities<'a> {
         with_record_state: record_state, RecordState;
         /// Adds presigned downloads.
         with_presign_get: presign_get, PresignGet;
+        /// Adds derived files.
+        with_derivatives: derivatives, StoreDerivatives;
     }
 
     /// Adds expiry listing, and with it termination (which the reaper needs and the trait
@@ -387,6 +396,7 @@ impl<'a> Capabilities<'a> {
             ("list_expired", self.list_expired.is_some()),
             ("record_state", self.record_state.is_some()),
             ("presign_get", self.presign_get.is_some()),
+            ("derivatives", self.derivatives.is_some()),
         ];
         present.into_iter().filter(|(_, yes)| *yes).map(|(name, _)| name).collect()
     }
@@ -425,6 +435,39 @@ pub trait RecordState: Send + Sync {
 pub trait PresignGet: Send + Sync {
     /// A URL that serves the upload's bytes (Range included) for `ttl`, without this server.
     async fn presign_get(&self, id: &UploadId, ttl: std::time::Duration) -> Result<String, StoreError>;
+
+    /// A URL that serves the derivative `name` of the upload (see [`StoreDerivatives`]) for
+    /// `ttl`, without this server.
+    async fn presign_derivative(
+        &self,
+        id: &UploadId,
+        name: crate::derivative::DerivativeName,
+        ttl: std::time::Duration,
+    ) -> Result<String, StoreError>;
+}
+
+/// Keeping files derived from a finished upload (thumbnails, a copy without metadata) beside
+/// it: never over the original, served like it, removed with it.
+#[async_trait]
+pub trait StoreDerivatives: Send + Sync {
+    /// Stores `bytes` as `derivative` of the finished upload `id`, replacing one of the same
+    /// name, and lists it in the upload's [`UploadInfo::derivatives`] (after the bytes are
+    /// stored, so a listed derivative can always be read). [`Terminate::terminate`] removes
+    /// derivatives with their upload.
+    async fn put_derivative(
+        &self,
+        id: &UploadId,
+        derivative: crate::derivative::Derivative,
+        bytes: Bytes,
+    ) -> Result<(), StoreError>;
+
+    /// Streams the derivative `name` of `id` back, whole; [`StoreError::NotFound`] if it was
+    /// never stored.
+    async fn read_derivative(
+        &self,
+        id: &UploadId,
+        name: crate::derivative::DerivativeName,
+    ) -> Result<ByteStream, StoreError>;
 }
 
 /// Deleting uploads (the `termination` extension and the expiry reaper).

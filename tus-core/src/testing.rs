@@ -32,6 +32,7 @@ macro_rules! store_suite {
             ("list_expired", probe.list_expired()),
             ("record_state", probe.record_state()),
             ("presign_get", probe.presign_get()),
+            ("derivatives", probe.derivatives()),
         ];
         $crate::testing::check_capabilities(&$crate::store::Store::capabilities(&*store), &implemented);
         $crate::testing::run_all(&*store).await;
@@ -44,7 +45,7 @@ macro_rules! store_suite {
 /// on `&Probe` otherwise). Used by [`store_suite!`](crate::store_suite).
 #[doc(hidden)]
 pub mod probe {
-    use crate::store::{Concatenate, DeferLength, ListExpired, PresignGet, RecordState, Terminate};
+    use crate::store::{Concatenate, DeferLength, ListExpired, PresignGet, RecordState, StoreDerivatives, Terminate};
 
     /// Wraps the store under test.
     pub struct Probe<'a, T>(pub &'a T);
@@ -75,6 +76,7 @@ pub mod probe {
     probe!(ListsExpired, DoesNotListExpired, list_expired, ListExpired);
     probe!(RecordsState, DoesNotRecordState, record_state, RecordState);
     probe!(Presigns, DoesNotPresign, presign_get, PresignGet);
+    probe!(StoresDerivatives, DoesNotStoreDerivatives, derivatives, StoreDerivatives);
 }
 
 /// Panics unless `exposed` names exactly the capabilities in `implemented`.
@@ -257,6 +259,9 @@ pub async fn run_all(store: &dyn Store) {
     }
     if store.capabilities().record_state.is_some() {
         record_state(store).await;
+    }
+    if store.capabilities().derivatives.is_some() {
+        derivatives(store).await;
     }
 }
 
@@ -492,4 +497,43 @@ pub async fn record_state(store: &dyn Store) {
     assert!(!processing.contains(&ids[0]) && !processing.contains(&ids[1]));
     recorder.set_state(&uninspected, UploadState::Clean, &[]).await.expect("set state");
     assert!(!recorder.list_processing().await.expect("list").contains(&uninspected));
+}
+
+/// Derivatives live beside the original, never over it: each is read back as stored and
+/// listed in the info, a second one of the same name replaces the first, an unknown one is
+/// `NotFound`, and termination removes them with the upload.
+pub async fn derivatives(store: &dyn Store) {
+    use crate::derivative::{Derivative, DerivativeName};
+    let derived = store.capabilities().derivatives.expect("capability");
+    let id = new_upload(store, Some(8)).await;
+    store.append(&id, 0, chunks(&[b"original"], None), AppendOptions::default()).await.expect("append");
+    let thumb =
+        |size: u64| Derivative { name: DerivativeName::Thumbnail(256), content_type: "image/jpeg".into(), size };
+    let stripped = Derivative { name: DerivativeName::Stripped, content_type: "image/png".into(), size: 3 };
+    derived.put_derivative(&id, thumb(5), Bytes::from_static(b"first")).await.expect("put");
+    derived.put_derivative(&id, stripped.clone(), Bytes::from_static(b"png")).await.expect("put");
+    derived.put_derivative(&id, thumb(6), Bytes::from_static(b"second")).await.expect("put again");
+    let id = &id;
+    let read = |name| async move {
+        let mut stream = derived.read_derivative(id, name).await?;
+        let mut out = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            out.extend_from_slice(&chunk?);
+        }
+        Ok::<_, StoreError>(out)
+    };
+    assert_eq!(read(DerivativeName::Thumbnail(256)).await.expect("read"), b"second");
+    assert_eq!(read(DerivativeName::Stripped).await.expect("read"), b"png");
+    assert!(matches!(read(DerivativeName::Thumbnail(1024)).await, Err(StoreError::NotFound)));
+    // The original is untouched, and the info lists each derivative once, as last stored.
+    assert_eq!(read_all(store, id, 0..8).await, b"original");
+    let info = store.info(id).await.expect("info");
+    assert_eq!((info.offset, info.length), (8, Some(8)));
+    let mut listed = info.derivatives.clone();
+    listed.sort_by_key(|d| d.name);
+    assert_eq!(listed, [thumb(6), stripped]);
+    if let Some(terminator) = store.capabilities().terminate {
+        terminator.terminate(id).await.expect("terminate");
+        assert!(read(DerivativeName::Stripped).await.is_err(), "derivative outlived its upload");
+    }
 }

@@ -1,5 +1,5 @@
 //! The optional capabilities of the store: recorded state (quarantine), termination,
-//! concatenation, deferred length and the expiry listing.
+//! concatenation, deferred length, the expiry listing and derivatives.
 
 use std::fs::{self, File};
 use std::io;
@@ -7,9 +7,11 @@ use std::time::SystemTime;
 
 use async_trait::async_trait;
 use tus_core::UploadId;
+use tus_core::derivative::{Derivative, DerivativeName};
 use tus_core::digest::Digest;
 use tus_core::store::{
-    Concatenate, DeferLength, ListExpired, RecordState, StoreError, Terminate, UploadInfo, UploadState,
+    ByteStream, Concatenate, DeferLength, ListExpired, RecordState, StoreDerivatives, StoreError, Terminate,
+    UploadInfo, UploadState,
 };
 
 use crate::FileStore;
@@ -74,9 +76,62 @@ impl Terminate for FileStore {
             for path in [d.data(&id), d.unverified(&id), d.assembling(&id), d.quarantined(&id)] {
                 Dirs::remove_if_exists(&path)?;
             }
-            Ok(())
+            let derived = d.derived_dir(&id);
+            match fs::remove_dir_all(&derived) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err("remove", &derived)(e)),
+                _ => Ok(()),
+            }
         })
         .await
+    }
+}
+
+#[async_trait]
+impl StoreDerivatives for FileStore {
+    async fn put_derivative(
+        &self,
+        id: &UploadId,
+        derivative: Derivative,
+        bytes: bytes::Bytes,
+    ) -> Result<(), StoreError> {
+        let id = id.clone();
+        self.blocking(move |d| {
+            d.info(&id)?;
+            let dir = d.derived_dir(&id);
+            fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
+            // Written aside and renamed into place: a reader sees the old file or the new one.
+            let path = d.derivative(&id, derivative.name);
+            let tmp = path.with_extension("tmp");
+            let mut f = File::create(&tmp).map_err(io_err("create", &tmp))?;
+            io::Write::write_all(&mut f, &bytes).map_err(io_err("write", &tmp))?;
+            d.sync_file(&f, &tmp)?;
+            fs::rename(&tmp, &path).map_err(io_err("rename", &path))?;
+            if d.sync {
+                File::open(&dir).and_then(|f| f.sync_all()).map_err(io_err("sync", &dir))?;
+            }
+            // Listed only once its bytes are in place.
+            let mut info = d.info(&id)?;
+            info.derivatives.retain(|listed| listed.name != derivative.name);
+            info.derivatives.push(derivative);
+            d.write_info(&id, &InfoFile::Live(info))
+        })
+        .await
+    }
+
+    async fn read_derivative(&self, id: &UploadId, name: DerivativeName) -> Result<ByteStream, StoreError> {
+        let id = id.clone();
+        let file = self
+            .blocking(move |d| {
+                d.info(&id)?;
+                let path = d.derivative(&id, name);
+                match File::open(&path) {
+                    Ok(f) => Ok(f),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => Err(Error::NotFound),
+                    Err(e) => Err(io_err("open", &path)(e)),
+                }
+            })
+            .await?;
+        Ok(crate::store::stream_file(file, u64::MAX))
     }
 }
 

@@ -5,6 +5,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use tus_core::UploadId;
+use tus_core::derivative::DerivativeName;
 
 use crate::error::{Error, io_err};
 
@@ -33,6 +34,13 @@ impl Dirs {
     }
     pub(crate) fn quarantined(&self, id: &UploadId) -> PathBuf {
         self.dir.join(QUARANTINE_DIR).join(id.as_str())
+    }
+    /// The directory of the upload's derivatives (thumbnails, a stripped copy), beside it.
+    pub(crate) fn derived_dir(&self, id: &UploadId) -> PathBuf {
+        self.dir.join(format!("{id}.derived"))
+    }
+    pub(crate) fn derivative(&self, id: &UploadId, name: DerivativeName) -> PathBuf {
+        self.derived_dir(id).join(name.file_name())
     }
 
     pub(crate) fn sync_dir(&self) -> Result<(), Error> {

@@ -230,11 +230,7 @@ impl Store for FileStore {
                 Ok(f)
             })
             .await?;
-        let len = range.end.saturating_sub(range.start);
-        let reader = tokio::io::AsyncReadExt::take(tokio::fs::File::from_std(file), len);
-        let stream = tokio_util::io::ReaderStream::with_capacity(reader, READ_CHUNK)
-            .map(|r| r.map_err(|e| StoreError::Generic { store: "fs", source: Box::new(e) }));
-        Ok(Box::pin(stream))
+        Ok(stream_file(file, range.end.saturating_sub(range.start)))
     }
 
     fn capabilities(&self) -> Capabilities<'_> {
@@ -244,6 +240,7 @@ impl Store for FileStore {
             .with_defer_length(self)
             .with_list_expired(self)
             .with_record_state(self)
+            .with_derivatives(self)
     }
     fn describe(&self, id: &UploadId) -> std::collections::BTreeMap<String, String> {
         // The same keys tusd's filestore reports to hooks.
@@ -254,4 +251,12 @@ impl Store for FileStore {
         ]
         .into()
     }
+}
+
+/// Streams up to `len` bytes of `file` from where it stands.
+pub(crate) fn stream_file(file: File, len: u64) -> ByteStream {
+    let reader = tokio::io::AsyncReadExt::take(tokio::fs::File::from_std(file), len);
+    let stream = tokio_util::io::ReaderStream::with_capacity(reader, READ_CHUNK)
+        .map(|r| r.map_err(|e| StoreError::Generic { store: "fs", source: Box::new(e) }));
+    Box::pin(stream)
 }

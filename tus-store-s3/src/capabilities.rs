@@ -12,6 +12,7 @@ use tus_core::store::{
 
 use crate::S3Store;
 use crate::error::Error;
+use crate::layout::Inner;
 use crate::limits::MAX_OBJECT_SIZE;
 use crate::state::{InfoObject, ObjectLocation, Stored};
 use tus_core::digest::Digest;
@@ -42,14 +43,25 @@ impl RecordState for S3Store {
             let (data_key, target) = (inner.data_key(id), format!("{}{id}", promotion.prefix));
             let len = live.upload.length.unwrap_or(0);
             inner.copy_object_to(&promotion.bucket, &data_key, &target, len).await?;
+            // Derivatives move with the upload, beside it.
+            let derived = |key: &str, d: &tus_core::derivative::Derivative| Inner::derivative_key(key, d.name);
+            for d in &live.upload.derivatives {
+                inner.copy_object_to(&promotion.bucket, &derived(&data_key, d), &derived(&target, d), d.size).await?;
+            }
             // The copy may take minutes: an upload terminated meanwhile stays terminated.
             if let InfoObject::Gone { .. } = inner.read_info_object(id).await? {
                 promotion.bucket.delete(&target).await?;
+                for d in &live.upload.derivatives {
+                    promotion.bucket.delete(&derived(&target, d)).await?;
+                }
                 return Ok(());
             }
             live.promoted = Some(ObjectLocation { bucket: promotion.bucket.name.clone(), key: target });
-            inner.write_info(id, &InfoObject::Live(live), false).await?;
+            inner.write_info(id, &InfoObject::Live(live.clone()), false).await?;
             inner.bucket.delete(&data_key).await?;
+            for d in &live.upload.derivatives {
+                inner.bucket.delete(&derived(&data_key, d)).await?;
+            }
             tracing::info!(upload = %id, "clean upload promoted out of the temporary area");
             return Ok(());
         }
@@ -82,6 +94,15 @@ impl PresignGet for S3Store {
     async fn presign_get(&self, id: &UploadId, ttl: Duration) -> Result<String, StoreError> {
         self.presigned_get_url(id, ttl).await
     }
+
+    async fn presign_derivative(
+        &self,
+        id: &UploadId,
+        name: tus_core::derivative::DerivativeName,
+        ttl: Duration,
+    ) -> Result<String, StoreError> {
+        self.presigned_derivative_url(id, name, ttl).await
+    }
 }
 
 #[async_trait]
@@ -101,6 +122,7 @@ impl Terminate for S3Store {
         if matches!(live.direct, Some(crate::state::DirectKind::Single { .. })) {
             inner.bucket.delete(&inner.staging_key(id)).await?;
         }
+        inner.delete_derivatives(id, &live).await?;
         if let Some(promoted) = &live.promoted {
             inner.bucket_of(promoted).delete(&promoted.key).await?;
         }

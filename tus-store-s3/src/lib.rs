@@ -11,6 +11,7 @@
 //! | `<prefix><id>.info` | JSON: length, metadata, concatenation role, timestamps, the multipart upload ID and whether it is completed — or a tombstone |
 //! | `<prefix>quarantine/<id>` | the bytes of a finished upload a virus scan flagged, out of the servable area |
 //! | `<promote prefix><id>` (optionally in another bucket) | a clean upload, promoted out of the temporary `<prefix>` when [`S3StoreBuilder::promote_to`] is set: copied, recorded in the info, deleted from `<prefix><id>` |
+//! | `<data key>.derived/thumbnail-<size>`, `<data key>.derived/stripped` | files derived from a clean upload (the media step), beside its data object (`<prefix><id>`, or the promoted key: promoted with it), listed in the info, deleted with the upload |
 //! | `<prefix><id>.part` | the *tail*: bytes after the last part, fewer than a part; its metadata `x-amz-meta-tus-parts` / `x-amz-meta-tus-parts-bytes` records how many parts (and bytes) precede it |
 //!
 //! # Offsets come from S3
@@ -97,6 +98,7 @@ mod builder;
 mod capabilities;
 mod compat;
 mod concat;
+mod derived;
 pub mod direct;
 mod error;
 mod layout;

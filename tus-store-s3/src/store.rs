@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use aws_sdk_s3::presigning::PresigningConfig;
 use bytes::Bytes;
 use futures_util::StreamExt as _;
 use tus_core::UploadId;
@@ -16,9 +15,9 @@ use tus_core::store::{
 
 use crate::error::Error;
 use crate::layout::Inner;
-use crate::limits::{MAX_OBJECT_SIZE, MAX_PRESIGNED_LIFETIME};
+use crate::limits::MAX_OBJECT_SIZE;
 use crate::ops::object_chunks;
-use crate::state::{InfoObject, LiveInfo, ObjectLocation};
+use crate::state::{InfoObject, LiveInfo};
 use crate::upload;
 
 /// Uploads as S3 multipart uploads. See the crate docs for the layout.
@@ -44,37 +43,16 @@ impl S3Store {
     }
 
     /// A presigned GetObject URL for the finished upload `id`, valid for `expires_in` (at most
-    /// [`MAX_PRESIGNED_LIFETIME`]). Fails with [`StoreError::Conflict`] if the upload is not
+    /// [`MAX_PRESIGNED_LIFETIME`](crate::MAX_PRESIGNED_LIFETIME)). Fails with [`StoreError::Conflict`] if the upload is not
     /// finished.
     pub async fn presigned_get_url(&self, id: &UploadId, expires_in: Duration) -> Result<String, StoreError> {
-        if expires_in.is_zero() || expires_in > MAX_PRESIGNED_LIFETIME {
-            return Err(Error::Config(format!(
-                "presigned URL lifetime must be between 1 s and {} s",
-                MAX_PRESIGNED_LIFETIME.as_secs()
-            ))
-            .into());
-        }
         let info = self.info(id).await?;
         if !info.is_complete() || info.state == Some(UploadState::Quarantined) {
             return Err(Error::Conflict(format!("upload {id} is not finished or quarantined")).into());
         }
         let inner = &self.inner;
-        let location = match inner.live(id).await?.promoted {
-            Some(promoted) => promoted,
-            None => ObjectLocation { bucket: inner.bucket.name.clone(), key: inner.data_key(id) },
-        };
-        let key = location.key;
-        let config = PresigningConfig::expires_in(expires_in).map_err(|e| Error::Config(e.to_string()))?;
-        let presigned = inner
-            .bucket
-            .client
-            .get_object()
-            .bucket(&location.bucket)
-            .key(&key)
-            .presigned(config)
-            .await
-            .map_err(|e| Error::s3("GetObject (presign)", &key, e))?;
-        Ok(presigned.uri().to_owned())
+        let location = inner.data_location(id, &inner.live(id).await?);
+        Ok(crate::derived::presign_get(&inner.bucket_of(&location), &location.key, None, expires_in).await?)
     }
 }
 
@@ -186,6 +164,7 @@ impl Store for S3Store {
             .with_list_expired(self)
             .with_record_state(self)
             .with_presign_get(self)
+            .with_derivatives(self)
     }
     fn describe(&self, id: &UploadId) -> std::collections::BTreeMap<String, String> {
         [

@@ -171,6 +171,16 @@ impl Inner {
         retry("record state of", &info.id, || recorder.set_state(&info.id, state, &info.digests)).await;
         tracing::info!(upload = %info.id, state = state.name(), "upload processed");
         info.state = Some(state);
+        // What the inspectors derived (thumbnails, ...) is in the stored info, not in this copy.
+        if state == UploadState::Clean
+            && self.hook_enabled(HookType::PostFinish)
+            && self.store.capabilities().derivatives.is_some()
+        {
+            match self.store.info(&info.id).await {
+                Ok(stored) => info.derivatives = stored.derivatives,
+                Err(e) => tracing::warn!(upload = %info.id, error = %e, "could not read the derivatives made"),
+            }
+        }
         self.notify(HookType::PostFinish, &info, &call);
     }
 

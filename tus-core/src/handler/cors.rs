@@ -22,7 +22,7 @@ const ALLOW_HEADERS: &str = "Authorization, Origin, X-Requested-With, X-Request-
 const EXPOSE_HEADERS: &str = "Location, Upload-Offset, Upload-Length, Upload-Expires, Upload-Metadata, \
     Upload-Defer-Length, Upload-Concat, Upload-State, Upload-Complete, Upload-Incomplete, Upload-Limit, \
     Upload-Draft-Interop-Version, Tus-Version, Tus-Resumable, Tus-Max-Size, Tus-Extension, \
-    Tus-Checksum-Algorithm, Content-Range, ETag, WWW-Authenticate";
+    Tus-Checksum-Algorithm, Content-Range, ETag, WWW-Authenticate, Upload-Derivatives";
 
 const ALLOW_METHODS: &str = "POST, HEAD, PATCH, DELETE, GET, OPTIONS";
 

@@ -13,7 +13,8 @@ use http_range_header::{EndPosition, StartPosition};
 
 use super::Inner;
 use super::hooks::Call;
-use super::response::{ResponseBody, set_repr_digest, tus_response};
+use super::response::{ResponseBody, set_result_headers, tus_response};
+use crate::derivative::DerivativeName;
 use crate::error::TusError;
 use crate::id::UploadId;
 use crate::store::{UploadInfo, UploadState};
@@ -31,34 +32,11 @@ impl Inner {
         uri: &Uri,
         call: &Call,
     ) -> Result<Response<ResponseBody>, TusError> {
-        // With signing on, nothing is served without a valid signature for this very upload.
-        let signed_until = match &self.signer {
-            Some(signer) => Some(signer.verify(id, uri.query()).map_err(TusError::Signature)?),
-            None => None,
-        };
-        let info = self.load_info(id, call).await?;
-        let Some(length) = info.length.filter(|_| info.is_complete()) else {
-            return Err(TusError::NotFinished);
-        };
-        if let Some(state) = info.state.filter(|s| *s != UploadState::Clean) {
-            return Err(TusError::NotServable(state));
-        }
-        // Partials are never inspected (their final is): with checks configured they are not
-        // served, or a partial would be a way around them.
-        if info.is_partial() && self.inspector.is_some() {
-            return Err(TusError::NotServable(UploadState::Rejected));
-        }
+        let (info, length, signed_until) = self.servable(id, uri, call).await?;
         if let (Some(until), Some(presigner)) = (signed_until, self.store.capabilities().presign_get) {
             // Object stores serve the bytes themselves: send the client there, for no longer
             // than its signature allows.
-            let left = until.duration_since(SystemTime::now()).unwrap_or_default();
-            let url = presigner.presign_get(id, left.min(self.config.max_presign_ttl)).await?;
-            let mut res = tus_response(StatusCode::TEMPORARY_REDIRECT);
-            if let Ok(v) = HeaderValue::from_str(&url) {
-                res.headers_mut().insert(header::LOCATION, v);
-            }
-            res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            return Ok(res);
+            return Ok(redirect(&presigner.presign_get(id, self.presign_ttl(until)).await?));
         }
         let etag = format!("\"{}-{}\"", info.id, length);
         let mut res = tus_response(StatusCode::OK);
@@ -68,7 +46,7 @@ impl Inner {
             h.insert(header::ETAG, v);
         }
         set_content_headers(h, &info);
-        set_repr_digest(h, &info);
+        set_result_headers(h, &info);
 
         if !if_match(headers, &etag) {
             return Err(TusError::PreconditionFailed);
@@ -102,6 +80,97 @@ impl Inner {
         *res.body_mut() = ResponseBody::stream(stream, len);
         Ok(res)
     }
+}
+
+impl Inner {
+    /// GET of a derivative (`/files/<id>/thumbnails/256`, `/files/<id>/stripped`): served
+    /// exactly when and to whom the original would be (a signature for the upload covers its
+    /// derivatives); `404` until it exists.
+    pub(super) async fn get_derivative(
+        &self,
+        id: &UploadId,
+        name: DerivativeName,
+        headers: &HeaderMap,
+        uri: &Uri,
+        call: &Call,
+    ) -> Result<Response<ResponseBody>, TusError> {
+        let (info, _, signed_until) = self.servable(id, uri, call).await?;
+        let (Some(derivative), Some(store)) =
+            (info.derivatives.iter().find(|d| d.name == name), self.store.capabilities().derivatives)
+        else {
+            return Err(TusError::NotFound);
+        };
+        if let (Some(until), Some(presigner)) = (signed_until, self.store.capabilities().presign_get) {
+            return Ok(redirect(&presigner.presign_derivative(id, name, self.presign_ttl(until)).await?));
+        }
+        let etag = format!("\"{}-{}-{}\"", info.id, name.file_name(), derivative.size);
+        let mut res = tus_response(StatusCode::OK);
+        let h = res.headers_mut();
+        if let Ok(v) = HeaderValue::from_str(&etag) {
+            h.insert(header::ETAG, v);
+        }
+        let content_type =
+            normalize_mime(&derivative.content_type).unwrap_or_else(|| "application/octet-stream".into());
+        let disposition = if INLINE_TYPES.contains(&content_type.as_str()) { "inline" } else { "attachment" };
+        if let Ok(v) = HeaderValue::from_str(&content_type) {
+            h.insert(header::CONTENT_TYPE, v);
+        }
+        h.insert(header::CONTENT_DISPOSITION, HeaderValue::from_static(disposition));
+        set_untrusted_content_headers(h);
+        if if_none_match(headers, &etag) {
+            *res.status_mut() = StatusCode::NOT_MODIFIED;
+            return Ok(res);
+        }
+        let stream = store.read_derivative(id, name).await?;
+        res.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(derivative.size));
+        *res.body_mut() = ResponseBody::stream(stream, derivative.size);
+        Ok(res)
+    }
+
+    /// A finished upload that may be served to this request, its length, and until when its
+    /// signature (if signing is on) allows it: the one decision for the original and its
+    /// derivatives.
+    async fn servable(
+        &self,
+        id: &UploadId,
+        uri: &Uri,
+        call: &Call,
+    ) -> Result<(UploadInfo, u64, Option<SystemTime>), TusError> {
+        // With signing on, nothing is served without a valid signature for this very upload.
+        let signed_until = match &self.signer {
+            Some(signer) => Some(signer.verify(id, uri.query()).map_err(TusError::Signature)?),
+            None => None,
+        };
+        let info = self.load_info(id, call).await?;
+        let Some(length) = info.length.filter(|_| info.is_complete()) else {
+            return Err(TusError::NotFinished);
+        };
+        if let Some(state) = info.state.filter(|s| *s != UploadState::Clean) {
+            return Err(TusError::NotServable(state));
+        }
+        // Partials are never inspected (their final is): with checks configured they are not
+        // served, or a partial would be a way around them.
+        if info.is_partial() && self.inspector.is_some() {
+            return Err(TusError::NotServable(UploadState::Rejected));
+        }
+        Ok((info, length, signed_until))
+    }
+
+    /// How long a presigned URL may live for a signature valid `until`.
+    fn presign_ttl(&self, until: SystemTime) -> std::time::Duration {
+        let left = until.duration_since(SystemTime::now()).unwrap_or_default();
+        left.min(self.config.max_presign_ttl)
+    }
+}
+
+/// A `307` to where the object store serves the bytes.
+fn redirect(url: &str) -> Response<ResponseBody> {
+    let mut res = tus_response(StatusCode::TEMPORARY_REDIRECT);
+    if let Ok(v) = HeaderValue::from_str(url) {
+        res.headers_mut().insert(header::LOCATION, v);
+    }
+    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
 }
 
 enum RangeRequest {
@@ -178,6 +247,11 @@ fn set_content_headers(h: &mut HeaderMap, info: &UploadInfo) {
     if let Ok(v) = HeaderValue::from_str(&disposition) {
         h.insert(header::CONTENT_DISPOSITION, v);
     }
+    set_untrusted_content_headers(h);
+}
+
+/// What every response carrying uploaded (or derived) bytes sends: no sniffing, no scripts.
+fn set_untrusted_content_headers(h: &mut HeaderMap) {
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("default-src 'none'; sandbox"));
 }

@@ -5,7 +5,7 @@ use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
 
 use super::hooks::Call;
-use super::response::{ResponseBody, set_repr_digest, tus_response};
+use super::response::{ResponseBody, set_result_headers, tus_response};
 use super::{Inner, UPLOAD_STATE};
 use crate::error::TusError;
 use crate::headers::{self, names};
@@ -46,7 +46,7 @@ impl Inner {
         if let Some(state) = info.state {
             h.insert(UPLOAD_STATE, HeaderValue::from_static(state.name()));
         }
-        set_repr_digest(h, &info);
+        set_result_headers(h, &info);
         Ok(res)
     }
 }

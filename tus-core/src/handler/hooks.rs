@@ -80,6 +80,16 @@ impl Inner {
         upload.storage = self.store.describe(&info.id);
         if hook == HookType::PostFinish && info.state.is_none_or(|s| s == UploadState::Clean) {
             upload.download_url = self.signed_download_url(&info.id, call);
+            upload.derivatives = info
+                .derivatives
+                .iter()
+                .map(|d| crate::hooks::HookDerivative {
+                    name: d.name.to_string(),
+                    content_type: d.content_type.clone(),
+                    size: d.size,
+                    url: self.derivative_url(&info.id, d.name, call),
+                })
+                .collect();
         }
         HookEvent { hook, event: EventDetails { upload, http_request: (*call.hook).clone() } }
     }

@@ -234,7 +234,7 @@ impl Inner {
     fn describe_retrieved(&self, draft: Draft, res: &mut Response<ResponseBody>, info: &UploadInfo) {
         self.describe_upload(draft, res, info);
         res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        super::response::set_repr_digest(res.headers_mut(), info);
+        super::response::set_result_headers(res.headers_mut(), info);
     }
 
     fn describe_upload(&self, draft: Draft, res: &mut Response<ResponseBody>, info: &UploadInfo) {

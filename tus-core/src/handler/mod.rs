@@ -111,6 +111,8 @@ enum Target {
     Collection,
     /// One upload (`/files/<id>`).
     Upload(UploadId),
+    /// A file derived from one upload (`/files/<id>/thumbnails/256`, `/files/<id>/stripped`).
+    Derivative(UploadId, crate::derivative::DerivativeName),
 }
 
 impl TusService {
@@ -287,7 +289,8 @@ impl Inner {
         if *method == Method::OPTIONS {
             return Ok((req, None, None));
         }
-        if let (&Method::GET, Target::Upload(id), Some(signer)) = (method, target, &self.signer)
+        if let (&Method::GET, Target::Upload(id) | Target::Derivative(id, _), Some(signer)) =
+            (method, target, &self.signer)
             && signer.verify(id, req.uri().query()).is_ok()
         {
             return Ok((req, None, Some(id.clone())));
@@ -302,8 +305,13 @@ impl Inner {
         if path == base || Some(path) == base.strip_suffix('/') {
             return Some(Target::Collection);
         }
-        let id = path.strip_prefix(base.as_str())?;
-        UploadId::parse(id).ok().map(Target::Upload)
+        let rest = path.strip_prefix(base.as_str())?;
+        match rest.split_once('/') {
+            None => UploadId::parse(rest).ok().map(Target::Upload),
+            Some((id, derived)) => {
+                Some(Target::Derivative(UploadId::parse(id).ok()?, crate::derivative::DerivativeName::parse(derived)?))
+            }
+        }
     }
 
     async fn dispatch(
@@ -313,6 +321,16 @@ impl Inner {
         req: Request<RequestBody>,
         call: &Call,
     ) -> Result<Response<ResponseBody>, TusError> {
+        // Derived files are plain downloads in either dialect (and may be preflighted).
+        if let Target::Derivative(id, name) = target {
+            return match *method {
+                Method::OPTIONS => Ok(self.options()),
+                Method::GET if self.config.download => {
+                    self.get_derivative(&id, name, req.headers(), req.uri(), call).await
+                }
+                _ => Err(TusError::MethodNotAllowed),
+            };
+        }
         if let Some(draft) = ietf::Draft::of(req.headers())? {
             return self.ietf(draft, method, target, req, call).await;
         }
@@ -425,3 +443,7 @@ impl Inner {
 
 /// The response header showing a finished upload's processing state.
 pub const UPLOAD_STATE: http::header::HeaderName = http::header::HeaderName::from_static("upload-state");
+
+/// The response header (`HEAD`, `GET`) listing the derivatives a servable upload has, as paths
+/// under its URL: `thumbnails/256, thumbnails/1024, stripped`.
+pub const UPLOAD_DERIVATIVES: http::header::HeaderName = http::header::HeaderName::from_static("upload-derivatives");

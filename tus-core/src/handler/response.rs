@@ -188,10 +188,18 @@ fn problem_details(error: &TusError) -> String {
     serde_json::Value::Object(json).to_string()
 }
 
-/// `Repr-Digest` of a finished upload whose stored bytes have been hashed (see
-/// [`crate::digest`]), on `HEAD` and `GET` of both dialects.
-pub(super) fn set_repr_digest(headers: &mut http::HeaderMap, info: &crate::store::UploadInfo) {
+/// What processing found, on `HEAD` and `GET` of both dialects: `Repr-Digest` of a finished
+/// upload whose stored bytes have been hashed (see [`crate::digest`]), and `Upload-Derivatives`.
+pub(super) fn set_result_headers(headers: &mut http::HeaderMap, info: &crate::store::UploadInfo) {
     if let Some(value) = crate::digest::repr_digest(&info.digests) {
         headers.insert(crate::headers::names::REPR_DIGEST, value);
+    }
+    // Derivatives are listed once they may be served, which is when the original may.
+    let servable = info.state.is_none_or(|s| s == crate::store::UploadState::Clean);
+    if servable && !info.derivatives.is_empty() {
+        let list: Vec<String> = info.derivatives.iter().map(|d| d.name.to_string()).collect();
+        if let Ok(value) = http::HeaderValue::from_str(&list.join(", ")) {
+            headers.insert(super::UPLOAD_DERIVATIVES, value);
+        }
     }
 }

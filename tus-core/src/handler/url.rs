@@ -6,6 +6,7 @@ use http::header::{self, HeaderMap};
 
 use super::hooks::Call;
 use super::{Inner, LocationStyle};
+use crate::derivative::DerivativeName;
 use crate::id::UploadId;
 
 impl Inner {
@@ -40,9 +41,23 @@ impl Inner {
     /// A signed absolute download URL for `id` (for `post-finish` payloads), if signing is on.
     pub(super) fn signed_download_url(&self, id: &UploadId, call: &Call) -> Option<String> {
         let signed = self.signer.as_ref()?.sign(id, self.config.hook_download_url_ttl);
-        let origin =
-            call.hook.header.get("Host").and_then(|h| h.first()).map(|host| format!("{}://{host}", self.config.scheme));
-        Some(format!("{}?{}", self.upload_url(origin.as_deref(), id), signed.query))
+        Some(format!("{}?{}", self.upload_url(self.hook_origin(call).as_deref(), id), signed.query))
+    }
+
+    /// The download URL of a derivative of `id` (for `post-finish` payloads): the upload's URL
+    /// and the derivative's name, signed when signing is on (one signature covers an upload
+    /// and its derivatives).
+    pub(super) fn derivative_url(&self, id: &UploadId, name: DerivativeName, call: &Call) -> String {
+        let url = format!("{}/{name}", self.upload_url(self.hook_origin(call).as_deref(), id));
+        match &self.signer {
+            Some(signer) => format!("{url}?{}", signer.sign(id, self.config.hook_download_url_ttl).query),
+            None => url,
+        }
+    }
+
+    /// The origin the request behind a hook addressed, from its `Host`.
+    fn hook_origin(&self, call: &Call) -> Option<String> {
+        call.hook.header.get("Host").and_then(|h| h.first()).map(|host| format!("{}://{host}", self.config.scheme))
     }
 }
 
