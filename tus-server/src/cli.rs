@@ -17,7 +17,7 @@ use tus_core::{CorsConfig, LocationStyle};
 use crate::ServerError;
 use crate::options::{
     AuthOptions, CheckOptions, ClamdOptions, ClusterOptions, DirectOptions, FsOptions, HookOptions, HookTransport,
-    ListenOptions, PromoteOptions, ProtocolOptions, S3Options, ServerOptions, SigningOptions, TlsOptions,
+    ListenOptions, MediaOptions, PromoteOptions, ProtocolOptions, S3Options, ServerOptions, SigningOptions, TlsOptions,
 };
 
 /// A tus 1.0 resumable-upload server.
@@ -303,6 +303,40 @@ pub struct CheckArgs {
     /// Time allowed for one clamd scan.
     #[arg(long, env = "TUS_CLAMD_TIMEOUT", default_value = "10m", value_parser = humantime::parse_duration)]
     pub clamd_timeout: Duration,
+
+    /// After the checks, make thumbnails of clean images (JPEG, PNG, WebP, GIF) with these
+    /// longest sides in pixels (comma-separated, e.g. `256,1024`; aspect kept, EXIF orientation
+    /// applied, never upscaled), served at `<upload URL>/thumbnails/<size>`.
+    #[arg(long, env = "TUS_THUMBNAILS", value_delimiter = ',', value_parser = clap::value_parser!(u32).range(1..=16384))]
+    pub thumbnails: Vec<u32>,
+
+    /// The thumbnails' format: `jpeg` (quality 85, transparency over white) or `webp`
+    /// (lossless, keeps transparency).
+    #[arg(long, env = "TUS_THUMBNAIL_FORMAT", default_value = "jpeg")]
+    pub thumbnail_format: crate::media::ThumbnailFormat,
+
+    /// After the checks, store a copy of each clean image without EXIF/XMP/IPTC/comments (pixels
+    /// not re-encoded; colour profile and orientation kept), served at `<upload URL>/stripped`.
+    #[arg(long, env = "TUS_STRIP_METADATA")]
+    pub strip_metadata: bool,
+
+    /// Images the media step processes at the same time.
+    #[arg(long, env = "TUS_MEDIA_WORKERS", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub media_workers: u16,
+
+    /// Images with more pixels than this (as their header says) get no derivatives; they are
+    /// never decoded.
+    #[arg(long, env = "TUS_MEDIA_MAX_PIXELS", default_value_t = 40_000_000)]
+    pub media_max_pixels: u64,
+
+    /// Image files larger than this get no derivatives (the media step reads a whole image into
+    /// memory).
+    #[arg(long, env = "TUS_MEDIA_MAX_BYTES", default_value_t = 64 << 20)]
+    pub media_max_bytes: u64,
+
+    /// Time allowed for the media step of one image.
+    #[arg(long, env = "TUS_MEDIA_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub media_timeout: Duration,
 }
 
 /// Keys of signed download URLs.
@@ -504,6 +538,15 @@ impl CheckArgs {
                 address: address.clone(),
                 max_stream: self.clamd_max_stream,
                 timeout: self.clamd_timeout,
+            }),
+            media: (!self.thumbnails.is_empty() || self.strip_metadata).then(|| MediaOptions {
+                thumbnails: self.thumbnails.clone(),
+                format: self.thumbnail_format,
+                strip_metadata: self.strip_metadata,
+                workers: usize::from(self.media_workers),
+                max_pixels: self.media_max_pixels,
+                max_bytes: self.media_max_bytes,
+                timeout: self.media_timeout,
             }),
         }
     }

@@ -32,6 +32,7 @@
 pub mod auth;
 pub mod cli;
 pub mod hooks;
+pub mod media;
 pub mod metrics;
 pub mod ops;
 pub mod options;
@@ -139,9 +140,11 @@ pub async fn build_app(options: &ServerOptions) -> Result<App, ServerError> {
 }
 
 /// Whether finished uploads are checked (an inspector is installed): with an allow-list, a
-/// virus scanner, or authentication (whose tokens may carry their own allow-lists).
+/// virus scanner, authentication (whose tokens may carry their own allow-lists), or the media
+/// step (which runs on uploads found clean).
 fn checks_uploads(options: &ServerOptions) -> bool {
-    !options.checks.allowed_types.is_empty() || options.checks.clamd.is_some() || options.auth.is_some()
+    let checks = &options.checks;
+    !checks.allowed_types.is_empty() || checks.clamd.is_some() || checks.media.is_some() || options.auth.is_some()
 }
 
 /// The S3 options that depend on others: promotion needs checks (only checked uploads are
@@ -319,6 +322,10 @@ fn with_pipeline(
         let mut chain = InspectChain::new().then(scan::ContentCheck::new(checks.allowed_types.clone()));
         if let Some(clamd) = &checks.clamd {
             chain = chain.then(scan::ClamdScanner::new(clamd.address.clone(), clamd.max_stream, clamd.timeout));
+        }
+        // Last: the chain stops at the first verdict that is not clean.
+        if let Some(media) = &checks.media {
+            chain = chain.then(media::MediaStep::new(media.clone()).with_metrics(metrics.clone()));
         }
         builder = builder.inspector(chain);
     }

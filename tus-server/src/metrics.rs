@@ -12,6 +12,9 @@
 //! | `tus_store_request_seconds` | op (create, info, append, read) | store calls |
 //! | `tus_auth_failures_total` | reason (missing, duplicate_cookie, malformed, bad_signature, expired, not_yet_valid, wrong_issuer, wrong_audience, no_subject, unknown_key) | [`CountedAuthorizer`] refusals |
 //! | `tus_quota_refusals_total` | quota (bytes, uploads) | [`Metrics::quota_refused`] |
+//! | `tus_media_step_seconds` | step (thumbnails, strip, store) | the media step's work per image |
+//! | `tus_media_images_total` | | images the media step made derivatives of |
+//! | `tus_media_skipped_total` | reason (too_large, too_many_bytes, corrupt, unsupported, timeout, failed) | images the media step left alone |
 
 use std::fmt;
 use std::ops::Range;
@@ -67,6 +70,11 @@ struct ReasonLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StepLabels {
+    step: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct QuotaLabels {
     quota: &'static str,
 }
@@ -100,6 +108,9 @@ pub struct Metrics {
     store_seconds: Family<OpLabels, Histogram>,
     auth_failures: Family<ReasonLabels, Counter>,
     quota_refusals: Family<QuotaLabels, Counter>,
+    media_seconds: Family<StepLabels, Histogram>,
+    media_images: Counter,
+    media_skipped: Family<ReasonLabels, Counter>,
 }
 
 impl fmt::Debug for Metrics {
@@ -127,6 +138,10 @@ impl Metrics {
         let store_seconds = Family::<OpLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
         let auth_failures = Family::<ReasonLabels, Counter>::default();
         let quota_refusals = Family::<QuotaLabels, Counter>::default();
+        let media_seconds =
+            Family::<StepLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let media_images = Counter::default();
+        let media_skipped = Family::<ReasonLabels, Counter>::default();
         registry.register("requests", "HTTP requests by method and status", requests.clone());
         registry.register("errors", "Error responses by tus error code", errors.clone());
         registry.register("bytes_received", "Upload bytes accepted by the store", bytes_received.clone());
@@ -141,6 +156,9 @@ impl Metrics {
             "Creations or length declarations refused by a per-owner quota",
             quota_refusals.clone(),
         );
+        registry.register("media_step_seconds", "Time the media step spent per image, by step", media_seconds.clone());
+        registry.register("media_images", "Images the media step made derivatives of", media_images.clone());
+        registry.register("media_skipped", "Images the media step left alone, by reason", media_skipped.clone());
         Arc::new(Metrics {
             registry,
             requests,
@@ -153,6 +171,9 @@ impl Metrics {
             store_seconds,
             auth_failures,
             quota_refusals,
+            media_seconds,
+            media_images,
+            media_skipped,
         })
     }
 
@@ -189,6 +210,21 @@ impl Metrics {
     /// `"bytes"` (`--quota-bytes`) or `"uploads"` (`--quota-uploads`).
     pub fn quota_refused(&self, which: &'static str) {
         self.quota_refusals.get_or_create(&QuotaLabels { quota: which }).inc();
+    }
+
+    /// Records the time one step of the media step took for one image.
+    pub fn media_step(&self, step: &'static str, seconds: f64) {
+        self.media_seconds.get_or_create(&StepLabels { step }).observe(seconds);
+    }
+
+    /// Counts an image the media step made derivatives of.
+    pub fn media_processed(&self) {
+        self.media_images.inc();
+    }
+
+    /// Counts an image the media step left alone, and why.
+    pub fn media_skipped(&self, reason: &'static str) {
+        self.media_skipped.get_or_create(&ReasonLabels { reason }).inc();
     }
 
     fn upload_event(&self, event: &'static str) {

@@ -285,13 +285,50 @@ pub enum HookTransport {
     Exec(PathBuf),
 }
 
-/// Checks of finished uploads (`--allowed-types`, `--clamd-*`).
+/// Checks of finished uploads (`--allowed-types`, `--clamd-*`) and the media step after them.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CheckOptions {
     /// MIME patterns a finished upload's sniffed type must match; empty: any.
     pub allowed_types: Vec<String>,
     /// Virus scanning with clamd; `None`: none.
     pub clamd: Option<ClamdOptions>,
+    /// Thumbnails and metadata stripping of clean images; `None`: none.
+    pub media: Option<MediaOptions>,
+}
+
+/// The media step (`--thumbnails`, `--strip-metadata`, `--media-*`; see [`crate::media`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaOptions {
+    /// Longest sides of the thumbnails to make, in pixels; empty: none.
+    pub thumbnails: Vec<u32>,
+    /// The thumbnails' format.
+    pub format: crate::media::ThumbnailFormat,
+    /// Also store a copy of each image without its metadata.
+    pub strip_metadata: bool,
+    /// Images processed at the same time.
+    pub workers: usize,
+    /// Images with more pixels (as their header says) are skipped without being decoded.
+    pub max_pixels: u64,
+    /// Larger files are skipped without being read.
+    pub max_bytes: u64,
+    /// Time allowed for one image.
+    pub timeout: Duration,
+}
+
+impl Default for MediaOptions {
+    /// No thumbnails, no stripping (set at least one), JPEG thumbnails, 2 workers, 40
+    /// megapixels, 64 MiB, 30 s.
+    fn default() -> Self {
+        MediaOptions {
+            thumbnails: Vec::new(),
+            format: crate::media::ThumbnailFormat::Jpeg,
+            strip_metadata: false,
+            workers: 2,
+            max_pixels: 40_000_000,
+            max_bytes: 64 << 20,
+            timeout: Duration::from_secs(30),
+        }
+    }
 }
 
 /// Virus scanning with clamd (`--clamd-*`).

@@ -1,0 +1,230 @@
+//! The media step: thumbnails and a copy without metadata for every clean image, stored beside
+//! the original (never over it).
+//!
+//! [`MediaStep`] is an [`Inspect`]or meant to run last in the chain (after the content check
+//! and the virus scan, which stop the chain on anything but a clean verdict), so it only ever
+//! sees clean uploads. For an upload whose bytes are a JPEG, PNG, WebP or GIF it makes the
+//! configured thumbnails (longest side, aspect kept, EXIF orientation applied, never upscaled)
+//! and, if asked, a copy without EXIF/XMP/IPTC/comments that keeps the pixels, the colour
+//! profile and the orientation (see `strip`). It stores them through the store's
+//! [`StoreDerivatives`](tus_core::store::StoreDerivatives) capability, all or nothing, and
+//! always answers [`Verdict::Clean`]: an image it cannot handle (over the limits, truncated,
+//! corrupt, an unsupported variant, too slow) keeps its verdict and gets no derivatives; why is
+//! logged and counted in `tus_media_skipped_total`.
+//!
+//! The upload stays `processing` until its derivatives are stored, so `post-finish` and the
+//! first `HEAD` that says `clean` list them; a restart re-runs the chain for uploads still
+//! `processing`, this step included (derivatives are replaced, never duplicated).
+//!
+//! # Bounds
+//! Decoding runs on the blocking pool, at most `workers` images at a time (others wait for a
+//! permit). Per image: the original is read into memory only up to `max_bytes`, the decoder
+//! refuses headers over `max_pixels` before allocating anything, and its allocations are
+//! capped at `4 × max_pixels` bytes (RGBA); the oriented copy and the resized buffers add at
+//! most as much again. So the step's memory stays under about
+//! `workers × (max_bytes + 8 × max_pixels)` bytes (2 × (64 MiB + 320 MB) ≈ 770 MB with the
+//! defaults, reached only by images at the pixel limit; a 12-megapixel photo takes ~100 MB).
+//! An image that takes longer than `timeout` is skipped; its thread finishes on its own and
+//! keeps its permit until then, so the bound holds.
+//!
+//! ```
+//! use tus_core::{MemoryStore, TusService};
+//! use tus_core::inspect::InspectChain;
+//! use tus_server::media::{MediaStep, ThumbnailFormat};
+//! use tus_server::options::MediaOptions;
+//!
+//! let media = MediaOptions { thumbnails: vec![256, 1024], format: ThumbnailFormat::Jpeg, ..MediaOptions::default() };
+//! let chain = InspectChain::new().then(MediaStep::new(media));
+//! let tus = TusService::builder(MemoryStore::new()).inspector(chain).build();
+//! # drop(tus);
+//! ```
+
+mod image_ops;
+mod strip;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::StreamExt as _;
+use tokio::sync::Semaphore;
+use tus_core::derivative::{Derivative, DerivativeName};
+use tus_core::inspect::{Inspect, InspectError, Verdict};
+use tus_core::{Store, UploadInfo};
+
+pub use self::image_ops::ThumbnailFormat;
+use self::image_ops::{DecodeLimits, ImageKind, MediaError};
+use crate::metrics::Metrics;
+use crate::options::MediaOptions;
+
+/// Bytes read from the start of an upload to tell whether it is an image.
+const SNIFF_LEN: u64 = 64;
+
+/// Thumbnails and a stripped copy of clean images (see the module docs).
+#[derive(Debug)]
+pub struct MediaStep {
+    options: MediaOptions,
+    permits: Arc<Semaphore>,
+    metrics: Option<Arc<Metrics>>,
+}
+
+/// Why an image got no derivatives.
+#[derive(Debug, thiserror::Error)]
+enum Skipped {
+    #[error(transparent)]
+    Image(#[from] MediaError),
+    #[error("the file is larger than the media step reads ({0} bytes)")]
+    TooManyBytes(u64),
+    #[error("processing took longer than the media step allows")]
+    Timeout,
+    #[error("processing failed: {0}")]
+    Failed(String),
+}
+
+impl Skipped {
+    fn reason(&self) -> &'static str {
+        match self {
+            Skipped::Image(e) => e.reason(),
+            Skipped::TooManyBytes(_) => "too_many_bytes",
+            Skipped::Timeout => "timeout",
+            Skipped::Failed(_) => "failed",
+        }
+    }
+}
+
+/// What one image gave: its derivatives, encoded, and the time each step took.
+struct Made {
+    files: Vec<(Derivative, Bytes)>,
+    seconds: Vec<(&'static str, f64)>,
+}
+
+impl MediaStep {
+    /// The step with these options (at least one worker).
+    pub fn new(options: MediaOptions) -> Self {
+        let permits = Arc::new(Semaphore::new(options.workers.max(1)));
+        MediaStep { options, permits, metrics: None }
+    }
+
+    /// Also records its work in `metrics` (`tus_media_*`).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Whether the step makes anything at all.
+    fn makes_something(&self) -> bool {
+        !self.options.thumbnails.is_empty() || self.options.strip_metadata
+    }
+
+    /// Reads the upload (at most `max_bytes`) and makes its derivatives, under a worker permit
+    /// and the time limit.
+    async fn make(&self, store: &dyn Store, info: &UploadInfo, kind: ImageKind) -> Result<Made, Skipped> {
+        let length = info.length.unwrap_or(0);
+        if length > self.options.max_bytes {
+            return Err(Skipped::TooManyBytes(length));
+        }
+        let permit = self.permits.clone().acquire_owned().await.map_err(|e| Skipped::Failed(e.to_string()))?;
+        let data = read_range(store, info, 0..length).await.map_err(|e| Skipped::Failed(e.to_string()))?;
+        let options = self.options.clone();
+        let job = tokio::task::spawn_blocking(move || {
+            // Held by the thread, not the waiting task: a job that outlives its timeout still
+            // counts against the workers until it ends.
+            let _permit = permit;
+            make_derivatives(&data, kind, &options)
+        });
+        match tokio::time::timeout(self.options.timeout, job).await {
+            Ok(Ok(made)) => made,
+            Ok(Err(join)) => Err(Skipped::Failed(join.to_string())),
+            Err(_) => Err(Skipped::Timeout),
+        }
+    }
+}
+
+#[async_trait]
+impl Inspect for MediaStep {
+    async fn inspect(&self, store: &dyn Store, info: &UploadInfo) -> Result<Verdict, InspectError> {
+        let Some(derived) = store.capabilities().derivatives else { return Ok(Verdict::Clean) };
+        let length = info.length.unwrap_or(0);
+        if !self.makes_something() || info.is_partial() || length == 0 {
+            return Ok(Verdict::Clean);
+        }
+        let head = read_range(store, info, 0..length.min(SNIFF_LEN)).await.map_err(inspect_error)?;
+        let Some(kind) = infer::get(&head).and_then(|t| ImageKind::from_mime(t.mime_type())) else {
+            return Ok(Verdict::Clean);
+        };
+        match self.make(store, info, kind).await {
+            Ok(made) => {
+                let started = Instant::now();
+                for (derivative, bytes) in made.files {
+                    // A store failure is retried with the whole inspection (derivatives are
+                    // replaced, so a second run does not duplicate them).
+                    derived.put_derivative(&info.id, derivative, bytes).await.map_err(inspect_error)?;
+                }
+                if let Some(metrics) = &self.metrics {
+                    for (step, seconds) in made.seconds {
+                        metrics.media_step(step, seconds);
+                    }
+                    metrics.media_step("store", started.elapsed().as_secs_f64());
+                    metrics.media_processed();
+                }
+                tracing::debug!(upload = %info.id, "media derivatives stored");
+            }
+            Err(skipped) => {
+                tracing::warn!(upload = %info.id, reason = skipped.reason(), error = %skipped, "media step skipped");
+                if let Some(metrics) = &self.metrics {
+                    metrics.media_skipped(skipped.reason());
+                }
+            }
+        }
+        Ok(Verdict::Clean)
+    }
+}
+
+/// The thumbnails and the stripped copy of one image (blocking, CPU-bound): all or nothing.
+fn make_derivatives(data: &[u8], kind: ImageKind, options: &MediaOptions) -> Result<Made, Skipped> {
+    let mut made = Made { files: Vec::new(), seconds: Vec::new() };
+    if !options.thumbnails.is_empty() {
+        let started = Instant::now();
+        let limits = DecodeLimits { max_pixels: options.max_pixels, max_alloc: options.max_pixels.saturating_mul(4) };
+        for thumb in image_ops::thumbnails(data, kind, &options.thumbnails, options.format, limits)? {
+            let derivative = Derivative {
+                name: DerivativeName::Thumbnail(thumb.size),
+                content_type: options.format.mime().to_owned(),
+                size: thumb.bytes.len() as u64,
+            };
+            made.files.push((derivative, Bytes::from(thumb.bytes)));
+        }
+        made.seconds.push(("thumbnails", started.elapsed().as_secs_f64()));
+    }
+    if options.strip_metadata {
+        let started = Instant::now();
+        let stripped = strip::strip_metadata(data, kind)?;
+        let derivative = Derivative {
+            name: DerivativeName::Stripped,
+            content_type: kind.mime().to_owned(),
+            size: stripped.len() as u64,
+        };
+        made.files.push((derivative, Bytes::from(stripped)));
+        made.seconds.push(("strip", started.elapsed().as_secs_f64()));
+    }
+    Ok(made)
+}
+
+fn inspect_error(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> InspectError {
+    InspectError(e.into())
+}
+
+/// Bytes `range` of the upload, in memory (the caller bounds its length).
+async fn read_range(
+    store: &dyn Store,
+    info: &UploadInfo,
+    range: std::ops::Range<u64>,
+) -> Result<Vec<u8>, tus_core::StoreError> {
+    let mut out = Vec::with_capacity(usize::try_from(range.end - range.start).unwrap_or(0));
+    let mut stream = store.read(&info.id, range).await?;
+    while let Some(chunk) = stream.next().await {
+        out.extend_from_slice(&chunk?);
+    }
+    Ok(out)
+}
