@@ -628,3 +628,72 @@ fn a_second_post_with_the_same_policy_never_replaces_checked_bytes() {
         assert_eq!(fields["Content-Type"], "application/octet-stream", "no client-chosen type is stored in S3");
     }
 }
+
+/// A `width` × `height` PNG with a `tEXt` chunk (an author's name: metadata to strip).
+fn png_with_text(width: u32, height: u32) -> Vec<u8> {
+    let img = image::RgbImage::from_fn(width, height, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, 128]));
+    let mut png = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png).unwrap();
+    // tEXt before IEND (the last 12 bytes): length, type, data, CRC of type and data.
+    let text = b"Author\0Jane Doe, 52.5N 13.4E";
+    let mut chunk = (text.len() as u32).to_be_bytes().to_vec();
+    chunk.extend_from_slice(b"tEXt");
+    chunk.extend_from_slice(text);
+    chunk.extend_from_slice(&crc32(&chunk[4..]).to_be_bytes());
+    let iend = png.len() - 12;
+    png.splice(iend..iend, chunk);
+    png
+}
+
+/// CRC-32 (IEEE), as PNG chunks use it.
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &byte in data {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+        }
+    }
+    !crc
+}
+
+#[test]
+fn a_direct_image_gets_derivatives_promoted_and_removed_with_it() {
+    for s3 in both() {
+        let d = s3.server(&["--thumbnails", "64", "--strip-metadata", "--s3-promote-prefix", "prod/"]);
+        let png = png_with_text(300, 200);
+        assert!(png.windows(8).any(|w| w == b"Jane Doe"), "the test image carries its text");
+        let (key, upload_id) = d.create("photo.png", "image/png");
+        let etag = d.put_part(&key, &upload_id, 1, &png);
+        let (status, done) = d.complete(&key, &upload_id, &[(1, &etag)]);
+        assert_eq!(status, 200, "{}: {done}", s3.name);
+        let id = id_of(&key).to_owned();
+        let (_, settled) = d.settled(&id);
+        assert_eq!(settled["state"], "clean", "{}: {settled}", s3.name);
+
+        let upload = format!("{}{id}", d.server.url());
+        let head = Request::tus("HEAD", &upload).send();
+        assert_eq!(head.header("Upload-Derivatives"), Some("thumbnails/64, stripped"), "{}: {head}", s3.name);
+        let thumb = d.download(&format!("{upload}/thumbnails/64"));
+        assert_eq!((thumb.status, thumb.header("Content-Type")), (200, Some("image/jpeg")), "{thumb}");
+        let img = image::load_from_memory(&thumb.body).unwrap();
+        assert_eq!((img.width(), img.height()), (64, 43), "{}", s3.name);
+        let stripped = d.download(&format!("{upload}/stripped"));
+        assert_eq!(stripped.status, 200, "{stripped}");
+        assert!(!stripped.body.windows(8).any(|w| w == b"Jane Doe"), "{}: the text survived", s3.name);
+        let (a, b) = (image::load_from_memory(&stripped.body).unwrap(), image::load_from_memory(&png).unwrap());
+        assert!(a.as_bytes() == b.as_bytes(), "{}: the stripped copy has other pixels", s3.name);
+        assert!(d.download(&upload).body == png, "{}: the original is untouched", s3.name);
+
+        // Promoted beside the original, nothing left in the temporary area.
+        for name in ["thumbnail-64", "stripped"] {
+            assert!(s3.exists(&format!("prod/{id}.derived/{name}")), "{}: {name} promoted", s3.name);
+            assert!(!s3.exists(&format!("tmp/{id}.derived/{name}")), "{}: {name} left behind", s3.name);
+        }
+        let deleted = Request::tus("DELETE", &upload).send();
+        assert_eq!(deleted.status, 204, "{deleted}");
+        for name in ["thumbnail-64", "stripped"] {
+            assert!(!s3.exists(&format!("prod/{id}.derived/{name}")), "{}: {name} outlived its upload", s3.name);
+        }
+    }
+}

@@ -46,14 +46,19 @@ def bounded():
     signal.signal(signal.SIGALRM, old)
 
 
+# The process ID of each running server, by endpoint URL (to read its memory from /proc).
+SERVER_PIDS = {}
+
+
 @contextlib.contextmanager
-def tus_server(name, extra_args=()):
-    """A tus-server on 127.0.0.1 with a fresh upload dir (plus TUS_SERVER_ARGS and extra_args);
-    yields its endpoint URL. stderr goes to conformance-tests/artifacts/logs/<name>.log."""
+def tus_server(name, extra_args=(), upload_dir=None):
+    """A tus-server on 127.0.0.1 with `upload_dir` or a fresh one (plus TUS_SERVER_ARGS and
+    extra_args); yields its endpoint URL. stderr goes to conformance-tests/artifacts/logs/<name>.log."""
     binary = Path(os.environ.get("TUS_SERVER_BIN") or REPO / "target/debug/tus-server")
     if not binary.is_file():
         pytest.fail(f"missing tus-server binary {binary}: run `cargo build -p tus-server` or set TUS_SERVER_BIN")
-    upload_dir = tempfile.mkdtemp(prefix="tuspy-")
+    own_dir = upload_dir is None
+    upload_dir = upload_dir or tempfile.mkdtemp(prefix="tuspy-")
     logs = REPO / "conformance-tests/artifacts/logs"
     logs.mkdir(parents=True, exist_ok=True)
     log = open(logs / f"{name}.log", "wb")
@@ -71,6 +76,7 @@ def tus_server(name, extra_args=()):
             pytest.fail(f"tus-server did not start (stdout {lines!r}, log {logs / f'{name}.log'})")
         url = lines[0][len(prefix):].strip()
         assert url.startswith("http://127.0.0.1:"), url
+        SERVER_PIDS[url] = proc.pid
         yield url
     finally:
         proc.terminate()
@@ -80,7 +86,8 @@ def tus_server(name, extra_args=()):
             proc.kill()
             proc.wait(10)
         log.close()
-        shutil.rmtree(upload_dir, ignore_errors=True)
+        if own_dir:
+            shutil.rmtree(upload_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
