@@ -660,7 +660,16 @@ fn crc32(data: &[u8]) -> u32 {
 #[test]
 fn a_direct_image_gets_derivatives_promoted_and_removed_with_it() {
     for s3 in both() {
-        let d = s3.server(&["--thumbnails", "64", "--strip-metadata", "--s3-promote-prefix", "prod/"]);
+        let signing_key = "direct-media-signing-key-0123456789";
+        let d = s3.server(&[
+            "--thumbnails",
+            "64",
+            "--strip-metadata",
+            "--s3-promote-prefix",
+            "prod/",
+            "--signing-key",
+            signing_key,
+        ]);
         let png = png_with_text(300, 200);
         assert!(png.windows(8).any(|w| w == b"Jane Doe"), "the test image carries its text");
         let (key, upload_id) = d.create("photo.png", "image/png");
@@ -674,16 +683,28 @@ fn a_direct_image_gets_derivatives_promoted_and_removed_with_it() {
         let upload = format!("{}{id}", d.server.url());
         let head = Request::tus("HEAD", &upload).send();
         assert_eq!(head.header("Upload-Derivatives"), Some("thumbnails/64, stripped"), "{}: {head}", s3.name);
-        let thumb = d.download(&format!("{upload}/thumbnails/64"));
+        // Downloads need the upload's signature, which covers its derivatives; a signed one is
+        // sent to a presigned GET of the promoted derivative.
+        let expires = in_an_hour();
+        let signed = |path: &str| {
+            format!("{upload}{path}?expires={expires}&sig={}", conformance_tests::sign(signing_key, &id, expires))
+        };
+        let unsigned = Request::new("GET", &format!("{upload}/thumbnails/64")).send();
+        assert_eq!(unsigned.status, 403, "{}: {unsigned}", s3.name);
+        let redirect = Request::new("GET", &signed("/thumbnails/64")).send();
+        assert_eq!(redirect.status, 307, "{}: {redirect}", s3.name);
+        let location = redirect.header("Location").unwrap();
+        assert!(location.contains(&format!("prod/{id}.derived/thumbnail-64")), "{}: {location}", s3.name);
+        let thumb = d.download(&signed("/thumbnails/64"));
         assert_eq!((thumb.status, thumb.header("Content-Type")), (200, Some("image/jpeg")), "{thumb}");
         let img = image::load_from_memory(&thumb.body).unwrap();
         assert_eq!((img.width(), img.height()), (64, 43), "{}", s3.name);
-        let stripped = d.download(&format!("{upload}/stripped"));
+        let stripped = d.download(&signed("/stripped"));
         assert_eq!(stripped.status, 200, "{stripped}");
         assert!(!stripped.body.windows(8).any(|w| w == b"Jane Doe"), "{}: the text survived", s3.name);
         let (a, b) = (image::load_from_memory(&stripped.body).unwrap(), image::load_from_memory(&png).unwrap());
         assert!(a.as_bytes() == b.as_bytes(), "{}: the stripped copy has other pixels", s3.name);
-        assert!(d.download(&upload).body == png, "{}: the original is untouched", s3.name);
+        assert!(d.download(&signed("")).body == png, "{}: the original is untouched", s3.name);
 
         // Promoted beside the original, nothing left in the temporary area.
         for name in ["thumbnail-64", "stripped"] {

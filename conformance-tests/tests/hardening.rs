@@ -6,7 +6,6 @@
 
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
 use conformance_tests::{
     Conn, IO_TIMEOUT, OFFSET_OCTET_STREAM, Request, Response, TestServer, b64, get, head, patch, poll,
 };
@@ -265,13 +264,6 @@ fn a_long_host_does_not_multiply_into_a_final_head() {
 // ---- 5. no panic from client numbers ---------------------------------------------------------
 
 /// Signs `GET\n<id>\n<expires>` as the server does (HMAC-SHA256, base64url without padding).
-fn sign(key: &str, id: &str, expires: u64) -> String {
-    use hmac::Mac as _;
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes()).unwrap();
-    mac.update(format!("GET\n{id}\n{expires}").as_bytes());
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
-}
-
 #[test]
 fn a_correctly_signed_far_future_url_is_answered_not_panicked() {
     let key = "hardening-test-signing-key-0123456789";
@@ -279,7 +271,7 @@ fn a_correctly_signed_far_future_url_is_answered_not_panicked() {
     let url = s.upload(b"data");
     let id = url.rsplit('/').next().unwrap();
     for expires in [u64::MAX, u64::MAX / 2, 99_999_999_999_999_999, 253_402_300_799] {
-        let resp = get(&format!("{url}?expires={expires}&sig={}", sign(key, id, expires)));
+        let resp = get(&format!("{url}?expires={expires}&sig={}", conformance_tests::sign(key, id, expires)));
         assert!(resp.status < 500, "expires={expires}:\n{resp}");
     }
     s.assert_healthy();

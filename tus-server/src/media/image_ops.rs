@@ -228,13 +228,14 @@ pub(crate) fn thumbnails(
     if sizes.is_empty() {
         return Ok(Vec::new());
     }
-    let source = Pixels::new(decode(data, kind, limits)?, format);
+    let (image, orientation) = decode(data, kind, limits)?;
+    let source = Pixels::new(image, orientation, format);
     let mut resizer = Resizer::new();
     sizes.iter().map(|&size| source.thumbnail(&mut resizer, size, format)).collect()
 }
 
-/// Decodes `data` under `limits` and applies its EXIF orientation.
-fn decode(data: &[u8], kind: ImageKind, limits: DecodeLimits) -> Result<DynamicImage, MediaError> {
+/// Decodes `data` under `limits`; returns the image as stored and its EXIF orientation.
+fn decode(data: &[u8], kind: ImageKind, limits: DecodeLimits) -> Result<(DynamicImage, Orientation), MediaError> {
     let mut reader = ImageReader::with_format(Cursor::new(data), kind.image_format());
     reader.limits(limits.to_image_limits());
     // This only parses the header: no pixel buffer exists yet.
@@ -258,31 +259,34 @@ fn decode(data: &[u8], kind: ImageKind, limits: DecodeLimits) -> Result<DynamicI
 
     // Broken EXIF should not cost the thumbnail: it is then shown as stored.
     let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
-    let mut image = DynamicImage::from_decoder(decoder).map_err(MediaError::from_decoding)?;
-    image.apply_orientation(orientation);
-    Ok(image)
+    let image = DynamicImage::from_decoder(decoder).map_err(MediaError::from_decoding)?;
+    Ok((image, orientation))
 }
 
-/// The decoded, oriented image as 8-bit RGB or RGBA, ready for the resizer.
+/// The decoded image as stored, in 8-bit RGB or RGBA, ready for the resizer, and the EXIF
+/// orientation each thumbnail gets applied to its pixels. Orienting after the resize turns a
+/// thumbnail rather than the whole image: no second full-size buffer (36 MB for a
+/// 12-megapixel photo) and a fraction of the time.
 struct Pixels {
     width: u32,
     height: u32,
     pixel_type: PixelType,
     buffer: Vec<u8>,
+    orientation: Orientation,
 }
 
 impl Pixels {
     /// Converts to what `format` will encode: RGB for JPEG (transparency composited over white,
     /// once, before any resize: with a linear filter this equals compositing after it), RGBA
     /// for WebP when the image has an alpha channel.
-    fn new(image: DynamicImage, format: ThumbnailFormat) -> Self {
+    fn new(image: DynamicImage, orientation: Orientation, format: ThumbnailFormat) -> Self {
         let (width, height) = (image.width(), image.height());
         let (pixel_type, buffer) = match (image.color().has_alpha(), format) {
             (false, _) => (PixelType::U8x3, image.into_rgb8().into_raw()),
             (true, ThumbnailFormat::WebP) => (PixelType::U8x4, image.into_rgba8().into_raw()),
             (true, ThumbnailFormat::Jpeg) => (PixelType::U8x3, composite_over_white(&image.into_rgba8().into_raw())),
         };
-        Self { width, height, pixel_type, buffer }
+        Self { width, height, pixel_type, buffer, orientation }
     }
 
     fn color_type(&self) -> ExtendedColorType {
@@ -290,27 +294,43 @@ impl Pixels {
     }
 
     fn thumbnail(&self, resizer: &mut Resizer, size: u32, format: ThumbnailFormat) -> Result<Thumbnail, MediaError> {
+        // In stored orientation: turning the image turns its longest side with it.
         let (width, height) = fit(self.width, self.height, size);
-        let resized;
-        let pixels = if (width, height) == (self.width, self.height) {
+        let resized = if (width, height) == (self.width, self.height) {
             // Never upscaled: small images are only re-encoded.
-            &self.buffer
+            self.buffer.clone()
         } else {
-            resized = self.resize(resizer, width, height)?;
-            resized.buffer()
+            self.resize(resizer, width, height)?.into_vec()
         };
+        let (pixels, width, height) = self.orient(resized, width, height)?;
 
         let mut bytes = Vec::new();
         let color_type = self.color_type();
         match format {
             ThumbnailFormat::Jpeg => {
-                JpegEncoder::new_with_quality(&mut bytes, JPEG_QUALITY).encode(pixels, width, height, color_type)
+                JpegEncoder::new_with_quality(&mut bytes, JPEG_QUALITY).encode(&pixels, width, height, color_type)
             }
-            ThumbnailFormat::WebP => WebPEncoder::new_lossless(&mut bytes).encode(pixels, width, height, color_type),
+            ThumbnailFormat::WebP => WebPEncoder::new_lossless(&mut bytes).encode(&pixels, width, height, color_type),
         }
         .map_err(MediaError::from_encoding)?;
 
         Ok(Thumbnail { size, width, height, bytes })
+    }
+
+    /// Applies the EXIF orientation to a thumbnail's pixels: `(pixels, width, height)` as shown.
+    fn orient(&self, pixels: Vec<u8>, width: u32, height: u32) -> Result<(Vec<u8>, u32, u32), MediaError> {
+        if self.orientation == Orientation::NoTransforms {
+            return Ok((pixels, width, height));
+        }
+        let wrong_size = || MediaError::Unsupported("thumbnail buffer of the wrong size".into());
+        let mut image = if self.pixel_type == PixelType::U8x4 {
+            DynamicImage::ImageRgba8(image::RgbaImage::from_raw(width, height, pixels).ok_or_else(wrong_size)?)
+        } else {
+            DynamicImage::ImageRgb8(image::RgbImage::from_raw(width, height, pixels).ok_or_else(wrong_size)?)
+        };
+        image.apply_orientation(self.orientation);
+        let (width, height) = (image.width(), image.height());
+        Ok((image.into_bytes(), width, height))
     }
 
     fn resize(&self, resizer: &mut Resizer, width: u32, height: u32) -> Result<Image<'static>, MediaError> {

@@ -17,8 +17,8 @@
 //! `processing`, this step included (derivatives are replaced, never duplicated).
 //!
 //! # Bounds
-//! Decoding runs on the blocking pool, at most `workers` images at a time (others wait for a
-//! permit). Per image: the original is read into memory only up to `max_bytes`, the decoder
+//! Decoding runs on the step's own `workers` threads, one image each (others wait for a
+//! permit before their bytes are read). Per image: the original is read into memory only up to `max_bytes`, the decoder
 //! refuses headers over `max_pixels` before allocating anything, and its allocations are
 //! capped at `4 × max_pixels` bytes (RGBA); the oriented copy and the resized buffers add at
 //! most as much again. So the step's memory stays under about
@@ -65,8 +65,66 @@ const SNIFF_LEN: u64 = 64;
 #[derive(Debug)]
 pub struct MediaStep {
     options: MediaOptions,
+    /// One per worker thread: taken before an image is read, given back when its work ends.
     permits: Arc<Semaphore>,
+    workers: Workers,
     metrics: Option<Arc<Metrics>>,
+}
+
+/// A job for the media threads.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The step's own threads. Not the runtime's blocking pool: its threads come and go by the
+/// hundred, and each that decoded an image would keep the allocator's memory for it (glibc
+/// keeps freed chunks per thread arena), so the memory the step holds would grow with the
+/// pool instead of staying `workers` images' worth.
+#[derive(Debug)]
+struct Workers {
+    jobs: std::sync::mpsc::Sender<Job>,
+}
+
+impl Workers {
+    fn start(count: usize) -> Self {
+        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+        let queue = Arc::new(std::sync::Mutex::new(queue));
+        for n in 0..count {
+            let queue = queue.clone();
+            let spawned = std::thread::Builder::new().name(format!("tus-media-{n}")).spawn(move || {
+                loop {
+                    // The lock is held only while waiting for the next job.
+                    let job = match queue.lock() {
+                        Ok(queue) => queue.recv(),
+                        Err(_) => return,
+                    };
+                    match job {
+                        // A decoder that panics on some input loses that image (its caller
+                        // hears "failed"), not the thread.
+                        Ok(job) => {
+                            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).is_err() {
+                                tracing::error!("a media job panicked");
+                            }
+                        }
+                        // The step was dropped.
+                        Err(_) => return,
+                    }
+                }
+            });
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "cannot start a media worker thread");
+            }
+        }
+        Workers { jobs }
+    }
+
+    /// Runs `work` on a media thread; the answer arrives when it is done.
+    fn run<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> tokio::sync::oneshot::Receiver<T> {
+        let (done, answer) = tokio::sync::oneshot::channel();
+        // A closed receiver (the caller gave up waiting) only drops the result.
+        let job: Job = Box::new(move || drop(done.send(work())));
+        // Fails only once every thread is gone; the receiver then reports the job as lost.
+        let _ = self.jobs.send(job);
+        answer
+    }
 }
 
 /// Why an image got no derivatives.
@@ -102,8 +160,13 @@ struct Made {
 impl MediaStep {
     /// The step with these options (at least one worker).
     pub fn new(options: MediaOptions) -> Self {
-        let permits = Arc::new(Semaphore::new(options.workers.max(1)));
-        MediaStep { options, permits, metrics: None }
+        let workers = options.workers.max(1);
+        MediaStep {
+            permits: Arc::new(Semaphore::new(workers)),
+            workers: Workers::start(workers),
+            options,
+            metrics: None,
+        }
     }
 
     /// Also records its work in `metrics` (`tus_media_*`).
@@ -127,15 +190,16 @@ impl MediaStep {
         let permit = self.permits.clone().acquire_owned().await.map_err(|e| Skipped::Failed(e.to_string()))?;
         let data = read_range(store, info, 0..length).await.map_err(|e| Skipped::Failed(e.to_string()))?;
         let options = self.options.clone();
-        let job = tokio::task::spawn_blocking(move || {
+        let job = self.workers.run(move || {
             // Held by the thread, not the waiting task: a job that outlives its timeout still
-            // counts against the workers until it ends.
+            // counts against the workers until it ends, so no later image queues behind it
+            // while holding its bytes.
             let _permit = permit;
             make_derivatives(&data, kind, &options)
         });
         match tokio::time::timeout(self.options.timeout, job).await {
             Ok(Ok(made)) => made,
-            Ok(Err(join)) => Err(Skipped::Failed(join.to_string())),
+            Ok(Err(_)) => Err(Skipped::Failed("the media worker stopped".into())),
             Err(_) => Err(Skipped::Timeout),
         }
     }
@@ -227,4 +291,79 @@ async fn read_range(
         out.extend_from_slice(&chunk?);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tus_core::store::NewUpload;
+    use tus_core::{MemoryStore, UploadId};
+
+    use super::image_ops::tests::{encode_jpeg, rgb_pattern};
+    use super::*;
+
+    fn options() -> MediaOptions {
+        MediaOptions { thumbnails: vec![64, 128], strip_metadata: true, ..MediaOptions::default() }
+    }
+
+    /// A finished upload of `data` in a fresh memory store.
+    async fn stored(data: &[u8]) -> (MemoryStore, UploadInfo) {
+        let store = MemoryStore::new();
+        let id = UploadId::random();
+        store.create(NewUpload::new(id.clone(), Some(data.len() as u64))).await.unwrap();
+        let chunks = Box::pin(futures_util::stream::iter([Ok(Bytes::copy_from_slice(data))]));
+        store.append(&id, 0, chunks, tus_core::store::AppendOptions::default()).await.unwrap();
+        let info = store.info(&id).await.unwrap();
+        (store, info)
+    }
+
+    fn names(info: &UploadInfo) -> Vec<String> {
+        info.derivatives.iter().map(|d| d.name.to_string()).collect()
+    }
+
+    #[tokio::test]
+    async fn an_image_gets_its_derivatives_and_stays_clean() {
+        let (store, info) = stored(&encode_jpeg(&rgb_pattern(200, 100))).await;
+        let verdict = MediaStep::new(options()).inspect(&store, &info).await.unwrap();
+        assert_eq!(verdict, Verdict::Clean);
+        let info = store.info(&info.id).await.unwrap();
+        assert_eq!(names(&info), ["thumbnails/64", "thumbnails/128", "stripped"]);
+        assert_eq!(info.derivatives[0].content_type, "image/jpeg");
+    }
+
+    #[tokio::test]
+    async fn what_it_cannot_handle_keeps_its_verdict_and_gets_nothing() {
+        let jpeg = encode_jpeg(&rgb_pattern(200, 100));
+        let cases: [(&str, Vec<u8>, MediaOptions); 4] = [
+            ("not an image", b"plain text, not an image".repeat(10), options()),
+            ("truncated", jpeg[..jpeg.len() / 2].to_vec(), options()),
+            ("too slow", jpeg.clone(), MediaOptions { timeout: Duration::ZERO, ..options() }),
+            ("too many bytes", jpeg.clone(), MediaOptions { max_bytes: 100, ..options() }),
+        ];
+        for (what, data, options) in cases {
+            let (store, info) = stored(&data).await;
+            let verdict = MediaStep::new(options).inspect(&store, &info).await.unwrap();
+            assert_eq!(verdict, Verdict::Clean, "{what}");
+            assert!(store.info(&info.id).await.unwrap().derivatives.is_empty(), "{what}");
+        }
+    }
+
+    #[tokio::test]
+    async fn one_worker_takes_images_one_at_a_time_and_all_get_done() {
+        let step = Arc::new(MediaStep::new(MediaOptions { workers: 1, ..options() }));
+        let mut tasks = Vec::new();
+        for side in [300, 200, 100] {
+            let (store, info) = stored(&encode_jpeg(&rgb_pattern(side, side))).await;
+            let step = step.clone();
+            tasks.push(tokio::spawn(async move {
+                step.inspect(&store, &info).await.unwrap();
+                names(&store.info(&info.id).await.unwrap())
+            }));
+        }
+        for task in tasks {
+            assert_eq!(task.await.unwrap(), ["thumbnails/64", "thumbnails/128", "stripped"]);
+        }
+        assert_eq!(step.permits.available_permits(), 1, "a permit was not given back");
+    }
 }
