@@ -535,5 +535,9 @@ pub async fn derivatives(store: &dyn Store) {
     if let Some(terminator) = store.capabilities().terminate {
         terminator.terminate(id).await.expect("terminate");
         assert!(read(DerivativeName::Stripped).await.is_err(), "derivative outlived its upload");
+        // A media step still running when its upload was terminated stores nothing.
+        let late = derived.put_derivative(id, thumb(4), Bytes::from_static(b"late")).await;
+        assert!(matches!(late, Err(StoreError::Gone | StoreError::NotFound)), "stored for a terminated upload");
+        assert!(read(DerivativeName::Thumbnail(256)).await.is_err());
     }
 }

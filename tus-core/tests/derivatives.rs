@@ -499,3 +499,35 @@ async fn post_finish_lists_the_derivatives_with_their_urls() {
         assert!(first["URL"].as_str().unwrap().contains(&format!("{path}/thumbnails/256")));
     }
 }
+
+/// An inspector whose every attempt fails (a scanner that is down), counting attempts.
+#[derive(Debug, Default)]
+struct Failing(Arc<std::sync::atomic::AtomicUsize>);
+
+#[async_trait]
+impl Inspect for Failing {
+    async fn inspect(&self, _: &dyn Store, _: &UploadInfo) -> Result<Verdict, InspectError> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Err(InspectError("scanner down".into()))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn processing_stops_retrying_once_the_upload_is_terminated() {
+    let attempts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let store = MemoryStore::new();
+    let svc = TusService::builder(store.clone()).inspector(Failing(attempts.clone())).build();
+    let (path, _) = upload(&svc, None).await;
+    let count = || attempts.load(std::sync::atomic::Ordering::SeqCst);
+    // Retried with backoff while the upload exists (1 s, 2 s, 4 s apart: the clock is paused
+    // and jumps ahead whenever every task waits).
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert!(count() >= 3, "retried {} times", count());
+    let res = call(&svc, request("DELETE", &path, None, &[("tus-resumable", "1.0.0")])).await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    // The next failure finds it gone and ends the task: no attempt after that one.
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    let settled = count();
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    assert_eq!(count(), settled, "still retrying a terminated upload");
+}

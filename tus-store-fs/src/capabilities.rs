@@ -109,8 +109,15 @@ impl StoreDerivatives for FileStore {
             if d.sync {
                 File::open(&dir).and_then(|f| f.sync_all()).map_err(io_err("sync", &dir))?;
             }
-            // Listed only once its bytes are in place.
-            let mut info = d.info(&id)?;
+            // Listed only once its bytes are in place. An upload terminated since the check
+            // above (tombstone first, then its files) takes them back out here.
+            let mut info = match d.info(&id) {
+                Err(gone @ (Error::Gone | Error::NotFound)) => {
+                    let _ = fs::remove_dir_all(&dir);
+                    return Err(gone);
+                }
+                other => other?,
+            };
             info.derivatives.retain(|listed| listed.name != derivative.name);
             info.derivatives.push(derivative);
             d.write_info(&id, &InfoFile::Live(info))

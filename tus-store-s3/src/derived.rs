@@ -58,7 +58,14 @@ impl StoreDerivatives for S3Store {
         let (bucket, key) = inner.derivative_location(id, &live, derivative.name);
         bucket.put(&key, bytes, None, false).await?;
         // Listed only once its bytes are in place; from a fresh read, as the put may be slow.
-        let mut live = inner.live(id).await?;
+        // An upload terminated meanwhile takes the object back out.
+        let mut live = match inner.live(id).await {
+            Err(gone @ (Error::Gone | Error::NotFound)) => {
+                bucket.delete(&key).await?;
+                return Err(gone.into());
+            }
+            other => other?,
+        };
         live.upload.derivatives.retain(|listed| listed.name != derivative.name);
         live.upload.derivatives.push(derivative);
         inner.write_info(id, &InfoObject::Live(live), false).await?;

@@ -11,7 +11,7 @@ use crate::error::TusError;
 use crate::hooks::{HookHttpResponse, HookType};
 use crate::id::UploadId;
 use crate::inspect::Verdict;
-use crate::store::{UploadInfo, UploadState};
+use crate::store::{StoreError, UploadInfo, UploadState};
 
 /// Longest wait between two attempts to inspect an upload or record its state.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(60);
@@ -141,14 +141,20 @@ impl Inner {
             return;
         };
         let verdict = match self.inspector.as_ref() {
-            Some(inspector) => retry("inspect", &info.id, || inspector.inspect(&hashing, &info)).await,
+            Some(inspector) => match self.retry("inspect", &info.id, || inspector.inspect(&hashing, &info)).await {
+                Some(verdict) => verdict,
+                None => return,
+            },
             None => Verdict::Clean,
         };
         // Hashed already: before the response (small uploads), or in the inspectors' read.
         if info.digests.is_empty() {
             info.digests = match hashing.digests() {
                 Some(digests) => digests,
-                None => retry("hash", &info.id, || self.hash_stored(&info)).await,
+                None => match self.retry("hash", &info.id, || self.hash_stored(&info)).await {
+                    Some(digests) => digests,
+                    None => return,
+                },
             };
         }
         let verdict = match crate::digest::mismatch(&info.declared_digests, &info.digests) {
@@ -168,7 +174,13 @@ impl Inner {
                 UploadState::Quarantined
             }
         };
-        retry("record state of", &info.id, || recorder.set_state(&info.id, state, &info.digests)).await;
+        if self
+            .retry("record state of", &info.id, || recorder.set_state(&info.id, state, &info.digests))
+            .await
+            .is_none()
+        {
+            return;
+        }
         tracing::info!(upload = %info.id, state = state.name(), "upload processed");
         info.state = Some(state);
         // What the inspectors derived (thumbnails, ...) is in the stored info, not in this copy.
@@ -242,21 +254,30 @@ impl Inner {
     }
 }
 
-/// Retries `attempt` with exponential backoff (1 s doubling, at most a minute apart) until it
-/// succeeds. Used only in background tasks, where giving up would leave an upload in limbo.
-async fn retry<T, E: std::fmt::Display, F: std::future::Future<Output = Result<T, E>>>(
-    what: &str,
-    id: &UploadId,
-    mut attempt: impl FnMut() -> F,
-) -> T {
-    let mut delay = Duration::from_secs(1);
-    loop {
-        match attempt().await {
-            Ok(v) => return v,
-            Err(e) => {
-                tracing::warn!(upload = %id, error = %e, retry_in = ?delay, "could not {what} upload; retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(MAX_RETRY_DELAY);
+impl Inner {
+    /// Retries `attempt` with exponential backoff (1 s doubling, at most a minute apart) until it
+    /// succeeds, or until the upload no longer exists (terminated meanwhile: `None`, nothing
+    /// left to process). Used only in background tasks, where giving up on an upload that
+    /// exists would leave it in limbo.
+    async fn retry<T, E: std::fmt::Display, F: std::future::Future<Output = Result<T, E>>>(
+        &self,
+        what: &str,
+        id: &UploadId,
+        mut attempt: impl FnMut() -> F,
+    ) -> Option<T> {
+        let mut delay = Duration::from_secs(1);
+        loop {
+            match attempt().await {
+                Ok(v) => return Some(v),
+                Err(e) => {
+                    if let Err(StoreError::Gone | StoreError::NotFound) = self.store.info(id).await {
+                        tracing::info!(upload = %id, "upload removed while it was processed; processing stops");
+                        return None;
+                    }
+                    tracing::warn!(upload = %id, error = %e, retry_in = ?delay, "could not {what} upload; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(MAX_RETRY_DELAY);
+                }
             }
         }
     }
