@@ -263,7 +263,7 @@ fn a_long_host_does_not_multiply_into_a_final_head() {
 
 // ---- 5. no panic from client numbers ---------------------------------------------------------
 
-/// Signs `GET\n<id>\n<expires>` as the server does (HMAC-SHA256, base64url without padding).
+/// A genuinely signed URL (see `conformance_tests::sign`) whose expiry no clock can hold.
 #[test]
 fn a_correctly_signed_far_future_url_is_answered_not_panicked() {
     let key = "hardening-test-signing-key-0123456789";

@@ -179,7 +179,8 @@ impl Terminate for MemoryStore {
 
 #[async_trait]
 impl StoreDerivatives for MemoryStore {
-    async fn put_derivative(&self, id: &UploadId, derivative: Derivative, bytes: Bytes) -> Result<(), StoreError> {
+    async fn put_derivative(&self, id: &UploadId, mut derivative: Derivative, bytes: Bytes) -> Result<(), StoreError> {
+        derivative.size = bytes.len() as u64;
         self.live(id, |_, _| ())?;
         self.with_derived(|derived| derived.insert((id.clone(), derivative.name), bytes))?;
         self.live(id, |info, _| {

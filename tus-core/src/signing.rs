@@ -13,6 +13,7 @@ use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+use crate::derivative::DerivativeName;
 use crate::id::UploadId;
 
 type HmacSha256 = Hmac<Sha256>;
@@ -86,15 +87,44 @@ impl UrlSigner {
     /// Signs a download of `id` valid for `ttl` from now.
     /// A `ttl` past [`MAX_TTL`] is cut to it.
     pub fn sign(&self, id: &UploadId, ttl: Duration) -> SignedUrl {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let secs = now.saturating_add(ttl.min(MAX_TTL).as_secs());
-        let sig = B64.encode(self.mac(&self.keys[0], id, secs).finalize().into_bytes());
-        SignedUrl { query: format!("expires={secs}&sig={sig}"), expires: UNIX_EPOCH + Duration::from_secs(secs) }
+        self.sign_resource(id.as_str(), ttl)
+    }
+
+    /// Signs a download of the derivative `name` of `id` only (see [`crate::derivative`]): the
+    /// URL of a thumbnail or a stripped copy, which must not open the original (whose metadata
+    /// the stripped copy exists to keep private). The upload's own signature
+    /// ([`UrlSigner::sign`]) also opens its derivatives.
+    pub fn sign_derivative(&self, id: &UploadId, name: DerivativeName, ttl: Duration) -> SignedUrl {
+        self.sign_resource(&format!("{id}/{name}"), ttl)
     }
 
     /// Checks the `expires` and `sig` parameters of `query` for a download of `id`; returns
     /// the expiry.
     pub fn verify(&self, id: &UploadId, query: Option<&str>) -> Result<SystemTime, SignatureError> {
+        self.verify_resource(id.as_str(), query)
+    }
+
+    /// Checks `query` for a download of the derivative `name` of `id`: signed for that
+    /// derivative, or for the whole upload.
+    pub fn verify_derivative(
+        &self,
+        id: &UploadId,
+        name: DerivativeName,
+        query: Option<&str>,
+    ) -> Result<SystemTime, SignatureError> {
+        self.verify_resource(&format!("{id}/{name}"), query).or_else(|_| self.verify(id, query))
+    }
+
+    /// What a download URL names: an upload ID, or `<id>/<derivative>` (an ID has no `/`, so
+    /// the two never collide).
+    fn sign_resource(&self, resource: &str, ttl: Duration) -> SignedUrl {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let secs = now.saturating_add(ttl.min(MAX_TTL).as_secs());
+        let sig = B64.encode(self.mac(&self.keys[0], resource, secs).finalize().into_bytes());
+        SignedUrl { query: format!("expires={secs}&sig={sig}"), expires: UNIX_EPOCH + Duration::from_secs(secs) }
+    }
+
+    fn verify_resource(&self, resource: &str, query: Option<&str>) -> Result<SystemTime, SignatureError> {
         let (mut expires, mut sig) = (None, None);
         for pair in query.unwrap_or("").split('&') {
             match pair.split_once('=') {
@@ -104,7 +134,7 @@ impl UrlSigner {
             }
         }
         let (Some(secs), Some(sig)) = (expires, sig) else { return Err(SignatureError::Malformed) };
-        let valid = self.keys.iter().any(|key| self.mac(key, id, secs).verify_slice(&sig).is_ok());
+        let valid = self.keys.iter().any(|key| self.mac(key, resource, secs).verify_slice(&sig).is_ok());
         if !valid {
             return Err(SignatureError::Invalid);
         }
@@ -117,10 +147,10 @@ impl UrlSigner {
         Ok(expires)
     }
 
-    fn mac(&self, key: &[u8], id: &UploadId, expires: u64) -> HmacSha256 {
+    fn mac(&self, key: &[u8], resource: &str, expires: u64) -> HmacSha256 {
         // Any key length is valid for HMAC; `new_from_slice` cannot fail here.
         let mut mac = <HmacSha256 as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!("HMAC takes any key"));
-        mac.update(format!("GET\n{id}\n{expires}").as_bytes());
+        mac.update(format!("GET\n{resource}\n{expires}").as_bytes());
         mac
     }
 }
@@ -148,10 +178,25 @@ mod tests {
     }
 
     #[test]
+    fn a_derivative_signature_opens_that_derivative_only() {
+        let s = signer("0123456789abcdef-current");
+        let id = UploadId::random();
+        let (thumb, stripped) = (DerivativeName::Thumbnail(256), DerivativeName::Stripped);
+        let url = s.sign_derivative(&id, stripped, Duration::from_secs(60));
+        assert!(s.verify_derivative(&id, stripped, Some(&url.query)).is_ok());
+        assert_eq!(s.verify(&id, Some(&url.query)), Err(SignatureError::Invalid), "opens the original");
+        assert!(s.verify_derivative(&id, thumb, Some(&url.query)).is_err(), "opens another derivative");
+        assert!(s.verify_derivative(&UploadId::random(), stripped, Some(&url.query)).is_err());
+        // The upload's own signature opens its derivatives.
+        let whole = s.sign(&id, Duration::from_secs(60));
+        assert!(s.verify_derivative(&id, thumb, Some(&whole.query)).is_ok());
+    }
+
+    #[test]
     fn expired_signatures_are_refused() {
         let s = signer("0123456789abcdef-current");
         let id = UploadId::random();
-        let sig = B64.encode(s.mac(&s.keys[0], &id, 1000).finalize().into_bytes());
+        let sig = B64.encode(s.mac(&s.keys[0], id.as_str(), 1000).finalize().into_bytes());
         assert_eq!(s.verify(&id, Some(&format!("expires=1000&sig={sig}"))), Err(SignatureError::Expired));
     }
 
@@ -161,7 +206,7 @@ mod tests {
         let id = UploadId::random();
         // A genuinely signed URL whose `expires` no `SystemTime` can hold: refused, no panic.
         for secs in [u64::MAX, u64::MAX / 2, 99_999_999_999_999_999] {
-            let sig = B64.encode(s.mac(&s.keys[0], &id, secs).finalize().into_bytes());
+            let sig = B64.encode(s.mac(&s.keys[0], id.as_str(), secs).finalize().into_bytes());
             let answer = s.verify(&id, Some(&format!("expires={secs}&sig={sig}")));
             assert!(matches!(answer, Err(SignatureError::Malformed) | Ok(_)), "{secs}: {answer:?}");
         }

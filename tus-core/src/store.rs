@@ -437,13 +437,17 @@ pub trait PresignGet: Send + Sync {
     async fn presign_get(&self, id: &UploadId, ttl: std::time::Duration) -> Result<String, StoreError>;
 
     /// A URL that serves the derivative `name` of the upload (see [`StoreDerivatives`]) for
-    /// `ttl`, without this server.
+    /// `ttl`, without this server. By default [`StoreError::NotSupported`]: the handler then
+    /// serves the derivative itself.
     async fn presign_derivative(
         &self,
         id: &UploadId,
         name: crate::derivative::DerivativeName,
         ttl: std::time::Duration,
-    ) -> Result<String, StoreError>;
+    ) -> Result<String, StoreError> {
+        let _ = (id, name, ttl);
+        Err(StoreError::NotSupported { operation: "presign_derivative" })
+    }
 }
 
 /// Keeping files derived from a finished upload (thumbnails, a copy without metadata) beside
@@ -452,7 +456,9 @@ pub trait PresignGet: Send + Sync {
 pub trait StoreDerivatives: Send + Sync {
     /// Stores `bytes` as `derivative` of the finished upload `id`, replacing one of the same
     /// name, and lists it in the upload's [`UploadInfo::derivatives`] (after the bytes are
-    /// stored, so a listed derivative can always be read). [`Terminate::terminate`] removes
+    /// stored, so a listed derivative can always be read) with its `size` set from `bytes`.
+    /// Fails with [`StoreError::Gone`] or `NotFound`, keeping nothing, for an upload that was
+    /// terminated. [`Terminate::terminate`] removes
     /// derivatives with their upload.
     async fn put_derivative(
         &self,

@@ -510,9 +510,10 @@ pub async fn derivatives(store: &dyn Store) {
     let thumb =
         |size: u64| Derivative { name: DerivativeName::Thumbnail(256), content_type: "image/jpeg".into(), size };
     let stripped = Derivative { name: DerivativeName::Stripped, content_type: "image/png".into(), size: 3 };
-    derived.put_derivative(&id, thumb(5), Bytes::from_static(b"first")).await.expect("put");
+    // The size listed is the bytes', whatever the caller said.
+    derived.put_derivative(&id, thumb(999), Bytes::from_static(b"first")).await.expect("put");
     derived.put_derivative(&id, stripped.clone(), Bytes::from_static(b"png")).await.expect("put");
-    derived.put_derivative(&id, thumb(6), Bytes::from_static(b"second")).await.expect("put again");
+    derived.put_derivative(&id, thumb(0), Bytes::from_static(b"second")).await.expect("put again");
     let id = &id;
     let read = |name| async move {
         let mut stream = derived.read_derivative(id, name).await?;

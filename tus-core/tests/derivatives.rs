@@ -340,7 +340,7 @@ async fn another_owner_gets_404_for_a_derivative_as_for_the_original() {
 }
 
 #[tokio::test]
-async fn a_signature_for_an_upload_covers_its_derivatives_and_nothing_else() {
+async fn an_upload_signature_covers_its_derivatives_and_a_derivative_signature_only_itself() {
     let store = MemoryStore::new();
     let signer = || UrlSigner::new(KEY.as_bytes().to_vec()).unwrap();
     let ttl = Duration::from_secs(60);
@@ -379,6 +379,14 @@ async fn a_signature_for_an_upload_covers_its_derivatives_and_nothing_else() {
             assert_eq!(res.status(), StatusCode::OK, "{name}, signed, {what}");
             assert_eq!(body(res).await, bytes);
         }
+        // A derivative's own signature (what post-finish hands out) serves that derivative
+        // only: a shared stripped copy must not open the original and its metadata.
+        let stripped = signer().sign_derivative(&id, DerivativeName::Stripped, ttl).query;
+        assert_eq!(get(&svc, &format!("{path}/stripped?{stripped}"), None).await.status(), StatusCode::OK);
+        let original = get(&svc, &format!("{path}?{stripped}"), None).await.status();
+        assert_eq!(original, unsigned, "a derivative's signature opened the original, {what}");
+        let thumb = get(&svc, &format!("{path}/thumbnails/256?{stripped}"), None).await.status();
+        assert_eq!(thumb, unsigned, "a derivative's signature opened another derivative, {what}");
     }
 }
 

@@ -307,7 +307,7 @@ pub struct CheckArgs {
     /// After the checks, make thumbnails of clean images (JPEG, PNG, WebP, GIF) with these
     /// longest sides in pixels (comma-separated, e.g. `256,1024`; aspect kept, EXIF orientation
     /// applied, never upscaled), served at `<upload URL>/thumbnails/<size>`.
-    #[arg(long, env = "TUS_THUMBNAILS", value_delimiter = ',', value_parser = clap::value_parser!(u32).range(1..=16384))]
+    #[arg(long, env = "TUS_THUMBNAILS", value_delimiter = ',', value_parser = clap::value_parser!(u32).range(1..=i64::from(tus_core::derivative::MAX_THUMBNAIL_SIZE)))]
     pub thumbnails: Vec<u32>,
 
     /// The thumbnails' format: `jpeg` (quality 85, transparency over white) or `webp`

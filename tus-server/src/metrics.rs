@@ -12,7 +12,7 @@
 //! | `tus_store_request_seconds` | op (create, info, append, read) | store calls |
 //! | `tus_auth_failures_total` | reason (missing, duplicate_cookie, malformed, bad_signature, expired, not_yet_valid, wrong_issuer, wrong_audience, no_subject, unknown_key) | [`CountedAuthorizer`] refusals |
 //! | `tus_quota_refusals_total` | quota (bytes, uploads) | [`Metrics::quota_refused`] |
-//! | `tus_media_step_seconds` | step (thumbnails, strip, store) | the media step's work per image |
+//! | `tus_media_step_seconds` | step (thumbnails, decode, strip, store) | the media step's work per image |
 //! | `tus_media_images_total` | | images the media step made derivatives of |
 //! | `tus_media_skipped_total` | reason (too_large, too_many_bytes, corrupt, unsupported, timeout, failed) | images the media step left alone |
 

@@ -24,6 +24,7 @@ impl RecordState for FileStore {
     async fn set_state(&self, id: &UploadId, state: UploadState, digests: &[Digest]) -> Result<(), StoreError> {
         let (id, digests) = (id.clone(), digests.to_vec());
         self.blocking(move |d| {
+            let _info = d.info_lock(&id);
             let mut info = d.info(&id)?;
             if state == UploadState::Quarantined && info.state != Some(UploadState::Quarantined) {
                 // Move the bytes out first: from here on nothing under `<dir>/<id>` serves them.
@@ -70,6 +71,7 @@ impl Terminate for FileStore {
     async fn terminate(&self, id: &UploadId) -> Result<(), StoreError> {
         let id = id.clone();
         self.blocking(move |d| {
+            let _info = d.info_lock(&id);
             d.info(&id)?;
             // Tombstone first: from here on the upload answers 410, whatever happens next.
             d.write_info(&id, &InfoFile::Gone { at: SystemTime::now() })?;
@@ -91,9 +93,10 @@ impl StoreDerivatives for FileStore {
     async fn put_derivative(
         &self,
         id: &UploadId,
-        derivative: Derivative,
+        mut derivative: Derivative,
         bytes: bytes::Bytes,
     ) -> Result<(), StoreError> {
+        derivative.size = bytes.len() as u64;
         let id = id.clone();
         self.blocking(move |d| {
             d.info(&id)?;
@@ -111,6 +114,7 @@ impl StoreDerivatives for FileStore {
             }
             // Listed only once its bytes are in place. An upload terminated since the check
             // above (tombstone first, then its files) takes them back out here.
+            let _info = d.info_lock(&id);
             let mut info = match d.info(&id) {
                 Err(gone @ (Error::Gone | Error::NotFound)) => {
                     let _ = fs::remove_dir_all(&dir);
@@ -178,6 +182,7 @@ impl DeferLength for FileStore {
     async fn declare_length(&self, id: &UploadId, length: u64) -> Result<(), StoreError> {
         let id = id.clone();
         self.blocking(move |d| {
+            let _info = d.info_lock(&id);
             let mut info = d.info(&id)?;
             info.length = Some(length);
             d.write_info(&id, &InfoFile::Live(info))

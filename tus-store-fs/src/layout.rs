@@ -3,6 +3,7 @@
 use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use tus_core::UploadId;
 use tus_core::derivative::DerivativeName;
@@ -17,9 +18,31 @@ pub(crate) const QUARANTINE_DIR: &str = "quarantine";
 pub(crate) struct Dirs {
     pub(crate) dir: PathBuf,
     pub(crate) sync: bool,
+    /// Serialize the read-modify-writes of one upload's info (state, length, derivatives,
+    /// the tombstone), which the handler's upload lock does not all cover: processing runs
+    /// without it, so a termination could otherwise be overwritten by a live info.
+    info_locks: [Mutex<()>; INFO_LOCKS],
 }
 
+/// Stripes of [`Dirs::info_lock`]: uploads share one by the hash of their ID.
+const INFO_LOCKS: usize = 64;
+
 impl Dirs {
+    pub(crate) fn new(dir: PathBuf, sync: bool) -> Self {
+        Dirs { dir, sync, info_locks: std::array::from_fn(|_| Mutex::new(())) }
+    }
+
+    /// Held around every read-modify-write of `id`'s info.
+    pub(crate) fn info_lock(&self, id: &UploadId) -> MutexGuard<'_, ()> {
+        // FNV-1a: a cheap, stable spread of IDs over the stripes.
+        let hash = id
+            .as_str()
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+        let stripe = &self.info_locks[(hash % INFO_LOCKS as u64) as usize];
+        stripe.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     pub(crate) fn data(&self, id: &UploadId) -> PathBuf {
         self.dir.join(id.as_str())
     }

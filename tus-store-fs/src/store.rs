@@ -43,7 +43,7 @@ impl FileStoreBuilder {
     /// Creates the directory if needed and returns the store.
     pub fn build(self) -> io::Result<FileStore> {
         fs::create_dir_all(&self.dir)?;
-        Ok(FileStore { inner: Arc::new(Dirs { dir: self.dir, sync: self.sync }) })
+        Ok(FileStore { inner: Arc::new(Dirs::new(self.dir, self.sync)) })
     }
 }
 

@@ -14,7 +14,8 @@ use crate::S3Store;
 use crate::error::Error;
 use crate::layout::Inner;
 use crate::limits::MAX_OBJECT_SIZE;
-use crate::state::{InfoObject, ObjectLocation, Stored};
+use crate::ops::Bucket;
+use crate::state::{InfoObject, LiveInfo, ObjectLocation, Stored};
 use tus_core::digest::Digest;
 
 #[async_trait]
@@ -40,36 +41,27 @@ impl RecordState for S3Store {
         if let Some(promotion) = promote {
             // Copy, record, then delete: a crash in between leaves a copy behind, never an
             // upload without its bytes; a retry copies again.
-            let (data_key, target) = (inner.data_key(id), format!("{}{id}", promotion.prefix));
-            let len = live.upload.length.unwrap_or(0);
-            inner.copy_object_to(&promotion.bucket, &data_key, &target, len).await?;
-            // Derivatives move with the upload, beside it.
-            let derived = |key: &str, d: &tus_core::derivative::Derivative| Inner::derivative_key(key, d.name);
-            for d in &live.upload.derivatives {
-                inner.copy_object_to(&promotion.bucket, &derived(&data_key, d), &derived(&target, d), d.size).await?;
-            }
-            // The copy may take minutes: an upload terminated meanwhile stays terminated.
+            let target = format!("{}{id}", promotion.prefix);
+            let copied = inner.copy_for_promotion(&promotion.bucket, id, &live, &target).await;
+            // The copies may take minutes: an upload terminated meanwhile (perhaps the reason a
+            // copy failed: its source is gone) stays terminated, with nothing left in the
+            // production area.
             if let InfoObject::Gone { .. } = inner.read_info_object(id).await? {
-                promotion.bucket.delete(&target).await?;
-                for d in &live.upload.derivatives {
-                    promotion.bucket.delete(&derived(&target, d)).await?;
-                }
+                inner.delete_with_derivatives(&promotion.bucket, &target, &live).await?;
                 return Ok(());
             }
+            copied?;
             live.promoted = Some(ObjectLocation { bucket: promotion.bucket.name.clone(), key: target });
             inner.write_info(id, &InfoObject::Live(live.clone()), false).await?;
-            inner.bucket.delete(&data_key).await?;
-            for d in &live.upload.derivatives {
-                inner.bucket.delete(&derived(&data_key, d)).await?;
-            }
+            inner.delete_with_derivatives(&inner.bucket, &inner.data_key(id), &live).await?;
             tracing::info!(upload = %id, "clean upload promoted out of the temporary area");
             return Ok(());
         }
         let promoted = live.promoted.is_some();
-        inner.write_info(id, &InfoObject::Live(live), false).await?;
+        inner.write_info(id, &InfoObject::Live(live.clone()), false).await?;
         if promoted {
-            // A retry after a failed delete: the temporary copy must not stay behind.
-            inner.bucket.delete(&inner.data_key(id)).await?;
+            // A retry after a failed delete: the temporary copies must not stay behind.
+            inner.delete_with_derivatives(&inner.bucket, &inner.data_key(id), &live).await?;
         }
         Ok(())
     }
@@ -86,6 +78,29 @@ impl RecordState for S3Store {
             }
         }
         Ok(found)
+    }
+}
+
+impl Inner {
+    /// Copies the upload's data object and its derivatives to `target` (and `target`'s
+    /// derivative keys) in `to`.
+    async fn copy_for_promotion(&self, to: &Bucket, id: &UploadId, live: &LiveInfo, target: &str) -> Result<(), Error> {
+        let data_key = self.data_key(id);
+        self.copy_object_to(to, &data_key, target, live.upload.length.unwrap_or(0)).await?;
+        for d in &live.upload.derivatives {
+            let (from, to_key) = (Inner::derivative_key(&data_key, d.name), Inner::derivative_key(target, d.name));
+            self.copy_object_to(to, &from, &to_key, d.size).await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes the object `key` in `bucket` and the derivatives `live` lists beside it.
+    async fn delete_with_derivatives(&self, bucket: &Bucket, key: &str, live: &LiveInfo) -> Result<(), Error> {
+        bucket.delete(key).await?;
+        for d in &live.upload.derivatives {
+            bucket.delete(&Inner::derivative_key(key, d.name)).await?;
+        }
+        Ok(())
     }
 }
 
@@ -116,15 +131,14 @@ impl Terminate for S3Store {
         if let (Some(upload_id), false) = (&live.multipart_upload_id, live.completed) {
             inner.bucket.abort(&data_key, upload_id).await?;
         }
-        inner.bucket.delete(&data_key).await?;
+        inner.delete_with_derivatives(&inner.bucket, &data_key, &live).await?;
         inner.bucket.delete(&inner.tail_key(id)).await?;
         inner.bucket.delete(&inner.quarantine_key(id)).await?;
         if matches!(live.direct, Some(crate::state::DirectKind::Single { .. })) {
             inner.bucket.delete(&inner.staging_key(id)).await?;
         }
-        inner.delete_derivatives(id, &live).await?;
         if let Some(promoted) = &live.promoted {
-            inner.bucket_of(promoted).delete(&promoted.key).await?;
+            inner.delete_with_derivatives(&inner.bucket_of(promoted), &promoted.key, &live).await?;
         }
         Ok(())
     }

@@ -38,21 +38,12 @@ impl Inner {
         let data = self.data_location(id, live);
         (self.bucket_of(&data), Self::derivative_key(&data.key, name))
     }
-
-    /// Deletes every derivative `live` lists, wherever it may be (before and after promotion).
-    pub(crate) async fn delete_derivatives(&self, id: &UploadId, live: &LiveInfo) -> Result<(), Error> {
-        for derivative in &live.upload.derivatives {
-            let (bucket, key) = self.derivative_location(id, live, derivative.name);
-            bucket.delete(&key).await?;
-            self.bucket.delete(&Self::derivative_key(&self.data_key(id), derivative.name)).await?;
-        }
-        Ok(())
-    }
 }
 
 #[async_trait]
 impl StoreDerivatives for S3Store {
-    async fn put_derivative(&self, id: &UploadId, derivative: Derivative, bytes: Bytes) -> Result<(), StoreError> {
+    async fn put_derivative(&self, id: &UploadId, mut derivative: Derivative, bytes: Bytes) -> Result<(), StoreError> {
+        derivative.size = bytes.len() as u64;
         let inner = &self.inner;
         let live = inner.live(id).await?;
         let (bucket, key) = inner.derivative_location(id, &live, derivative.name);
@@ -98,6 +89,9 @@ impl S3Store {
     ) -> Result<String, StoreError> {
         let inner = &self.inner;
         let live = inner.live(id).await?;
+        if live.upload.state != Some(tus_core::UploadState::Clean) {
+            return Err(Error::Conflict(format!("upload {id} is not clean")).into());
+        }
         let Some(derivative) = live.upload.derivatives.iter().find(|d| d.name == name) else {
             return Err(StoreError::NotFound);
         };

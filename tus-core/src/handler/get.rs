@@ -32,7 +32,7 @@ impl Inner {
         uri: &Uri,
         call: &Call,
     ) -> Result<Response<ResponseBody>, TusError> {
-        let (info, length, signed_until) = self.servable(id, uri, call).await?;
+        let (info, length, signed_until) = self.servable(id, None, uri, call).await?;
         if let (Some(until), Some(presigner)) = (signed_until, self.store.capabilities().presign_get) {
             // Object stores serve the bytes themselves: send the client there, for no longer
             // than its signature allows.
@@ -94,14 +94,18 @@ impl Inner {
         uri: &Uri,
         call: &Call,
     ) -> Result<Response<ResponseBody>, TusError> {
-        let (info, _, signed_until) = self.servable(id, uri, call).await?;
+        let (info, _, signed_until) = self.servable(id, Some(name), uri, call).await?;
         let (Some(derivative), Some(store)) =
             (info.derivatives.iter().find(|d| d.name == name), self.store.capabilities().derivatives)
         else {
             return Err(TusError::NotFound);
         };
         if let (Some(until), Some(presigner)) = (signed_until, self.store.capabilities().presign_get) {
-            return Ok(redirect(&presigner.presign_derivative(id, name, self.presign_ttl(until)).await?));
+            match presigner.presign_derivative(id, name, self.presign_ttl(until)).await {
+                Ok(url) => return Ok(redirect(&url)),
+                Err(crate::store::StoreError::NotSupported { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
         let etag = format!("\"{}-{}-{}\"", info.id, name.file_name(), derivative.size);
         let mut res = tus_response(StatusCode::OK);
@@ -133,12 +137,13 @@ impl Inner {
     async fn servable(
         &self,
         id: &UploadId,
+        derivative: Option<DerivativeName>,
         uri: &Uri,
         call: &Call,
     ) -> Result<(UploadInfo, u64, Option<SystemTime>), TusError> {
-        // With signing on, nothing is served without a valid signature for this very upload.
+        // With signing on, nothing is served without a valid signature for this very file.
         let signed_until = match &self.signer {
-            Some(signer) => Some(signer.verify(id, uri.query()).map_err(TusError::Signature)?),
+            Some(signer) => Some(verify_download(signer, id, derivative, uri.query()).map_err(TusError::Signature)?),
             None => None,
         };
         let info = self.load_info(id, call).await?;
@@ -160,6 +165,20 @@ impl Inner {
     fn presign_ttl(&self, until: SystemTime) -> std::time::Duration {
         let left = until.duration_since(SystemTime::now()).unwrap_or_default();
         left.min(self.config.max_presign_ttl)
+    }
+}
+
+/// Checks a download's signature: for the upload itself, or for one of its derivatives (whose
+/// own signature opens only it; the upload's opens them all).
+pub(super) fn verify_download(
+    signer: &crate::signing::UrlSigner,
+    id: &UploadId,
+    derivative: Option<DerivativeName>,
+    query: Option<&str>,
+) -> Result<SystemTime, crate::signing::SignatureError> {
+    match derivative {
+        None => signer.verify(id, query),
+        Some(name) => signer.verify_derivative(id, name, query),
     }
 }
 

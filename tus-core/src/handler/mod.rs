@@ -289,9 +289,13 @@ impl Inner {
         if *method == Method::OPTIONS {
             return Ok((req, None, None));
         }
-        if let (&Method::GET, Target::Upload(id) | Target::Derivative(id, _), Some(signer)) =
-            (method, target, &self.signer)
-            && signer.verify(id, req.uri().query()).is_ok()
+        let download = match target {
+            Target::Upload(id) => Some((id, None)),
+            Target::Derivative(id, name) => Some((id, Some(*name))),
+            Target::Collection => None,
+        };
+        if let (&Method::GET, Some((id, name)), Some(signer)) = (method, download, &self.signer)
+            && get::verify_download(signer, id, name, req.uri().query()).is_ok()
         {
             return Ok((req, None, Some(id.clone())));
         }

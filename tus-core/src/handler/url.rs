@@ -45,12 +45,14 @@ impl Inner {
     }
 
     /// The download URL of a derivative of `id` (for `post-finish` payloads): the upload's URL
-    /// and the derivative's name, signed when signing is on (one signature covers an upload
-    /// and its derivatives).
+    /// and the derivative's name, signed when signing is on for that derivative alone (a
+    /// shared thumbnail or stripped copy must not open the original and its metadata).
     pub(super) fn derivative_url(&self, id: &UploadId, name: DerivativeName, call: &Call) -> String {
         let url = format!("{}/{name}", self.upload_url(self.hook_origin(call).as_deref(), id));
         match &self.signer {
-            Some(signer) => format!("{url}?{}", signer.sign(id, self.config.hook_download_url_ttl).query),
+            Some(signer) => {
+                format!("{url}?{}", signer.sign_derivative(id, name, self.config.hook_download_url_ttl).query)
+            }
             None => url,
         }
     }

@@ -19,7 +19,7 @@ const JPEG_QUALITY: u8 = 85;
 
 /// Which container the bytes are (from magic-byte sniffing done elsewhere).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ImageKind {
+pub enum ImageKind {
     /// JPEG (JFIF or EXIF).
     Jpeg,
     /// PNG (APNG too: its first frame is the default image).
@@ -33,7 +33,7 @@ pub(crate) enum ImageKind {
 impl ImageKind {
     /// The kind for a MIME type such as `image/jpeg`, case-insensitive and ignoring parameters;
     /// `None` for anything that is not one of the four image kinds.
-    pub(crate) fn from_mime(mime: &str) -> Option<Self> {
+    pub fn from_mime(mime: &str) -> Option<Self> {
         let essence = mime.split(';').next().unwrap_or_default().trim();
         [
             ("image/jpeg", Self::Jpeg),
@@ -49,7 +49,7 @@ impl ImageKind {
     }
 
     /// The canonical MIME type.
-    pub(crate) fn mime(self) -> &'static str {
+    pub fn mime(self) -> &'static str {
         match self {
             Self::Jpeg => "image/jpeg",
             Self::Png => "image/png",
@@ -59,8 +59,7 @@ impl ImageKind {
     }
 
     /// The usual file extension, without the dot.
-    #[allow(dead_code, reason = "media API for naming derivatives; the media step does not use it yet")]
-    pub(crate) fn extension(self) -> &'static str {
+    pub fn extension(self) -> &'static str {
         match self {
             Self::Jpeg => "jpg",
             Self::Png => "png",
@@ -134,11 +133,11 @@ impl fmt::Display for ThumbnailFormat {
 
 /// How big an image may be before it is refused without being decoded.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct DecodeLimits {
+pub struct DecodeLimits {
     /// Most pixels (width × height, as the header claims) an image may have.
-    pub(crate) max_pixels: u64,
+    pub max_pixels: u64,
     /// Most bytes the decoder may allocate (the decoded buffer included).
-    pub(crate) max_alloc: u64,
+    pub max_alloc: u64,
 }
 
 impl DecodeLimits {
@@ -156,22 +155,20 @@ impl DecodeLimits {
 
 /// One encoded thumbnail.
 #[derive(Debug)]
-pub(crate) struct Thumbnail {
+pub struct Thumbnail {
     /// The requested longest side.
-    pub(crate) size: u32,
+    pub size: u32,
     /// Actual width (after orientation), at most `size`.
-    #[allow(dead_code, reason = "media API; the media step does not record dimensions yet")]
-    pub(crate) width: u32,
+    pub width: u32,
     /// Actual height (after orientation), at most `size`.
-    #[allow(dead_code, reason = "media API; the media step does not record dimensions yet")]
-    pub(crate) height: u32,
+    pub height: u32,
     /// The encoded image, in the requested [`ThumbnailFormat`].
-    pub(crate) bytes: Vec<u8>,
+    pub bytes: Vec<u8>,
 }
 
 /// Why an image could not be processed.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum MediaError {
+pub enum MediaError {
     /// Over the pixel or memory limits (checked from the header, before decoding pixels).
     #[error("image too large: {0}")]
     TooLarge(String),
@@ -185,7 +182,7 @@ pub(crate) enum MediaError {
 
 impl MediaError {
     /// A short, stable name for the error kind, used as a metric label.
-    pub(crate) fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> &'static str {
         match self {
             Self::TooLarge(_) => "too_large",
             Self::Corrupt(_) => "corrupt",
@@ -218,7 +215,7 @@ impl MediaError {
 ///
 /// A size of 0 is taken as 1. GIF and animated WebP/PNG give their first frame. Each thumbnail is
 /// encoded in `format`, without any metadata.
-pub(crate) fn thumbnails(
+pub fn thumbnails(
     data: &[u8],
     kind: ImageKind,
     sizes: &[u32],
@@ -232,6 +229,12 @@ pub(crate) fn thumbnails(
     let source = Pixels::new(image, orientation, format);
     let mut resizer = Resizer::new();
     sizes.iter().map(|&size| source.thumbnail(&mut resizer, size, format)).collect()
+}
+
+/// Whether `data` decodes as a `kind` image under `limits` (the whole image, not only its
+/// header: a truncated or corrupt file fails here).
+pub fn check_decodes(data: &[u8], kind: ImageKind, limits: DecodeLimits) -> Result<(), MediaError> {
+    decode(data, kind, limits).map(drop)
 }
 
 /// Decodes `data` under `limits`; returns the image as stored and its EXIF orientation.

@@ -17,15 +17,16 @@
 //! `processing`, this step included (derivatives are replaced, never duplicated).
 //!
 //! # Bounds
-//! Decoding runs on the step's own `workers` threads, one image each (others wait for a
-//! permit before their bytes are read). Per image: the original is read into memory only up to `max_bytes`, the decoder
-//! refuses headers over `max_pixels` before allocating anything, and its allocations are
-//! capped at `4 × max_pixels` bytes (RGBA); the oriented copy and the resized buffers add at
-//! most as much again. So the step's memory stays under about
-//! `workers × (max_bytes + 8 × max_pixels)` bytes (2 × (64 MiB + 320 MB) ≈ 770 MB with the
-//! defaults, reached only by images at the pixel limit; a 12-megapixel photo takes ~100 MB).
-//! An image that takes longer than `timeout` is skipped; its thread finishes on its own and
-//! keeps its permit until then, so the bound holds.
+//! Decoding runs on the step's own `workers` threads, one image each; a worker's permit is
+//! taken before an image's bytes are read and given back once its derivatives are stored.
+//! Per image: the original is read into memory only up to `max_bytes`, the decoder refuses
+//! headers over `max_pixels` before allocating pixels, and its allocations are capped at
+//! `4 × max_pixels` bytes (RGBA). With the JPEG decoder's copy of the file, a progressive
+//! JPEG's coefficients and the resize buffers, a worker holds at most about
+//! `2 × max_bytes + 12 × max_pixels` bytes (≈ 600 MB at the defaults, for images at both
+//! limits at once; a 12-megapixel photo takes ~70 MB). An image that takes longer than
+//! `timeout` is skipped; its thread finishes on its own and keeps its permit until then, so
+//! the bound holds.
 //!
 //! ```
 //! use tus_core::{MemoryStore, TusService};
@@ -48,13 +49,14 @@ use std::time::Instant;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::StreamExt as _;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tus_core::derivative::{Derivative, DerivativeName};
 use tus_core::inspect::{Inspect, InspectError, Verdict};
 use tus_core::{Store, UploadInfo};
 
-pub use self::image_ops::ThumbnailFormat;
-use self::image_ops::{DecodeLimits, ImageKind, MediaError};
+// The image work itself: synchronous, usable alone (and by the fuzz target).
+pub use self::image_ops::{DecodeLimits, ImageKind, MediaError, Thumbnail, ThumbnailFormat, check_decodes, thumbnails};
+pub use self::strip::strip_metadata;
 use crate::metrics::Metrics;
 use crate::options::MediaOptions;
 
@@ -158,8 +160,11 @@ struct Made {
 }
 
 impl MediaStep {
-    /// The step with these options (at least one worker).
-    pub fn new(options: MediaOptions) -> Self {
+    /// The step with these options (at least one worker; each thumbnail size once, smallest
+    /// first).
+    pub fn new(mut options: MediaOptions) -> Self {
+        options.thumbnails.sort_unstable();
+        options.thumbnails.dedup();
         let workers = options.workers.max(1);
         MediaStep {
             permits: Arc::new(Semaphore::new(workers)),
@@ -182,7 +187,12 @@ impl MediaStep {
 
     /// Reads the upload (at most `max_bytes`) and makes its derivatives, under a worker permit
     /// and the time limit.
-    async fn make(&self, store: &dyn Store, info: &UploadInfo, kind: ImageKind) -> Result<Made, Skipped> {
+    async fn make(
+        &self,
+        store: &dyn Store,
+        info: &UploadInfo,
+        kind: ImageKind,
+    ) -> Result<(Made, OwnedSemaphorePermit), Skipped> {
         let length = info.length.unwrap_or(0);
         if length > self.options.max_bytes {
             return Err(Skipped::TooManyBytes(length));
@@ -190,15 +200,12 @@ impl MediaStep {
         let permit = self.permits.clone().acquire_owned().await.map_err(|e| Skipped::Failed(e.to_string()))?;
         let data = read_range(store, info, 0..length).await.map_err(|e| Skipped::Failed(e.to_string()))?;
         let options = self.options.clone();
-        let job = self.workers.run(move || {
-            // Held by the thread, not the waiting task: a job that outlives its timeout still
-            // counts against the workers until it ends, so no later image queues behind it
-            // while holding its bytes.
-            let _permit = permit;
-            make_derivatives(&data, kind, &options)
-        });
+        // The permit travels with the job and comes back with its result: a job that outlives
+        // its timeout keeps it until it ends, and a result keeps it until it is stored, so no
+        // more than `workers` images' bytes are ever held, however slow the store.
+        let job = self.workers.run(move || (make_derivatives(&data, kind, &options), permit));
         match tokio::time::timeout(self.options.timeout, job).await {
-            Ok(Ok(made)) => made,
+            Ok(Ok((made, permit))) => made.map(|made| (made, permit)),
             Ok(Err(_)) => Err(Skipped::Failed("the media worker stopped".into())),
             Err(_) => Err(Skipped::Timeout),
         }
@@ -218,7 +225,7 @@ impl Inspect for MediaStep {
             return Ok(Verdict::Clean);
         };
         match self.make(store, info, kind).await {
-            Ok(made) => {
+            Ok((made, _permit)) => {
                 let started = Instant::now();
                 for (derivative, bytes) in made.files {
                     // A store failure is retried with the whole inspection (derivatives are
@@ -248,10 +255,16 @@ impl Inspect for MediaStep {
 /// The thumbnails and the stripped copy of one image (blocking, CPU-bound): all or nothing.
 fn make_derivatives(data: &[u8], kind: ImageKind, options: &MediaOptions) -> Result<Made, Skipped> {
     let mut made = Made { files: Vec::new(), seconds: Vec::new() };
-    if !options.thumbnails.is_empty() {
+    let limits = DecodeLimits { max_pixels: options.max_pixels, max_alloc: options.max_pixels.saturating_mul(4) };
+    if options.thumbnails.is_empty() {
+        // Without thumbnails nothing else decodes the image: a truncated or corrupt one must
+        // not get a stripped copy that looks like a valid image.
         let started = Instant::now();
-        let limits = DecodeLimits { max_pixels: options.max_pixels, max_alloc: options.max_pixels.saturating_mul(4) };
-        for thumb in image_ops::thumbnails(data, kind, &options.thumbnails, options.format, limits)? {
+        check_decodes(data, kind, limits)?;
+        made.seconds.push(("decode", started.elapsed().as_secs_f64()));
+    } else {
+        let started = Instant::now();
+        for thumb in thumbnails(data, kind, &options.thumbnails, options.format, limits)? {
             let derivative = Derivative {
                 name: DerivativeName::Thumbnail(thumb.size),
                 content_type: options.format.mime().to_owned(),
@@ -263,7 +276,7 @@ fn make_derivatives(data: &[u8], kind: ImageKind, options: &MediaOptions) -> Res
     }
     if options.strip_metadata {
         let started = Instant::now();
-        let stripped = strip::strip_metadata(data, kind)?;
+        let stripped = strip_metadata(data, kind)?;
         let derivative = Derivative {
             name: DerivativeName::Stripped,
             content_type: kind.mime().to_owned(),
@@ -335,9 +348,11 @@ mod tests {
     #[tokio::test]
     async fn what_it_cannot_handle_keeps_its_verdict_and_gets_nothing() {
         let jpeg = encode_jpeg(&rgb_pattern(200, 100));
-        let cases: [(&str, Vec<u8>, MediaOptions); 4] = [
+        let strip_only = MediaOptions { thumbnails: Vec::new(), strip_metadata: true, ..MediaOptions::default() };
+        let cases: [(&str, Vec<u8>, MediaOptions); 5] = [
             ("not an image", b"plain text, not an image".repeat(10), options()),
             ("truncated", jpeg[..jpeg.len() / 2].to_vec(), options()),
+            ("truncated, stripping only", jpeg[..jpeg.len() / 2].to_vec(), strip_only),
             ("too slow", jpeg.clone(), MediaOptions { timeout: Duration::ZERO, ..options() }),
             ("too many bytes", jpeg.clone(), MediaOptions { max_bytes: 100, ..options() }),
         ];
@@ -347,6 +362,14 @@ mod tests {
             assert_eq!(verdict, Verdict::Clean, "{what}");
             assert!(store.info(&info.id).await.unwrap().derivatives.is_empty(), "{what}");
         }
+    }
+
+    #[tokio::test]
+    async fn stripping_alone_stores_a_copy_of_an_image_that_decodes() {
+        let (store, info) = stored(&encode_jpeg(&rgb_pattern(50, 40))).await;
+        let strip_only = MediaOptions { thumbnails: Vec::new(), strip_metadata: true, ..MediaOptions::default() };
+        MediaStep::new(strip_only).inspect(&store, &info).await.unwrap();
+        assert_eq!(names(&store.info(&info.id).await.unwrap()), ["stripped"]);
     }
 
     #[tokio::test]

@@ -21,7 +21,7 @@ use super::image_ops::{ImageKind, MediaError};
 /// colour profile (ICC) kept. If the EXIF orientation was not 1 (top-left), the copy keeps a
 /// minimal EXIF block holding only the Orientation tag, so viewers still rotate it — nothing else
 /// (no GPS, no camera serial, no maker notes).
-pub(crate) fn strip_metadata(data: &[u8], kind: ImageKind) -> Result<Vec<u8>, MediaError> {
+pub fn strip_metadata(data: &[u8], kind: ImageKind) -> Result<Vec<u8>, MediaError> {
     match kind {
         ImageKind::Jpeg => strip_jpeg(data),
         ImageKind::Png => strip_png(data),
@@ -83,6 +83,8 @@ const APP2: u8 = 0xE2;
 const APP14: u8 = 0xEE;
 const APP15: u8 = 0xEF;
 const COM: u8 = 0xFE;
+const DQT: u8 = 0xDB;
+const EXP: u8 = 0xDF;
 
 /// Length of the JFIF APP0 contents without its optional embedded thumbnail.
 const JFIF_LEN: usize = 14;
@@ -168,9 +170,14 @@ fn strip_jpeg(data: &[u8]) -> Result<Vec<u8>, MediaError> {
             // The other APPn (JFXX thumbnails, MPF, IPTC in Photoshop's APP13, vendor data) and
             // comments.
             APP0..=APP15 | COM => {}
-            _ => {
+            // What decoding needs: frame headers (SOFn), Huffman and arithmetic tables,
+            // quantization tables, scan headers, restart interval, DNL, DHP, EXP.
+            0xC0..=0xCF | DQT..=EXP | SOS => {
                 out.extend_from_slice(data.get(pos - 2..segment_end).unwrap_or_default());
             }
+            // Reserved and JPEG-extension segments (JPGn) carry nothing a decoder uses: anything
+            // could hide there.
+            _ => {}
         }
         pos = segment_end;
 
@@ -230,7 +237,31 @@ const PNG_KEPT_ANCILLARY: [[u8; 4]; 17] = [
     *b"pHYs", *b"sPLT", *b"oFFs", *b"acTL", *b"fcTL", *b"fdAT",
 ];
 
+/// Most chunks a PNG or WebP may have here: the chunk editor keeps an entry of about 40 bytes
+/// per chunk, so a file made of empty 12-byte chunks would otherwise cost several times its
+/// size in memory. Real files have a few thousand at most (APNG frames, many small IDATs).
+const MAX_CHUNKS: usize = 100_000;
+
+/// Counts chunks by their length fields, the first at `pos` (PNG: big-endian, each chunk 12
+/// bytes plus its data; RIFF: little-endian, 8 bytes plus its data and a pad byte if odd);
+/// stops counting past [`MAX_CHUNKS`].
+fn count_chunks(data: &[u8], mut pos: usize, png: bool) -> usize {
+    let mut count = 0;
+    while count <= MAX_CHUNKS {
+        let Some(len) = data.get(pos..pos + 4).and_then(|b| b.try_into().ok()) else { break };
+        let len = if png { u32::from_be_bytes(len) } else { u32::from_le_bytes(len) } as usize;
+        let trailer = if png { 4 } else { len % 2 };
+        pos = pos.saturating_add(8).saturating_add(len).saturating_add(trailer);
+        count += 1;
+    }
+    count
+}
+
 fn strip_png(data: &[u8]) -> Result<Vec<u8>, MediaError> {
+    // After the 8-byte signature: length (4), type (4), data, CRC (4).
+    if count_chunks(data, 8, true) > MAX_CHUNKS {
+        return Err(MediaError::Unsupported(format!("PNG with more than {MAX_CHUNKS} chunks")));
+    }
     let mut png =
         Png::from_bytes(Bytes::copy_from_slice(data)).map_err(|err| MediaError::Corrupt(format!("PNG: {err}")))?;
     if png.chunks().last().map(PngChunk::kind) != Some(*b"IEND") {
@@ -268,6 +299,11 @@ const VP8X_EXIF: u8 = 0b0000_1000;
 const VP8X_XMP: u8 = 0b0000_0100;
 
 fn strip_webp(data: &[u8]) -> Result<Vec<u8>, MediaError> {
+    // After `RIFF` <size> `WEBP`: id (4), little-endian size (4), data, a pad byte if odd. The
+    // length field sits 4 bytes into each header, so count from the first one's size field.
+    if count_chunks(data, 16, false) > MAX_CHUNKS {
+        return Err(MediaError::Unsupported(format!("WebP with more than {MAX_CHUNKS} chunks")));
+    }
     let mut webp =
         WebP::from_bytes(Bytes::copy_from_slice(data)).map_err(|err| MediaError::Corrupt(format!("WebP: {err}")))?;
 
@@ -451,6 +487,8 @@ mod tests {
             (markers::APP1, [&b"http://ns.adobe.com/xap/1.0/\0"[..], XMP].concat()),
             (markers::APP13, b"Photoshop 3.0\08BIM\x04\x04IPTC by-line Alice".to_vec()),
             (markers::APP0, b"JFXX\0\x10thumbnail".to_vec()),
+            // JPG0 (reserved for extensions): nothing a decoder reads.
+            (0xF0, b"hidden by Alice".to_vec()),
         ];
         for (marker, contents) in extra {
             jpeg.segments_mut().insert(2, JpegSegment::new_with_contents(marker, contents.into()));
@@ -613,6 +651,45 @@ mod tests {
         let stripped = strip_metadata(&png_with_metadata(1), ImageKind::Png).expect("strip");
         assert!(!png_chunk_kinds(&stripped).contains(b"eXIf"));
         assert!(read_exif(&stripped).is_none());
+    }
+
+    #[test]
+    fn files_of_countless_tiny_chunks_are_refused_before_they_are_parsed() {
+        let png = encode_png(&DynamicImage::ImageRgb8(rgb_pattern(4, 4)));
+        let (head, rest) = png.split_at(33); // signature + IHDR
+        let mut bomb = head.to_vec();
+        let chunk = [&0u32.to_be_bytes()[..], b"prIv", &crc32_of(b"prIv").to_be_bytes()].concat();
+        for _ in 0..=MAX_CHUNKS {
+            bomb.extend_from_slice(&chunk);
+        }
+        bomb.extend_from_slice(rest);
+        assert!(matches!(strip_metadata(&bomb, ImageKind::Png), Err(MediaError::Unsupported(_))));
+        // A few thousand are fine.
+        let mut many = head.to_vec();
+        for _ in 0..5000 {
+            many.extend_from_slice(&chunk);
+        }
+        many.extend_from_slice(rest);
+        assert!(strip_metadata(&many, ImageKind::Png).is_ok());
+
+        let webp = encode_webp(&rgba_pattern(4, 4));
+        let mut bomb = webp.clone();
+        for _ in 0..=MAX_CHUNKS {
+            bomb.extend_from_slice(b"JUNK\0\0\0\0");
+        }
+        assert!(matches!(strip_metadata(&bomb, ImageKind::WebP), Err(MediaError::Unsupported(_))));
+    }
+
+    /// CRC-32 (IEEE) of a PNG chunk's type and data.
+    fn crc32_of(data: &[u8]) -> u32 {
+        let mut crc = !0u32;
+        for &byte in data {
+            crc ^= u32::from(byte);
+            for _ in 0..8 {
+                crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+            }
+        }
+        !crc
     }
 
     #[test]
