@@ -1353,7 +1353,7 @@ impl Drop for TestServer {
 /// Declares a test, `#[test] fn $name`, asserting that a default server ([`TestServer::start`])
 /// lists `$extension` in `Tus-Extension`: the "is listed" item of each extension's section.
 ///
-/// ```ignore
+/// ```text
 /// conformance_tests::extension_listed!(k1_checksum_listed, "checksum");
 /// ```
 #[macro_export]

@@ -119,6 +119,13 @@ impl UploadInfo {
     pub fn is_partial(&self) -> bool {
         matches!(self.concat, Some(ConcatRole::Partial))
     }
+
+    /// Whether post-upload processing lets it (and its derivatives) be served: found clean, or
+    /// never processed. The one reading of the state for downloads, the headers and the
+    /// hook payloads that point at them.
+    pub fn state_allows_serving(&self) -> bool {
+        self.state.is_none_or(|s| s == UploadState::Clean)
+    }
 }
 
 /// The description of an upload to create.

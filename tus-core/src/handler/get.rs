@@ -150,7 +150,7 @@ impl Inner {
         let Some(length) = info.length.filter(|_| info.is_complete()) else {
             return Err(TusError::NotFinished);
         };
-        if let Some(state) = info.state.filter(|s| *s != UploadState::Clean) {
+        if let Some(state) = info.state.filter(|_| !info.state_allows_serving()) {
             return Err(TusError::NotServable(state));
         }
         // Partials are never inspected (their final is): with checks configured they are not

@@ -10,7 +10,7 @@ use super::Inner;
 use crate::auth::Principal;
 use crate::error::TusError;
 use crate::hooks::{EventDetails, HookEvent, HookHttpRequest, HookResponse, HookType, HookUpload, RemoteAddr};
-use crate::store::{UploadInfo, UploadState};
+use crate::store::UploadInfo;
 
 /// What every step of handling one request knows about it: the request as hooks report it,
 /// and the principal it acts for (when an authorizer is configured).
@@ -78,7 +78,7 @@ impl Inner {
     pub(crate) fn event(&self, hook: HookType, info: &UploadInfo, call: &Call) -> HookEvent {
         let mut upload = HookUpload::from_info(info);
         upload.storage = self.store.describe(&info.id);
-        if hook == HookType::PostFinish && info.state.is_none_or(|s| s == UploadState::Clean) {
+        if hook == HookType::PostFinish && info.state_allows_serving() {
             upload.download_url = self.signed_download_url(&info.id, call);
             upload.derivatives = info
                 .derivatives

@@ -195,8 +195,7 @@ pub(super) fn set_result_headers(headers: &mut http::HeaderMap, info: &crate::st
         headers.insert(crate::headers::names::REPR_DIGEST, value);
     }
     // Derivatives are listed once they may be served, which is when the original may.
-    let servable = info.state.is_none_or(|s| s == crate::store::UploadState::Clean);
-    if servable && !info.derivatives.is_empty() {
+    if info.state_allows_serving() && !info.derivatives.is_empty() {
         let list: Vec<String> = info.derivatives.iter().map(|d| d.name.to_string()).collect();
         if let Ok(value) = http::HeaderValue::from_str(&list.join(", ")) {
             headers.insert(super::UPLOAD_DERIVATIVES, value);

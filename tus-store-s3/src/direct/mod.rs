@@ -451,9 +451,8 @@ impl Direct {
     /// How an upload is reported to the client: its state and, once it may be served, its
     /// download URL as `location`; before that, `location` is the URL to poll.
     fn report(&self, info: &tus_core::UploadInfo, caller: &Caller) -> UploadReport {
-        use tus_core::UploadState;
         let inner = &self.store.inner;
-        let servable = info.is_complete() && info.state.is_none_or(|s| s == UploadState::Clean);
+        let servable = info.is_complete() && info.state_allows_serving();
         let state = match info.state {
             Some(state) => state.name(),
             None if info.is_complete() => "finished",
