@@ -228,7 +228,30 @@ pub fn thumbnails(
     let (image, orientation) = decode(data, kind, limits)?;
     let source = Pixels::new(image, orientation, format);
     let mut resizer = Resizer::new();
-    sizes.iter().map(|&size| source.thumbnail(&mut resizer, size, format)).collect()
+    // Largest first, each smaller one resized from the last one made while that still has at
+    // least twice its pixels per side (the filter keeps its footprint), not from the whole
+    // image again: a 256 from a 1024 instead of from 12 megapixels. Sizes always come from
+    // the original's dimensions, so a thumbnail's size does not depend on the others asked.
+    let mut order: Vec<usize> = (0..sizes.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(sizes.get(i).copied().unwrap_or(0)));
+    let mut made: Vec<Option<Thumbnail>> = sizes.iter().map(|_| None).collect();
+    let mut last: Option<Pixels> = None;
+    for i in order {
+        let size = sizes.get(i).copied().unwrap_or(1).max(1);
+        let (width, height) = fit(source.width, source.height, size);
+        let from = match &last {
+            Some(smaller) if smaller.width >= width.saturating_mul(2) && smaller.height >= height.saturating_mul(2) => {
+                smaller
+            }
+            _ => &source,
+        };
+        let (thumbnail, resized) = from.thumbnail(&mut resizer, size, width, height, format)?;
+        if let Some(slot) = made.get_mut(i) {
+            *slot = Some(thumbnail);
+        }
+        last = Some(resized);
+    }
+    Ok(made.into_iter().flatten().collect())
 }
 
 /// Whether `data` decodes as a `kind` image under `limits` (the whole image, not only its
@@ -296,15 +319,24 @@ impl Pixels {
         if self.pixel_type == PixelType::U8x4 { ExtendedColorType::Rgba8 } else { ExtendedColorType::Rgb8 }
     }
 
-    fn thumbnail(&self, resizer: &mut Resizer, size: u32, format: ThumbnailFormat) -> Result<Thumbnail, MediaError> {
-        // In stored orientation: turning the image turns its longest side with it.
-        let (width, height) = fit(self.width, self.height, size);
+    /// The thumbnail of longest side `size`, resized to `width` × `height` (in stored
+    /// orientation: turning the image turns its longest side with it), and its pixels before
+    /// orientation, to make smaller ones from.
+    fn thumbnail(
+        &self,
+        resizer: &mut Resizer,
+        size: u32,
+        width: u32,
+        height: u32,
+        format: ThumbnailFormat,
+    ) -> Result<(Thumbnail, Pixels), MediaError> {
         let resized = if (width, height) == (self.width, self.height) {
             // Never upscaled: small images are only re-encoded.
             self.buffer.clone()
         } else {
             self.resize(resizer, width, height)?.into_vec()
         };
+        let unoriented = Pixels { width, height, buffer: resized.clone(), ..*self };
         let (pixels, width, height) = self.orient(resized, width, height)?;
 
         let mut bytes = Vec::new();
@@ -317,7 +349,7 @@ impl Pixels {
         }
         .map_err(MediaError::from_encoding)?;
 
-        Ok(Thumbnail { size, width, height, bytes })
+        Ok((Thumbnail { size, width, height, bytes }, unoriented))
     }
 
     /// Applies the EXIF orientation to a thumbnail's pixels: `(pixels, width, height)` as shown.
