@@ -144,12 +144,26 @@ pub struct NewUpload {
     pub owner: Option<Box<crate::auth::Principal>>,
     /// Digests of the whole file the client declared (see [`crate::digest`]).
     pub declared_digests: Vec<crate::digest::Digest>,
+    /// The request that creates it also carries its first bytes (creation-with-upload): an
+    /// [`Store::append`] of this upload follows at once, before the client hears of the
+    /// creation. A store that syncs MAY leave the creation unsynced and make it durable with
+    /// that append's sync (one sync instead of two); if the append fails, it must still make
+    /// the creation durable before it returns.
+    pub body_follows: bool,
 }
 
 impl NewUpload {
     /// A plain upload of `length` bytes (`None` = deferred) under `id`.
     pub fn new(id: UploadId, length: Option<u64>) -> Self {
-        NewUpload { id, length, metadata: Metadata::default(), concat: None, owner: None, declared_digests: Vec::new() }
+        NewUpload {
+            id,
+            length,
+            metadata: Metadata::default(),
+            concat: None,
+            owner: None,
+            declared_digests: Vec::new(),
+            body_follows: false,
+        }
     }
 
     /// Sets the metadata.

@@ -239,6 +239,7 @@ impl Store for Uncancellable {
 /// Runs every test the store's capabilities allow.
 pub async fn run_all(store: &dyn Store) {
     create_and_info(store).await;
+    creation_with_its_first_bytes(store).await;
     append_in_chunks_and_read_back(store).await;
     empty_append_changes_nothing(store).await;
     interrupted_append_keeps_received_bytes(store).await;
@@ -541,4 +542,34 @@ pub async fn derivatives(store: &dyn Store) {
         assert!(matches!(late, Err(StoreError::Gone | StoreError::NotFound)), "stored for a terminated upload");
         assert!(read(DerivativeName::Thumbnail(256)).await.is_err());
     }
+}
+
+/// Creations whose first append follows at once ([`NewUpload::body_follows`], which lets a
+/// store sync both together): many at the same time all land; one whose append fails still
+/// exists and takes its bytes later.
+pub async fn creation_with_its_first_bytes(store: &dyn Store) {
+    let create = |length| async move {
+        let id = UploadId::random();
+        let mut upload = NewUpload::new(id.clone(), Some(length));
+        upload.body_follows = true;
+        store.create(upload).await.expect("create");
+        id
+    };
+    let uploads = futures_util::future::join_all((0..32u8).map(|i| async move {
+        let id = create(3).await;
+        let appended = store.append(&id, 0, chunks(&[&[i, i, i]], None), AppendOptions::default()).await;
+        (id, i, appended)
+    }))
+    .await;
+    for (id, i, appended) in uploads {
+        assert_eq!(appended.expect("append"), 3);
+        assert_eq!(read_all(store, &id, 0..3).await, [i, i, i]);
+    }
+    let id = create(2).await;
+    let wrong_offset = store.append(&id, 1, chunks(&[b"x"], None), AppendOptions::default()).await;
+    assert!(wrong_offset.is_err(), "an append at the wrong offset was accepted");
+    let info = store.info(&id).await.expect("the creation outlives its failed append");
+    assert_eq!((info.offset, info.length), (0, Some(2)));
+    store.append(&id, 0, chunks(&[b"ok"], None), AppendOptions::default()).await.expect("append");
+    assert_eq!(read_all(store, &id, 0..2).await, b"ok");
 }

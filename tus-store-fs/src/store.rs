@@ -86,7 +86,10 @@ impl FileStore {
 #[async_trait]
 impl Store for FileStore {
     async fn create(&self, upload: NewUpload) -> Result<UploadInfo, StoreError> {
-        self.metadata_op(move |d| {
+        // Its first bytes follow in this request, and their sync makes the creation durable
+        // too: nothing here waits on the disk, so it runs on the calling thread.
+        let unsynced = self.inner.sync && upload.body_follows;
+        let create = move |d: &Dirs| {
             let info = upload.into_info(SystemTime::now());
             // The info first, created exclusively: it is what makes an ID taken (a tombstone
             // too). Written in place rather than renamed into place, one directory operation
@@ -101,14 +104,20 @@ impl Store for FileStore {
                 other => other.map_err(io_err("create", &path))?,
             };
             f.write_all(&json).map_err(io_err("write", &path))?;
-            d.sync_file(&f, &path)?;
+            if !unsynced {
+                d.sync_file(&f, &path)?;
+            }
             // Any data file already there is left from a create interrupted before its info.
             let data = d.data(&info.id);
             OpenOptions::new().write(true).create(true).truncate(true).open(&data).map_err(io_err("create", &data))?;
-            d.sync_dir()?;
+            if unsynced {
+                d.leave_creation_unsynced(&info.id);
+            } else {
+                d.sync_dir()?;
+            }
             Ok(info)
-        })
-        .await
+        };
+        if unsynced { Ok(create(&self.inner)?) } else { self.metadata_op(create).await }
     }
 
     async fn info(&self, id: &UploadId) -> Result<UploadInfo, StoreError> {
@@ -122,8 +131,74 @@ impl Store for FileStore {
         &self,
         id: &UploadId,
         offset: u64,
+        data: ChunkStream<'_>,
+        options: AppendOptions,
+    ) -> Result<u64, StoreError> {
+        let unsynced_creation = self.inner.take_unsynced_creation(id);
+        let appended = self.append_synced(id, offset, data, options, unsynced_creation).await;
+        if unsynced_creation && appended.is_err() {
+            // The creation must be durable whatever became of its bytes.
+            let id = id.clone();
+            self.blocking(move |d| d.sync_creation(&id)).await?;
+        }
+        appended
+    }
+
+    async fn read(&self, id: &UploadId, range: Range<u64>) -> Result<ByteStream, StoreError> {
+        let id = id.clone();
+        let start = range.start;
+        let file = self
+            .blocking(move |d| {
+                if d.info(&id)?.state == Some(UploadState::Quarantined) {
+                    return Err(Error::Conflict("upload is quarantined".into()));
+                }
+                let path = d.data(&id);
+                let mut f = match File::open(&path) {
+                    Ok(f) => f,
+                    // Terminated (or expired) between the info read and the open: a download
+                    // racing a DELETE gets the upload's answer, not a server error.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        d.info(&id)?;
+                        return Err(Error::Gone);
+                    }
+                    Err(e) => return Err(io_err("open", &path)(e)),
+                };
+                f.seek(SeekFrom::Start(start)).map_err(io_err("seek", &path))?;
+                Ok(f)
+            })
+            .await?;
+        Ok(stream_file(file, range.end.saturating_sub(range.start)))
+    }
+
+    fn capabilities(&self) -> Capabilities<'_> {
+        Capabilities::none()
+            .with_terminate(self)
+            .with_concatenate(self)
+            .with_defer_length(self)
+            .with_list_expired(self)
+            .with_record_state(self)
+            .with_derivatives(self)
+    }
+    fn describe(&self, id: &UploadId) -> std::collections::BTreeMap<String, String> {
+        // The same keys tusd's filestore reports to hooks.
+        [
+            ("Type".to_owned(), "filestore".to_owned()),
+            ("Path".to_owned(), self.inner.data(id).display().to_string()),
+            ("InfoPath".to_owned(), self.inner.info_path(id).display().to_string()),
+        ]
+        .into()
+    }
+}
+
+impl FileStore {
+    /// [`Store::append`], syncing the creation too when `unsynced_creation`.
+    async fn append_synced(
+        &self,
+        id: &UploadId,
+        offset: u64,
         mut data: ChunkStream<'_>,
         options: AppendOptions,
+        unsynced_creation: bool,
     ) -> Result<u64, StoreError> {
         // The handler holds the upload's lock around this call and never drops it half-way
         // (see `Store::append`), so no other append or termination of the upload overlaps
@@ -198,58 +273,17 @@ impl Store for FileStore {
                 // Rejected, or a checksummed body cut short: none of it counts.
                 file.set_len(offset).map_err(io_err("truncate", &path))?;
             }
-            d.sync_file(&file, &path)?;
+            if unsynced_creation {
+                d.sync_created_with(&id, &file, &path)?;
+            } else {
+                d.sync_file(&file, &path)?;
+            }
             if checked {
                 d.clear_unverified(&id)?;
             }
             Ok(if keep { end } else { offset })
         })
         .await
-    }
-
-    async fn read(&self, id: &UploadId, range: Range<u64>) -> Result<ByteStream, StoreError> {
-        let id = id.clone();
-        let start = range.start;
-        let file = self
-            .blocking(move |d| {
-                if d.info(&id)?.state == Some(UploadState::Quarantined) {
-                    return Err(Error::Conflict("upload is quarantined".into()));
-                }
-                let path = d.data(&id);
-                let mut f = match File::open(&path) {
-                    Ok(f) => f,
-                    // Terminated (or expired) between the info read and the open: a download
-                    // racing a DELETE gets the upload's answer, not a server error.
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                        d.info(&id)?;
-                        return Err(Error::Gone);
-                    }
-                    Err(e) => return Err(io_err("open", &path)(e)),
-                };
-                f.seek(SeekFrom::Start(start)).map_err(io_err("seek", &path))?;
-                Ok(f)
-            })
-            .await?;
-        Ok(stream_file(file, range.end.saturating_sub(range.start)))
-    }
-
-    fn capabilities(&self) -> Capabilities<'_> {
-        Capabilities::none()
-            .with_terminate(self)
-            .with_concatenate(self)
-            .with_defer_length(self)
-            .with_list_expired(self)
-            .with_record_state(self)
-            .with_derivatives(self)
-    }
-    fn describe(&self, id: &UploadId) -> std::collections::BTreeMap<String, String> {
-        // The same keys tusd's filestore reports to hooks.
-        [
-            ("Type".to_owned(), "filestore".to_owned()),
-            ("Path".to_owned(), self.inner.data(id).display().to_string()),
-            ("InfoPath".to_owned(), self.inner.info_path(id).display().to_string()),
-        ]
-        .into()
     }
 }
 

@@ -112,6 +112,7 @@ impl Inner {
         call: &Call,
     ) -> Result<Created, TusError> {
         upload.declared_digests = declared_digests(headers, &upload.metadata)?;
+        upload.body_follows = body.is_some();
         // A partial is never inspected (its final is): a digest on it would never be proven.
         if upload.concat.is_some() && !upload.declared_digests.is_empty() {
             return Err(TusError::InvalidDigest(crate::digest::DigestError::OnPartial));
