@@ -69,6 +69,10 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 # The library crates package and build from their tarballs as crates.io would (~2 min cold); --allow-dirty: the tree as it is.
 step "cargo package: tus-core, tus-store-fs, tus-store-s3"
+# The crates are verified against each other through a temporary local registry, whose sources
+# cargo extracts under $CARGO_HOME/registry/src/-<hash of its path>/ and never refreshes: a
+# second run from the same checkout would build tus-store-fs against the first run's tus-core.
+rm -rf "${CARGO_HOME:-$HOME/.cargo}"/registry/src/-* "${CARGO_HOME:-$HOME/.cargo}"/registry/cache/-*
 cargo package --allow-dirty -p tus-core -p tus-store-fs -p tus-store-s3
 
 step "build (the conformance tests spawn target/debug/tus-server)"
