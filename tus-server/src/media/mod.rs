@@ -67,7 +67,8 @@ const SNIFF_LEN: u64 = 64;
 #[derive(Debug)]
 pub struct MediaStep {
     options: MediaOptions,
-    /// One per worker thread: taken before an image is read, given back when its work ends.
+    /// One per worker thread: taken before an image is read, given back once its derivatives
+    /// are stored.
     permits: Arc<Semaphore>,
     workers: Workers,
     metrics: Option<Arc<Metrics>>,
