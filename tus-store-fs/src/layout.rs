@@ -26,9 +26,10 @@ pub(crate) struct Dirs {
     /// Creations left unsynced because their first append follows at once and syncs them
     /// with its own bytes ([`tus_core::store::NewUpload::body_follows`]).
     unsynced_creations: Mutex<HashSet<UploadId>>,
-    /// Shares `syncfs` calls between the requests that need one at the same moment.
+    /// Shares `syncfs` calls between the requests that need one at the same moment (only a
+    /// store that syncs has one).
     #[cfg(target_os = "linux")]
-    group_sync: GroupSync,
+    group_sync: Option<GroupSync>,
 }
 
 /// Group commit: requests that need the filesystem synced queue here; one thread runs
@@ -83,7 +84,7 @@ impl Dirs {
     pub(crate) fn new(dir: PathBuf, sync: bool) -> Self {
         Dirs {
             #[cfg(target_os = "linux")]
-            group_sync: GroupSync::start(&dir),
+            group_sync: sync.then(|| GroupSync::start(&dir)),
             dir,
             sync,
             info_locks: std::array::from_fn(|_| Mutex::new(())),
@@ -114,25 +115,18 @@ impl Dirs {
     /// creation syncing at that moment) instead of three syncs in a row.
     pub(crate) fn sync_created_with(&self, id: &UploadId, data: &File, data_path: &Path) -> Result<(), Error> {
         #[cfg(target_os = "linux")]
-        {
-            let _ = (id, data, data_path);
-            self.group_sync.sync().map_err(io_err("syncfs", &self.dir))
+        if let Some(group) = &self.group_sync {
+            return group.sync().map_err(io_err("syncfs", &self.dir));
         }
-        #[cfg(not(target_os = "linux"))]
-        {
-            self.sync_file(data, data_path)?;
-            self.sync_creation(id)
-        }
+        self.sync_file(data, data_path)?;
+        self.sync_creation(id)
     }
 
     /// Held around every read-modify-write of `id`'s info.
     pub(crate) fn info_lock(&self, id: &UploadId) -> MutexGuard<'_, ()> {
-        // FNV-1a: a cheap, stable spread of IDs over the stripes.
-        let hash = id
-            .as_str()
-            .bytes()
-            .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
-        let stripe = &self.info_locks[(hash % INFO_LOCKS as u64) as usize];
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        std::hash::Hash::hash(id, &mut hasher);
+        let stripe = &self.info_locks[(std::hash::Hasher::finish(&hasher) % INFO_LOCKS as u64) as usize];
         stripe.lock().unwrap_or_else(PoisonError::into_inner)
     }
 

@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_sdk_s3::presigning::PresigningConfig;
 use bytes::Bytes;
 use futures_util::StreamExt as _;
 use tus_core::UploadId;
@@ -15,7 +14,6 @@ use tus_core::store::{ByteStream, StoreDerivatives, StoreError};
 use crate::S3Store;
 use crate::error::Error;
 use crate::layout::Inner;
-use crate::limits::MAX_PRESIGNED_LIFETIME;
 use crate::ops::{Bucket, object_chunks};
 use crate::state::{InfoObject, LiveInfo, ObjectLocation};
 
@@ -96,33 +94,6 @@ impl S3Store {
             return Err(StoreError::NotFound);
         };
         let (bucket, key) = inner.derivative_location(id, &live, name);
-        Ok(presign_get(&bucket, &key, Some(&derivative.content_type), expires_in).await?)
+        Ok(bucket.presign_get(&key, Some(&derivative.content_type), expires_in).await?)
     }
-}
-
-/// A presigned GetObject URL for `key`, valid for `expires_in` (at most
-/// [`MAX_PRESIGNED_LIFETIME`]), answered with `content_type` if given.
-pub(crate) async fn presign_get(
-    bucket: &Bucket,
-    key: &str,
-    content_type: Option<&str>,
-    expires_in: Duration,
-) -> Result<String, Error> {
-    if expires_in.is_zero() || expires_in > MAX_PRESIGNED_LIFETIME {
-        return Err(Error::Config(format!(
-            "presigned URL lifetime must be between 1 s and {} s",
-            MAX_PRESIGNED_LIFETIME.as_secs()
-        )));
-    }
-    let config = PresigningConfig::expires_in(expires_in).map_err(|e| Error::Config(e.to_string()))?;
-    let presigned = bucket
-        .client
-        .get_object()
-        .bucket(&bucket.name)
-        .key(key)
-        .set_response_content_type(content_type.map(str::to_owned))
-        .presigned(config)
-        .await
-        .map_err(|e| Error::s3("GetObject (presign)", key, e))?;
-    Ok(presigned.uri().to_owned())
 }

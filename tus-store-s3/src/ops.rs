@@ -5,6 +5,7 @@ use std::future::Future;
 use std::time::{Duration, SystemTime};
 
 use aws_sdk_s3::Client;
+use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use base64::Engine as _;
@@ -13,6 +14,7 @@ use futures_core::Stream;
 use md5::Digest as _;
 
 use crate::error::Error;
+use crate::limits::MAX_PRESIGNED_LIFETIME;
 
 /// Metadata key of the tail object: how many parts precede it.
 pub(crate) const META_PARTS: &str = "tus-parts";
@@ -76,6 +78,33 @@ fn system_time(t: Option<&aws_sdk_s3::primitives::DateTime>) -> Option<SystemTim
 }
 
 impl Bucket {
+    /// A presigned GetObject URL for `key`, valid for `expires_in` (at most
+    /// [`MAX_PRESIGNED_LIFETIME`]), answered with `content_type` if given.
+    pub(crate) async fn presign_get(
+        &self,
+        key: &str,
+        content_type: Option<&str>,
+        expires_in: Duration,
+    ) -> Result<String, Error> {
+        if expires_in.is_zero() || expires_in > MAX_PRESIGNED_LIFETIME {
+            return Err(Error::Config(format!(
+                "presigned URL lifetime must be between 1 s and {} s",
+                MAX_PRESIGNED_LIFETIME.as_secs()
+            )));
+        }
+        let config = PresigningConfig::expires_in(expires_in).map_err(|e| Error::Config(e.to_string()))?;
+        let presigned = self
+            .client
+            .get_object()
+            .bucket(&self.name)
+            .key(key)
+            .set_response_content_type(content_type.map(str::to_owned))
+            .presigned(config)
+            .await
+            .map_err(|e| Error::s3("GetObject (presign)", key, e))?;
+        Ok(presigned.uri().to_owned())
+    }
+
     async fn timed<T>(
         &self,
         op: &'static str,

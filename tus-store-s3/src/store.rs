@@ -52,7 +52,7 @@ impl S3Store {
         }
         let inner = &self.inner;
         let location = inner.data_location(id, &inner.live(id).await?);
-        Ok(crate::derived::presign_get(&inner.bucket_of(&location), &location.key, None, expires_in).await?)
+        Ok(inner.bucket_of(&location).presign_get(&location.key, None, expires_in).await?)
     }
 }
 

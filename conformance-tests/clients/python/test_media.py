@@ -19,6 +19,7 @@ import requests
 from PIL import Image, ImageOps, PngImagePlugin
 from tusclient import client
 
+# `bounded` is test_tuspy's autouse time limit: imported, it applies to these tests too.
 from test_tuspy import HTTP_TIMEOUT, SERVER_PIDS, bounded, head, tus_server, wait_for_verdict  # noqa: F401
 
 SIZES = (256, 1024)
@@ -241,7 +242,7 @@ def test_gif_comment_is_stripped(media):
     assert_looks_like(thumb, original)
 
 
-def test_webp_thumbnails(tmp_path):
+def test_webp_thumbnails():
     with tus_server("media-webp", ["--thumbnails", "128", "--thumbnail-format", "webp"]) as endpoint:
         original = png_with_text(400, 300)
         url = upload(endpoint, original, "image/png")
