@@ -79,6 +79,9 @@ fn z1_head_interrupts_stale_patch() {
     let data = pseudo_random(total, 22);
     let url = s.create(total as u64);
     let mut stale = patch_in_flight(&url, total, &data[..30_000]);
+    // Stalled: nothing more for longer than a live upload pauses (a HEAD leaves a PATCH whose
+    // bytes still flow alone).
+    thread::sleep(Duration::from_millis(1200));
 
     let started = Instant::now();
     let h = head(&url);

@@ -451,12 +451,19 @@ fn network(opts: &Opts) -> Res<String> {
     let cuts = Arc::new(Mutex::new(BTreeMap::<Cut, usize>::new()));
     let slowest_head = Arc::new(Mutex::new(Duration::ZERO));
     let failures = Arc::new(Mutex::new(Vec::new()));
+    let late = Arc::new(Mutex::new(0usize));
     let workers = 4;
     let next = Arc::new(AtomicUsize::new(0));
     let handles: Vec<_> = (0..workers)
         .map(|_| {
-            let (base, cuts, slowest_head, failures, next) =
-                (base.clone(), Arc::clone(&cuts), Arc::clone(&slowest_head), Arc::clone(&failures), Arc::clone(&next));
+            let (base, cuts, slowest_head, failures, next, late) = (
+                base.clone(),
+                Arc::clone(&cuts),
+                Arc::clone(&slowest_head),
+                Arc::clone(&failures),
+                Arc::clone(&next),
+                Arc::clone(&late),
+            );
             thread::spawn(move || {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
@@ -473,6 +480,11 @@ fn network(opts: &Opts) -> Res<String> {
                         let url = create(&base, len, deadline)?;
                         let mut acked = 0u64;
                         let mut done_cuts = 0;
+                        // The furthest byte any cut PATCH of this upload carried. A cut request
+                        // the server had not started on when the HEAD after it came may still
+                        // append its bytes later (tus allows it: the next PATCH gets 409 and the
+                        // client asks again); bytes beyond this would come from nowhere.
+                        let mut reach = 0u64;
                         loop {
                             let started = Instant::now();
                             let o = head_offset(&url, deadline)?;
@@ -498,22 +510,34 @@ fn network(opts: &Opts) -> Res<String> {
                                     _ => Cut::Reset,
                                 };
                                 let sent = rng.range(0, rest.len() as u64 - 1) as usize;
+                                let earlier_reach = reach;
+                                reach = reach.max(o + sent as u64);
                                 let answer = cut_patch(&url, o, rest, sent, cut)?;
-                                if cut == Cut::Stall {
+                                let after = head_offset(&url, deadline)?;
+                                if after < o || after > reach {
+                                    return Err(format!(
+                                        "{url}: after a {cut:?} with {sent} of {} bytes sent at {o}, HEAD says {after} \
+                                         (no cut PATCH carried bytes past {reach})",
+                                        rest.len()
+                                    ));
+                                }
+                                // An earlier cut request appended after the HEAD that preceded
+                                // this one: this one found the offset moved.
+                                let overtaken = after > o + sent as u64
+                                    || answer
+                                        .as_ref()
+                                        .is_some_and(|r| r.status == 409 && after > o && after <= earlier_reach);
+                                if overtaken && let Ok(mut l) = late.lock() {
+                                    *l += 1;
+                                }
+                                if cut == Cut::Stall && !overtaken {
                                     match answer {
                                         Some(r) if r.status == 500 || r.status == 400 => {}
                                         None => {}
                                         Some(r) => return Err(format!("{url}: stalled PATCH answered {}", r.status)),
                                     }
                                 }
-                                let after = head_offset(&url, deadline)?;
-                                if after < o || after > o + sent as u64 {
-                                    return Err(format!(
-                                        "{url}: after a {cut:?} with {sent} of {} bytes sent at {o}, HEAD says {after}",
-                                        rest.len()
-                                    ));
-                                }
-                                if cut == Cut::Stall && after != o + sent as u64 {
+                                if cut == Cut::Stall && !overtaken && after != o + sent as u64 {
                                     return Err(format!(
                                         "{url}: a stalled PATCH delivered {sent} bytes at {o}, but only {} were kept",
                                         after - o
@@ -526,6 +550,12 @@ fn network(opts: &Opts) -> Res<String> {
                             } else {
                                 match try_req(Request::patch(&url, o, rest), Duration::from_secs(30)) {
                                     Ok(r) if r.status == 204 => acked = len,
+                                    // Overtaken by a late cut request (see `reach`): ask again.
+                                    Ok(r) if r.status == 409 && reach > o => {
+                                        if let Ok(mut l) = late.lock() {
+                                            *l += 1;
+                                        }
+                                    }
                                     Ok(r) => return Err(format!("{url}: final PATCH answered {}:\n{r}", r.status)),
                                     Err(e) => return Err(format!("{url}: final PATCH failed: {e}")),
                                 }
@@ -556,12 +586,13 @@ fn network(opts: &Opts) -> Res<String> {
     let failures = failures.lock().map(|f| f.clone()).unwrap_or_default();
     let summary = format!(
         "[network] {total} PATCHes cut ({} closed mid-body, {} reset, {} stalled past the 1 s read timeout) on {uploaded} \
-         uploads; all finished identical: {}; slowest HEAD after a cut {:?}",
+         uploads; all finished identical: {}; slowest HEAD after a cut {:?}; cut requests appended after a later HEAD: {}",
         cuts.get(&Cut::Close).unwrap_or(&0),
         cuts.get(&Cut::Reset).unwrap_or(&0),
         cuts.get(&Cut::Stall).unwrap_or(&0),
         failures.is_empty(),
         slowest_head.lock().map(|s| *s).unwrap_or_default(),
+        late.lock().map(|l| *l).unwrap_or_default(),
     );
     if !failures.is_empty() {
         return Err(format!("{summary}\nfailures:\n  {}", failures.join("\n  ")));

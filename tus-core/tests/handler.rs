@@ -91,7 +91,9 @@ async fn patch_in_progress(
 async fn head_interrupts_a_stale_patch_which_keeps_its_bytes() {
     let svc = service();
     let (url, tx, stale) = patch_in_progress(&svc, b"0123456789").await;
-    // The client "resumes" from another connection while the stale PATCH still runs.
+    // The client "resumes" from another connection while the stale PATCH still runs, sending
+    // nothing for longer than a live upload would (a HEAD leaves a PATCH whose bytes flow).
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     let resumed_at = tokio::time::timeout(Duration::from_secs(3), offset(&svc, &url)).await.unwrap();
     assert_eq!(resumed_at, 10);
     let res = stale.await.unwrap();
@@ -103,6 +105,26 @@ async fn head_interrupts_a_stale_patch_which_keeps_its_bytes() {
     let res = call(&svc, patch(&url, 10, Full::new(Bytes::from(vec![b'x'; 90])))).await;
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     assert_eq!(res.headers()["upload-offset"], "100");
+}
+
+#[tokio::test]
+async fn heads_during_a_patch_whose_bytes_flow_leave_it_alone() {
+    let svc = service();
+    let (url, tx, live) = patch_in_progress(&svc, b"0123456789").await;
+    // A status poll (another tab, a dashboard) while the upload makes progress: every HEAD
+    // answers at once with the offset so far, and the PATCH goes on.
+    let mut seen = Vec::new();
+    for chunk in 0..5u8 {
+        let at = tokio::time::timeout(Duration::from_secs(1), offset(&svc, &url)).await.unwrap();
+        seen.push(at);
+        tx.send(Ok(Frame::data(Bytes::from(vec![chunk; 18])))).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(tx);
+    let res = live.await.unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT, "a HEAD interrupted a live upload");
+    assert_eq!(res.headers()["upload-offset"], "100");
+    assert!(seen.windows(2).all(|w| w[0] <= w[1]) && seen[0] >= 10, "offsets seen: {seen:?}");
 }
 
 #[tokio::test]

@@ -161,7 +161,9 @@ impl Inner {
     ) -> Result<(UploadInfo, Option<TusError>), TusError> {
         let BodyFraming { checksum, checksum_trailer, .. } = framing;
         let outcome = BodyOutcome::default();
-        let progress = Progress::new();
+        // Seen by HEADs of this upload while the body streams (see `head.rs`).
+        let progress = Arc::new(Progress::new());
+        let _live = self.live_append(&info.id, progress.clone());
         let stop_upload = Arc::new(Notify::new());
         let all_or_nothing = checksum.is_some() || checksum_trailer;
         let rules = BodyRules {

@@ -39,28 +39,58 @@ pub(crate) struct BodyRules<'a> {
     pub(crate) shutdown: watch::Receiver<bool>,
     /// Fired when a `post-receive` hook asks to stop the upload.
     pub(crate) stop_upload: &'a Notify,
-    /// Bytes passed on so far.
+    /// Bytes passed on so far, and when the last ones came.
     pub(crate) progress: &'a Progress,
 }
 
-/// How far one request's body has come, for `post-receive` reports.
-#[derive(Debug, Default)]
+/// How far one request's body has come, and when it last moved: for `post-receive` reports,
+/// and for a `HEAD` deciding whether the append holding the upload is alive (see
+/// `head.rs`).
+#[derive(Debug)]
 pub(crate) struct Progress {
     bytes: AtomicU64,
+    /// Milliseconds after `since` at which bytes last arrived (or the body started).
+    moved_at: AtomicU64,
+    since: std::time::Instant,
+    ended: std::sync::atomic::AtomicBool,
 }
 
 impl Progress {
     pub(crate) fn new() -> Self {
-        Progress::default()
+        Progress {
+            bytes: AtomicU64::new(0),
+            moved_at: AtomicU64::new(0),
+            since: std::time::Instant::now(),
+            ended: std::sync::atomic::AtomicBool::new(false),
+        }
     }
 
     fn advance(&self, total: u64) {
         self.bytes.store(total, Ordering::Relaxed);
+        let now = u64::try_from(self.since.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.moved_at.store(now, Ordering::Relaxed);
     }
 
     /// Bytes received so far.
     pub(crate) fn bytes(&self) -> u64 {
         self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// The body ended (whole or not): what remains is the store finishing the append.
+    fn end(&self) {
+        self.ended.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether bytes are still flowing: the body has not ended and bytes arrived within
+    /// `grace` (or it started that recently).
+    pub(crate) fn flowing(&self, grace: Duration) -> bool {
+        !self.ended.load(Ordering::Relaxed) && self.idle() < grace
+    }
+
+    /// How long since bytes last arrived (or the body started).
+    fn idle(&self) -> Duration {
+        let moved = Duration::from_millis(self.moved_at.load(Ordering::Relaxed));
+        self.since.elapsed().saturating_sub(moved)
     }
 }
 
@@ -126,6 +156,7 @@ pub(crate) fn chunk_stream<'a>(body: RequestBody, rules: BodyRules<'a>, outcome:
         let item = st.next_item().await;
         if !matches!(item, Some(Ok(_))) {
             st.done = true;
+            st.rules.progress.end();
         }
         item.map(|item| (item, st))
     }))

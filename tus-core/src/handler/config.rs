@@ -254,6 +254,7 @@ impl TusServiceBuilder {
                 quota_book: self.quota_book.unwrap_or_else(|| Arc::new(crate::quota::MemoryQuotaBook::new())),
                 shutdown,
                 waiting_finals: Mutex::default(),
+                live_appends: Mutex::default(),
                 me: me.clone(),
             }),
         }

@@ -1,9 +1,13 @@
 //! HEAD: where an upload stands (tus 1.0 core, with `Upload-Concat`, `Upload-Expires` and our
 //! `Upload-State`).
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
 
+use super::body::Progress;
 use super::hooks::Call;
 use super::response::{ResponseBody, set_result_headers, tus_response};
 use super::{Inner, UPLOAD_STATE};
@@ -51,17 +55,54 @@ impl Inner {
     }
 }
 
+/// A PATCH that received bytes this recently is alive: a `HEAD` leaves it alone.
+const LIVE_APPEND_GRACE: Duration = Duration::from_secs(1);
+
 impl Inner {
     /// What a `HEAD` does before it reports the offset (both dialects). A HEAD usually means
-    /// the client lost its connection and is about to resume: a request still holding the
-    /// upload is stopped (by taking its lock), so the offset reported is final. When the locker
-    /// can tell that nobody holds it, no lock is taken, so HEADs of one upload never queue on
-    /// it. Returns whether it took the lock.
+    /// the client lost its connection and is about to resume: a stale request still holding
+    /// the upload is stopped (by taking its lock), so the offset reported is final. But a PATCH
+    /// of this process whose bytes still flow is left alone: a status poll or a second tab must
+    /// not cut a live upload, and the HEAD answers with the offset so far. (A client that cut
+    /// its own connection a moment ago may be told an offset its old request then moves past
+    /// while it drains; its next PATCH gets `409` and it asks again, as tus clients do.) When
+    /// the locker can tell that nobody holds the upload, no lock is taken, so HEADs of one
+    /// upload never queue on it. Returns whether it took the lock.
     pub(super) async fn stop_stalled_append(&self, id: &UploadId) -> bool {
+        let live = self.live_appends.lock().ok().and_then(|appends| appends.get(id).cloned());
+        if live.is_some_and(|progress| progress.flowing(LIVE_APPEND_GRACE)) {
+            return false;
+        }
         if self.locker.is_held(id) == Some(false) {
             return false;
         }
         drop(self.lock(id).await);
         true
+    }
+
+    /// Registers the body streaming into `id` for [`Self::stop_stalled_append`] until the
+    /// returned guard drops.
+    pub(super) fn live_append(&self, id: &UploadId, progress: Arc<Progress>) -> LiveAppend<'_> {
+        if let Ok(mut appends) = self.live_appends.lock() {
+            appends.insert(id.clone(), progress.clone());
+        }
+        LiveAppend { inner: self, id: id.clone(), progress }
+    }
+}
+
+/// An append registered with [`Inner::live_append`]; unregisters on drop.
+pub(super) struct LiveAppend<'a> {
+    inner: &'a Inner,
+    id: UploadId,
+    progress: Arc<Progress>,
+}
+
+impl Drop for LiveAppend<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut appends) = self.inner.live_appends.lock()
+            && appends.get(&self.id).is_some_and(|p| Arc::ptr_eq(p, &self.progress))
+        {
+            appends.remove(&self.id);
+        }
     }
 }

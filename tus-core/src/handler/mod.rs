@@ -103,6 +103,8 @@ struct Inner {
     /// Final uploads created over unfinished partials, by partial: settled as soon as a
     /// partial completes on this instance (and lazily on any HEAD/GET otherwise).
     waiting_finals: Mutex<HashMap<UploadId, HashSet<UploadId>>>,
+    /// Bodies streaming into uploads in this process, by upload (see `head.rs`).
+    live_appends: Mutex<HashMap<UploadId, Arc<body::Progress>>>,
 }
 
 /// What a request path names.
