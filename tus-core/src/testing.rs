@@ -572,4 +572,30 @@ pub async fn creation_with_its_first_bytes(store: &dyn Store) {
     assert_eq!((info.offset, info.length), (0, Some(2)));
     store.append(&id, 0, chunks(&[b"ok"], None), AppendOptions::default()).await.expect("append");
     assert_eq!(read_all(store, &id, 0..2).await, b"ok");
+
+    // The request failed before its append (a refused checksum, a quota): the creation stands
+    // on its own and its bytes may come in a later request, after many other creations.
+    let abandoned = create(2).await;
+    for _ in 0..8 {
+        create(1).await;
+    }
+    assert_eq!(store.info(&abandoned).await.expect("an abandoned creation exists").offset, 0);
+    store.append(&abandoned, 0, chunks(&[b"ab"], None), AppendOptions::default()).await.expect("append later");
+    assert_eq!(read_all(store, &abandoned, 0..2).await, b"ab");
+
+    // A checksummed first append that is refused keeps nothing.
+    let id = create(2).await;
+    let opts = AppendOptions::default().with_all_or_nothing(true);
+    let refused = store.append(&id, 0, chunks(&[b"n"], Some(BodyError::Rejected)), opts).await;
+    assert!(refused.as_ref().is_err() || refused.as_ref().ok() == Some(&0), "a rejected first append kept bytes");
+    assert_eq!(store.info(&id).await.expect("info").offset, 0);
+
+    // Terminated between its creation and its first append: the append stores nothing.
+    if let Some(terminate) = store.capabilities().terminate {
+        let id = create(2).await;
+        terminate.terminate(&id).await.expect("terminate");
+        let late = store.append(&id, 0, chunks(&[b"zz"], None), AppendOptions::default()).await;
+        assert!(late.is_err(), "a terminated creation took its first bytes");
+        assert!(store.read(&id, 0..2).await.is_err(), "a terminated creation can be read");
+    }
 }

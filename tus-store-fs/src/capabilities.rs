@@ -73,6 +73,8 @@ impl Terminate for FileStore {
         self.blocking(move |d| {
             let _info = d.info_lock(&id);
             d.info(&id)?;
+            // A creation's data file kept for its first append must not take bytes now.
+            drop(d.take_fresh_creation(&id));
             // Tombstone first: from here on the upload answers 410, whatever happens next.
             d.write_info(&id, &InfoFile::Gone { at: SystemTime::now() })?;
             for path in [d.data(&id), d.unverified(&id), d.assembling(&id), d.quarantined(&id)] {

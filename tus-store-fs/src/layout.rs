@@ -1,10 +1,11 @@
 //! Where an upload's files live in the directory, and syncing them.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use tus_core::UploadId;
 use tus_core::derivative::DerivativeName;
@@ -23,9 +24,10 @@ pub(crate) struct Dirs {
     /// the tombstone), which the handler's upload lock does not all cover: processing runs
     /// without it, so a termination could otherwise be overwritten by a live info.
     info_locks: [Mutex<()>; INFO_LOCKS],
-    /// Creations left unsynced because their first append follows at once and syncs them
-    /// with its own bytes ([`tus_core::store::NewUpload::body_follows`]).
-    unsynced_creations: Mutex<HashSet<UploadId>>,
+    /// Creations whose first append follows at once
+    /// ([`tus_core::store::NewUpload::body_follows`]): their open data file, handed to that
+    /// append, and whether it still has to sync the creation along with its own bytes.
+    fresh_creations: Mutex<HashMap<UploadId, FreshCreation>>,
     /// Shares `syncfs` calls between the requests that need one at the same moment (only a
     /// store that syncs has one).
     #[cfg(target_os = "linux")]
@@ -77,6 +79,22 @@ impl GroupSync {
     }
 }
 
+/// A creation's data file kept for the append that follows it (see
+/// [`Dirs::keep_fresh_creation`]).
+#[derive(Debug)]
+pub(crate) struct FreshCreation {
+    /// Open for writing, empty, positioned at 0.
+    pub(crate) data: File,
+    /// The creation is not synced yet: the append syncs it with its own bytes.
+    pub(crate) unsynced: bool,
+    since: Instant,
+}
+
+/// Creations waiting for their first append at most (each holds an open file).
+const MAX_FRESH_CREATIONS: usize = 1024;
+/// A creation whose append has not come after this never will (its request failed first).
+const FRESH_CREATION_AGE: Duration = Duration::from_secs(10);
+
 /// Stripes of [`Dirs::info_lock`]: uploads share one by the hash of their ID.
 const INFO_LOCKS: usize = 64;
 
@@ -88,18 +106,52 @@ impl Dirs {
             dir,
             sync,
             info_locks: std::array::from_fn(|_| Mutex::new(())),
-            unsynced_creations: Mutex::new(HashSet::new()),
+            fresh_creations: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Notes that `id`'s creation is not synced yet: its first append syncs it.
-    pub(crate) fn leave_creation_unsynced(&self, id: &UploadId) {
-        self.unsynced_creations.lock().unwrap_or_else(PoisonError::into_inner).insert(id.clone());
+    /// Keeps `id`'s open, empty data file for the append that follows its creation, which
+    /// then needs no lookup, open or stat of its own; with `unsynced`, that append also syncs
+    /// the creation. Returns whether it was kept: with [`MAX_FRESH_CREATIONS`] waiting it is
+    /// not, and the caller syncs the creation itself.
+    ///
+    /// A creation whose request failed before its append (a refused checksum, a quota) never
+    /// collects its file: entries older than [`FRESH_CREATION_AGE`] are closed, and synced when
+    /// they have to be, whenever the table is more than half full, so neither memory nor open
+    /// files grow with such requests.
+    pub(crate) fn keep_fresh_creation(&self, id: &UploadId, data: File, unsynced: bool) -> bool {
+        let (kept, stale) = {
+            let mut fresh = self.fresh_creations.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut stale = Vec::new();
+            if fresh.len() >= MAX_FRESH_CREATIONS / 2 {
+                let now = Instant::now();
+                let old: Vec<UploadId> = fresh
+                    .iter()
+                    .filter(|(_, f)| now.duration_since(f.since) > FRESH_CREATION_AGE)
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                stale.extend(old.into_iter().filter_map(|id| fresh.remove(&id).map(|f| (id, f))));
+            }
+            let kept = fresh.len() < MAX_FRESH_CREATIONS;
+            if kept {
+                fresh.insert(id.clone(), FreshCreation { data, unsynced, since: Instant::now() });
+            }
+            (kept, stale)
+        };
+        for (id, left) in stale {
+            if left.unsynced
+                && let Err(e) = self.sync_creation(&id)
+            {
+                tracing::warn!(upload = %id, error = %e, "syncing a creation whose body never came failed");
+            }
+        }
+        kept
     }
 
-    /// Whether `id`'s creation was left unsynced; the caller now owns syncing it.
-    pub(crate) fn take_unsynced_creation(&self, id: &UploadId) -> bool {
-        self.unsynced_creations.lock().unwrap_or_else(PoisonError::into_inner).remove(id)
+    /// The open data file and sync duty [`Self::keep_fresh_creation`] kept for `id`, if any;
+    /// the caller owns both now.
+    pub(crate) fn take_fresh_creation(&self, id: &UploadId) -> Option<FreshCreation> {
+        self.fresh_creations.lock().unwrap_or_else(PoisonError::into_inner).remove(id)
     }
 
     /// Makes a creation durable on its own: its info, and the directory entries of the info
@@ -169,5 +221,35 @@ impl Dirs {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err("remove", path)(e)),
             _ => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn creations_whose_body_never_comes_hold_a_bounded_number_of_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let dirs = Dirs::new(dir.path().to_owned(), false);
+        let mut kept = 0;
+        for _ in 0..MAX_FRESH_CREATIONS + 100 {
+            let id = UploadId::random();
+            let file = File::create(dirs.data(&id)).expect("create");
+            kept += usize::from(dirs.keep_fresh_creation(&id, file, false));
+        }
+        assert_eq!(kept, MAX_FRESH_CREATIONS, "past the bound a creation must sync on its own");
+        let held = dirs.fresh_creations.lock().expect("lock").len();
+        assert_eq!(held, MAX_FRESH_CREATIONS);
+        // Entries past their age go as soon as the table is half full.
+        for fresh in dirs.fresh_creations.lock().expect("lock").values_mut() {
+            fresh.since -= FRESH_CREATION_AGE * 2;
+        }
+        let id = UploadId::random();
+        let file = File::create(dirs.data(&id)).expect("create");
+        assert!(dirs.keep_fresh_creation(&id, file, false));
+        assert_eq!(dirs.fresh_creations.lock().expect("lock").len(), 1, "stale creations were not let go");
+        assert!(dirs.take_fresh_creation(&id).is_some());
+        assert!(dirs.take_fresh_creation(&id).is_none(), "handed out twice");
     }
 }

@@ -19,7 +19,7 @@ use tus_core::store::{
 
 use crate::error::{Error, io_err};
 use crate::info::InfoFile;
-use crate::layout::Dirs;
+use crate::layout::{Dirs, FreshCreation};
 use crate::writer::{ChunkWriter, OpenData, WRITE_BUFFER};
 
 /// Bytes per chunk when reading an upload back.
@@ -88,7 +88,8 @@ impl Store for FileStore {
     async fn create(&self, upload: NewUpload) -> Result<UploadInfo, StoreError> {
         // Its first bytes follow in this request, and their sync makes the creation durable
         // too: nothing here waits on the disk, so it runs on the calling thread.
-        let unsynced = self.inner.sync && upload.body_follows;
+        let body_follows = upload.body_follows;
+        let unsynced = self.inner.sync && body_follows;
         let create = move |d: &Dirs| {
             let info = upload.into_info(SystemTime::now());
             // The info first, created exclusively: it is what makes an ID taken (a tombstone
@@ -109,10 +110,16 @@ impl Store for FileStore {
             }
             // Any data file already there is left from a create interrupted before its info.
             let data = d.data(&info.id);
-            OpenOptions::new().write(true).create(true).truncate(true).open(&data).map_err(io_err("create", &data))?;
-            if unsynced {
-                d.leave_creation_unsynced(&info.id);
-            } else {
+            let file = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&data)
+                .map_err(io_err("create", &data))?;
+            let kept = body_follows && d.keep_fresh_creation(&info.id, file, unsynced);
+            if unsynced && !kept {
+                d.sync_creation(&info.id)?;
+            } else if !unsynced {
                 d.sync_dir()?;
             }
             Ok(info)
@@ -134,8 +141,9 @@ impl Store for FileStore {
         data: ChunkStream<'_>,
         options: AppendOptions,
     ) -> Result<u64, StoreError> {
-        let unsynced_creation = self.inner.take_unsynced_creation(id);
-        let appended = self.append_synced(id, offset, data, options, unsynced_creation).await;
+        let fresh = self.inner.take_fresh_creation(id);
+        let unsynced_creation = fresh.as_ref().is_some_and(|f| f.unsynced);
+        let appended = self.append_synced(id, offset, data, options, fresh).await;
         if unsynced_creation && appended.is_err() {
             // The creation must be durable whatever became of its bytes.
             let id = id.clone();
@@ -191,20 +199,33 @@ impl Store for FileStore {
 }
 
 impl FileStore {
-    /// [`Store::append`], syncing the creation too when `unsynced_creation`.
+    /// [`Store::append`] into the data file `fresh` kept from the creation if there is one,
+    /// syncing the creation too when it says so.
     async fn append_synced(
         &self,
         id: &UploadId,
         offset: u64,
         mut data: ChunkStream<'_>,
         options: AppendOptions,
-        unsynced_creation: bool,
+        fresh: Option<FreshCreation>,
     ) -> Result<u64, StoreError> {
         // The handler holds the upload's lock around this call and never drops it half-way
         // (see `Store::append`), so no other append or termination of the upload overlaps
         // any of the disk work below.
         let checked = options.all_or_nothing;
-        let opened = {
+        let unsynced_creation = fresh.as_ref().is_some_and(|f| f.unsynced);
+        let opened = if let Some(fresh) = fresh {
+            // Created a moment ago, empty, no marker: nothing to look up. (A termination in
+            // between dropped it, and the append below found the upload gone instead.)
+            if offset != 0 {
+                return Err(Error::Conflict(format!("offset is 0, not {offset}")).into());
+            }
+            if checked {
+                let id = id.clone();
+                self.metadata_op(move |d| d.mark_unverified(&id, 0)).await?;
+            }
+            (fresh.data, self.inner.data(id))
+        } else {
             let id = id.clone();
             self.metadata_op(move |d| {
                 d.settle_unverified(&id)?;
