@@ -346,12 +346,16 @@ pub(crate) async fn small_uploads(
 pub(crate) async fn request_rate(
     target: &Target,
     method: Method,
+    path: Option<&str>,
     count: u64,
     clients: usize,
     max_time: Duration,
 ) -> Res<RunResult> {
-    let mut setup = Client::connect(target).await?;
-    let path = if method == Method::HEAD { setup.create(1000, None).await? } else { target.base_path.clone() };
+    let path = match path {
+        Some(p) => p.to_owned(),
+        None if method == Method::HEAD => new_upload(target, 1000).await?,
+        None => target.base_path.clone(),
+    };
     let next = Arc::new(AtomicU64::new(0));
     let mut conns = Vec::with_capacity(clients);
     for _ in 0..clients {
@@ -382,6 +386,85 @@ pub(crate) async fn request_rate(
     let mut r = RunResult { value: done as f64 / secs, ..Default::default() };
     r.extra.insert("requests".into(), done as f64);
     Ok(r)
+}
+
+/// Creates an empty upload of `length` bytes; its path.
+pub(crate) async fn new_upload(target: &Target, length: u64) -> Res<String> {
+    Client::connect(target).await?.create(length, None).await
+}
+
+/// Uploads streaming in the background at a steady rate each (a phone on a mobile network,
+/// not a saturating client), so HEADs can be measured while uploads are live.
+pub(crate) struct Streams {
+    /// Each upload's path.
+    pub(crate) paths: Vec<String>,
+    tasks: tokio::task::JoinSet<Res<()>>,
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+/// Bytes each background upload sends per tick, and the tick.
+const STREAM_FRAME: usize = 64 * 1024;
+const STREAM_TICK: Duration = Duration::from_millis(64);
+
+impl Streams {
+    /// Starts `count` uploads, each one PATCH sending 64 KiB every 64 ms (1 MiB/s) until
+    /// [`Streams::stop`].
+    pub(crate) async fn start(target: &Target, data: &Data, count: usize) -> Res<Self> {
+        // Longer than any run sends at 1 MiB/s.
+        const LENGTH: u64 = 1 << 30;
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let mut paths = Vec::with_capacity(count);
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..count {
+            let mut c = Client::connect(target).await?;
+            let path = c.create(LENGTH, None).await?;
+            paths.push(path.clone());
+            let frame = data.bytes().slice(..STREAM_FRAME);
+            let mut stopped = stopped.clone();
+            // Spread the ticks so the uploads do not send in lockstep.
+            let phase = STREAM_TICK * i as u32 / count as u32;
+            tasks.spawn(async move {
+                let ticks = futures_util::stream::unfold((), move |()| {
+                    let frame = frame.clone();
+                    async move {
+                        tokio::time::sleep(STREAM_TICK).await;
+                        Some((Ok::<_, Infallible>(Frame::data(frame)), ()))
+                    }
+                });
+                tokio::time::sleep(phase).await;
+                let headers = [
+                    ("upload-offset", "0".to_owned()),
+                    ("content-type", "application/offset+octet-stream".into()),
+                    ("content-length", LENGTH.to_string()),
+                ];
+                let patch = c.call(Method::PATCH, &path, &headers, StreamBody::new(ticks).boxed());
+                tokio::select! {
+                    answer = patch => Err(match answer {
+                        Ok((status, _)) => format!("PATCH {path} answered {status} while its body was still flowing"),
+                        Err(e) => format!("PATCH {path} ended while its body was still flowing: {e}"),
+                    }
+                    .into()),
+                    _ = stopped.wait_for(|s| *s) => Ok(()),
+                }
+            });
+        }
+        Ok(Streams { paths, tasks, stop })
+    }
+
+    /// Stops every upload (their connections close mid-body). Fails if the server ended any
+    /// of them before (a HEAD must not interrupt a live upload).
+    pub(crate) async fn stop(mut self) -> Res<()> {
+        let _ = self.stop.send(true);
+        let mut first_error = None;
+        while let Some(done) = self.tasks.join_next().await {
+            if let Err(e) = done.map_err(|e| e.to_string().into()).and_then(|r| r)
+                && first_error.is_none()
+            {
+                first_error = Some(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
 }
 
 fn percentile(sorted: &[f64], q: f64) -> f64 {

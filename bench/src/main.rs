@@ -8,6 +8,7 @@
 //! chart, server logs) go to `bench/results/<mode>-<unix time>/`.
 
 mod chart;
+mod external;
 mod limits;
 mod load;
 mod report;
@@ -45,7 +46,7 @@ struct Args {
     /// Runs per scenario and server (default 5, or 3 with --quick).
     #[arg(long)]
     runs: Option<usize>,
-    /// Only these scenarios (comma-separated: limits,s1,s2,s3,s4,s5,s6).
+    /// Only these scenarios (comma-separated: limits,s1,s2,s3,s4,s5,s6,s7).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Only these servers (comma-separated: ours-sync,ours-nosync,ours-s3,node-file,node-s3,rustus).
@@ -88,6 +89,10 @@ struct Sizes {
     s6_count: u64,
     s6_clients: usize,
     s6_max_secs: u64,
+    /// Uploads streaming while scenario 7's HEADs run.
+    s7_streams: usize,
+    /// Seconds each run of an external tool with a fixed duration (wrk) lasts.
+    tool_secs: u64,
     loopback_total: u64,
     disk_total: u64,
     hash_total: u64,
@@ -112,6 +117,8 @@ impl Sizes {
                 s6_count: 20_000,
                 s6_clients: 64,
                 s6_max_secs: 5,
+                s7_streams: 50,
+                tool_secs: 4,
                 loopback_total: 2048 * MIB,
                 disk_total: 512 * MIB,
                 hash_total: 512 * MIB,
@@ -133,6 +140,8 @@ impl Sizes {
                 s6_count: 50_000,
                 s6_clients: 64,
                 s6_max_secs: 4,
+                s7_streams: 50,
+                tool_secs: 6,
                 loopback_total: 4096 * MIB,
                 disk_total: 1024 * MIB,
                 hash_total: 1024 * MIB,
@@ -166,10 +175,25 @@ enum Work {
     Small { count: u64, clients: usize, size: u64 },
     /// `count` bodiless requests from `clients` connections, at most `secs` seconds.
     Rate { method: Method, count: u64, clients: usize, secs: u64 },
+    /// Scenario 2 through wrk: creation-with-upload POSTs of `size` bytes for `secs` seconds.
+    SmallWrk { clients: usize, size: u64, secs: u64 },
+    /// HEADs of one upload through ab (`count` from `clients` connections, at most `secs` s),
+    /// while `streams` other uploads stream at 1 MiB/s each; with `streams` > 0 the HEADs go
+    /// to one of the live uploads, which must not be interrupted.
+    Heads { tool: LoadTool, streams: usize, count: u64, clients: usize, secs: u64 },
+}
+
+/// Who generates a scenario's load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LoadTool {
+    /// Our own tokio + hyper client (`load.rs`).
+    Ours,
+    /// ApacheBench, an independent client (`external.rs`).
+    Ab,
 }
 
 impl Work {
-    async fn run(&self, target: &Target, data: &Data) -> Res<RunResult> {
+    async fn run(&self, target: &Target, data: &Data, scratch: &std::path::Path) -> Res<RunResult> {
         match self {
             Work::Big { total, chunk, checksum } => {
                 load::big_upload(target, data, *total, *chunk, checksum.as_deref()).await
@@ -177,7 +201,29 @@ impl Work {
             Work::Concurrent { count, size } => load::concurrent_uploads(target, data, *count, *size, 8 * MIB).await,
             Work::Small { count, clients, size } => load::small_uploads(target, data, *count, *clients, *size).await,
             Work::Rate { method, count, clients, secs } => {
-                load::request_rate(target, method.clone(), *count, *clients, Duration::from_secs(*secs)).await
+                load::request_rate(target, method.clone(), None, *count, *clients, Duration::from_secs(*secs)).await
+            }
+            Work::SmallWrk { clients, size, secs } => {
+                external::small_uploads_wrk(target, scratch, *clients, *size, *secs).await
+            }
+            Work::Heads { tool, streams, count, clients, secs } => {
+                let live = if *streams > 0 { Some(load::Streams::start(target, data, *streams).await?) } else { None };
+                let path = match &live {
+                    Some(live) => live.paths[0].clone(),
+                    None => load::new_upload(target, 1000).await?,
+                };
+                let measured = match tool {
+                    LoadTool::Ours => {
+                        let max = Duration::from_secs(*secs);
+                        load::request_rate(target, Method::HEAD, Some(&path), *count, *clients, max).await
+                    }
+                    LoadTool::Ab => external::head_rate_ab(target, &path, *clients, *count, *secs).await,
+                };
+                // Every live upload must still be streaming when the HEADs are done.
+                if let Some(live) = live {
+                    live.stop().await?;
+                }
+                measured
             }
         }
     }
@@ -203,10 +249,22 @@ impl Harness {
 
     /// Runs `work` against a fresh `kind` server per run and records the series.
     async fn measure(&mut self, scenario: &str, unit: &str, kind: Kind, work: &Work) {
+        self.measure_with(scenario, unit, kind, work, "").await;
+    }
+
+    /// [`Self::measure`] with an external load `tool` (skipped, and said so, when it is not
+    /// installed; `""` for our own client).
+    async fn measure_with(&mut self, scenario: &str, unit: &str, kind: Kind, work: &Work, tool: &str) {
         if !self.server_wanted(kind) {
             return;
         }
         let mut series = Series::new(scenario, kind.name(), unit, kind.is_ours(), false);
+        if !tool.is_empty() && !external::available(tool) {
+            series.error = Some(format!("skipped: {tool} is not installed (apt-get install wrk apache2-utils)"));
+            println!("{scenario:<14} {:<18} SKIPPED: {tool} is not installed", kind.name());
+            self.series.push(series);
+            return;
+        }
         if kind == Kind::Rustus && self.env.rustus.is_none() {
             series.error = Some("skipped: rustus not built (see README)".into());
             println!("{scenario:<14} {:<18} SKIPPED: rustus 0.5.10 is not built (see bench README)", kind.name());
@@ -250,7 +308,7 @@ impl Harness {
             None
         };
         // Small-file runs each get a filesystem of their own (see `sys::FreshExt4`).
-        let small = matches!(work, Work::Small { .. });
+        let small = matches!(work, Work::Small { .. } | Work::SmallWrk { .. });
         let server = match servers::start(kind, &self.env, s3.as_ref(), self.starts, small).await {
             Ok(s) => s,
             Err(e) => {
@@ -268,7 +326,7 @@ impl Harness {
         let watch = sys::CpuWatch::start(&pids);
         let result = tokio::time::timeout(
             Duration::from_secs(self.sizes.run_timeout_secs),
-            work.run(&server.target, &self.data),
+            work.run(&server.target, &self.data, &self.env.scratch),
         )
         .await;
         let other_cpu = watch.foreign_cores();
@@ -420,6 +478,18 @@ async fn run() -> Res<()> {
             sizes.s2_clients
         );
         groups.push(Group { id: "s2".into(), title, limit: None });
+        // The same through wrk, an independent client.
+        let work = Work::SmallWrk { clients: sizes.s2_clients, size: sizes.s2_size, secs: sizes.tool_secs };
+        for k in fs_kinds {
+            h.measure_with("s2-wrk", "uploads/s", k, &work, "wrk").await;
+        }
+        let title = format!(
+            "2 (wrk): {} KiB creation-with-upload, {} connections, {} s",
+            sizes.s2_size / 1024,
+            sizes.s2_clients,
+            sizes.tool_secs
+        );
+        groups.push(Group { id: "s2-wrk".into(), title, limit: None });
     }
     if h.wanted("s3") {
         let work = Work::Concurrent { count: sizes.s3_count, size: sizes.s3_size };
@@ -470,6 +540,38 @@ async fn run() -> Res<()> {
             let title = format!("6: {method} at {} connections", sizes.s6_clients);
             groups.push(Group { id, title, limit: None });
         }
+        let work = Work::Heads {
+            tool: LoadTool::Ab,
+            streams: 0,
+            count: sizes.s6_count,
+            clients: sizes.s6_clients,
+            secs: sizes.s6_max_secs,
+        };
+        for k in fs_kinds {
+            h.measure_with("s6-head-ab", "req/s", k, &work, "ab").await;
+        }
+        let title = format!("6 (ab): HEAD at {} connections", sizes.s6_clients);
+        groups.push(Group { id: "s6-head-ab".into(), title, limit: None });
+    }
+    if h.wanted("s7") {
+        for (id, tool) in [("s7-head", LoadTool::Ours), ("s7-head-ab", LoadTool::Ab)] {
+            let work = Work::Heads {
+                tool,
+                streams: sizes.s7_streams,
+                count: sizes.s6_count,
+                clients: sizes.s6_clients,
+                secs: sizes.s6_max_secs,
+            };
+            for k in fs_kinds {
+                h.measure_with(id, "req/s", k, &work, if tool == LoadTool::Ab { "ab" } else { "" }).await;
+            }
+            let by = if tool == LoadTool::Ab { " (ab)" } else { "" };
+            let title = format!(
+                "7{by}: HEAD of a live upload at {} connections while {} uploads stream at 1 MiB/s",
+                sizes.s6_clients, sizes.s7_streams
+            );
+            groups.push(Group { id: id.into(), title, limit: None });
+        }
     }
     let _ = std::fs::remove_dir_all(&scratch);
 
@@ -478,7 +580,7 @@ async fn run() -> Res<()> {
     let targets_md = report::targets_table(&targets);
     let elapsed = started.elapsed().as_secs();
     let text = format!(
-        "# tus benchmark ({mode} mode, {} runs each, {elapsed} s)\n\nload1 = 1-minute load average read just before each run (min–max); other CPU = cores used by processes outside the benchmark during the runs (median).\n\n{table}\n## Targets (issue 7)\n\n{targets_md}",
+        "# tus benchmark ({mode} mode, {} runs each, {elapsed} s)\n\nload1 = 1-minute load average read just before each run (min–max); other CPU = cores used by processes outside the benchmark during the runs (median).\n\n{table}\n## Targets (issues 7 and 18)\n\n{targets_md}",
         sizes.runs
     );
     println!("\n{text}");
@@ -542,7 +644,7 @@ fn times_peer(ours: f64, peer: &str, value: f64, unit: &str, factor: f64) -> (St
     (format!("{ours:.0} vs {peer} {value:.0} {unit} = {:.2}×", ours / value), ours >= factor * value)
 }
 
-/// Checks issue 7's targets against the medians.
+/// Checks issue 7's and issue 18's targets against the medians.
 fn check_targets(series: &[Series]) -> Vec<report::Target> {
     use report::{best_peer, extra, value};
     let mut t = Vec::new();
@@ -587,6 +689,28 @@ fn check_targets(series: &[Series]) -> Vec<report::Target> {
             &format!("4: {algo}, no-sync ≥ 85 % of single-core {algo}"),
             value(series, &format!("s4-{algo}"), "ours (no-sync)").zip(limit).map(|(o, l)| share_of_limit(o, l, 0.85)),
         );
+    }
+    // Issue 18's ratios against rustus, by each load generator.
+    let vs_rustus = |id: &str, server: &str, unit: &str, factor: f64| {
+        value(series, id, server)
+            .zip(value(series, id, "rustus"))
+            .map(|(o, p)| times_peer(o, "rustus", p, unit, factor))
+    };
+    for id in ["s2", "s2-wrk"] {
+        push(&format!("18 ({id}): no-sync ≥ 2× rustus uploads/s"), vs_rustus(id, "ours (no-sync)", "/s", 2.0));
+        push(&format!("18 ({id}): sync ≥ 1× rustus uploads/s"), vs_rustus(id, "ours (sync)", "/s", 1.0));
+    }
+    for id in ["s6-head", "s6-head-ab", "s7-head", "s7-head-ab"] {
+        push(&format!("18 ({id}): no-sync ≥ 1.5× rustus HEAD/s"), vs_rustus(id, "ours (no-sync)", "/s", 1.5));
+    }
+    for algo in ["sha1", "sha256"] {
+        for server in ["ours (sync)", "ours (no-sync)"] {
+            let plain = value(series, "s1-chunked", server);
+            push(
+                &format!("18: {server} {algo} ≥ 85 % of its own unchecksummed s1-chunked"),
+                value(series, &format!("s4-{algo}"), server).zip(plain).map(|(o, l)| share_of_limit(o, l, 0.85)),
+            );
+        }
     }
     for id in ["s5-big", "s5-concurrent"] {
         push(
