@@ -42,13 +42,18 @@ pub(crate) struct Dirs {
 #[cfg(target_os = "linux")]
 #[derive(Debug)]
 struct GroupSync {
-    queue: Mutex<std::sync::mpsc::Sender<std::sync::mpsc::SyncSender<Result<(), io::ErrorKind>>>>,
+    queue: Mutex<std::sync::mpsc::Sender<SyncWaiter>>,
 }
+
+/// Where the group-sync thread sends one waiter's answer: a oneshot, so an async caller
+/// waits without holding a thread and a blocking one with `blocking_recv`.
+#[cfg(target_os = "linux")]
+type SyncWaiter = tokio::sync::oneshot::Sender<Result<(), io::ErrorKind>>;
 
 #[cfg(target_os = "linux")]
 impl GroupSync {
     fn start(dir: &Path) -> Self {
-        let (queue, waiting) = std::sync::mpsc::channel::<std::sync::mpsc::SyncSender<Result<(), io::ErrorKind>>>();
+        let (queue, waiting) = std::sync::mpsc::channel::<SyncWaiter>();
         let dir = dir.to_owned();
         let spawned = std::thread::Builder::new().name("tus-fs-sync".into()).spawn(move || {
             while let Ok(first) = waiting.recv() {
@@ -67,12 +72,21 @@ impl GroupSync {
         GroupSync { queue: Mutex::new(queue) }
     }
 
-    /// Blocks until a `syncfs` that started after this call has finished.
-    fn sync(&self) -> io::Result<()> {
-        let (answer, wait) = std::sync::mpsc::sync_channel(1);
+    /// Queues for a `syncfs` that starts after this call; the receiver gets its result.
+    fn queue(&self) -> io::Result<tokio::sync::oneshot::Receiver<Result<(), io::ErrorKind>>> {
+        let (answer, wait) = tokio::sync::oneshot::channel();
         let queued = self.queue.lock().unwrap_or_else(PoisonError::into_inner).send(answer);
         queued.map_err(|_| io::Error::other("the filesystem sync thread is gone"))?;
-        match wait.recv() {
+        Ok(wait)
+    }
+
+    /// Blocks until a `syncfs` that started after this call has finished.
+    fn sync(&self) -> io::Result<()> {
+        Self::answer(self.queue()?.blocking_recv())
+    }
+
+    fn answer(received: Result<Result<(), io::ErrorKind>, tokio::sync::oneshot::error::RecvError>) -> io::Result<()> {
+        match received {
             Ok(result) => result.map_err(io::Error::from),
             Err(_) => Err(io::Error::other("the filesystem sync thread is gone")),
         }
@@ -172,6 +186,30 @@ impl Dirs {
         }
         self.sync_file(data, data_path)?;
         self.sync_creation(id)
+    }
+
+    /// [`Self::sync_created_with`] for a caller on the async runtime: with the shared
+    /// `syncfs` it waits for its answer without holding a thread (no trip to the blocking
+    /// pool, whose thread would only sleep in the queue); otherwise `None`, and the caller
+    /// uses the blocking form. The future joins the queue when first polled: await it only
+    /// once everything it must cover is written.
+    #[cfg(target_os = "linux")]
+    pub(crate) fn group_sync(&self) -> Option<impl Future<Output = Result<(), Error>> + use<'_>> {
+        let group = self.group_sync.as_ref()?;
+        // Queued when first polled, so after every write the caller made before awaiting.
+        Some(async move {
+            let waited = match group.queue() {
+                Ok(wait) => GroupSync::answer(wait.await),
+                Err(e) => Err(e),
+            };
+            waited.map_err(io_err("syncfs", &self.dir))
+        })
+    }
+
+    /// Without `syncfs` there is nothing to share: see the Linux version.
+    #[cfg(not(target_os = "linux"))]
+    pub(crate) fn group_sync(&self) -> Option<std::future::Ready<Result<(), Error>>> {
+        None
     }
 
     /// Held around every read-modify-write of `id`'s info.

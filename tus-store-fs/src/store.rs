@@ -277,7 +277,10 @@ impl FileStore {
             Some(BodyError::Interrupted) => !checked,
             Some(BodyError::Rejected) => false,
         };
-        if keep && !buf.is_empty() && !self.inner.sync {
+        // The shared `syncfs` a creation's first bytes wait for, if they can wait for it here.
+        let group_sync = (keep && !checked && unsynced_creation).then(|| self.inner.group_sync()).flatten();
+        if keep && !buf.is_empty() && (!self.inner.sync || group_sync.is_some()) {
+            // One page-cache copy, cheaper here than the pool's hop; the sync comes later.
             writer.write_last_here(buf.freeze()).await?;
         } else if keep && !buf.is_empty() {
             writer.write(buf.freeze()).await?;
@@ -285,6 +288,12 @@ impl FileStore {
         let (file, end) = writer.finish().await?;
         if keep && !checked && !self.inner.sync {
             // Nothing left to do on disk: skip a trip to the blocking pool.
+            return Ok(end);
+        }
+        if let Some(synced) = group_sync {
+            // Queued after the last write: the `syncfs` that answers covers all of it.
+            drop(file);
+            synced.await?;
             return Ok(end);
         }
         let id = id.clone();
