@@ -10,7 +10,8 @@ use tus_server::{Cli, LogFormat, ServerError, build_app, serve, url_signer};
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    // Held to the end: dropping it writes out the lines still queued.
+    let _log_writer = init_logging(cli.log_format);
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -87,7 +88,11 @@ async fn shutdown_signal() {
     }
 }
 
-fn init_logging(format: LogFormat) {
+/// Logs to stderr through a thread of its own: request handlers only format their lines and
+/// queue them, and the writer sends everything queued in one `write` (two info lines per
+/// small upload were two syscalls on the request's thread; issue 18). Nothing is dropped: a
+/// full queue (128 Ki lines) makes loggers wait.
+fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
     use std::io::IsTerminal as _;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("TUS_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
@@ -95,9 +100,16 @@ fn init_logging(format: LogFormat) {
     // are noise. NO_COLOR (https://no-color.org) turns them off when set to anything non-empty.
     let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
     let ansi = std::io::stderr().is_terminal() && !no_color;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    // Buffered: the writer thread flushes whenever it has emptied the queue.
+    let stderr = std::io::BufWriter::with_capacity(64 * 1024, std::io::stderr());
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("tus-log")
+        .finish(stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer).with_ansi(ansi);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
+    guard
 }
