@@ -25,7 +25,7 @@ pub(crate) enum InfoFile {
 impl Dirs {
     pub(crate) fn read_info_file(&self, id: &UploadId) -> Result<InfoFile, Error> {
         let path = self.info_path(id);
-        let bytes = match fs::read(&path) {
+        let bytes = match read_small(&path) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(Error::NotFound),
             other => other.map_err(io_err("read", &path))?,
         };
@@ -84,5 +84,45 @@ impl Dirs {
             .flatten()
             .filter_map(|e| e.file_name().to_str()?.strip_suffix(".info").and_then(|n| UploadId::parse(n).ok()))
             .collect())
+    }
+}
+
+/// Info files are a few hundred bytes: one `read` into a buffer larger than that usually gets
+/// the whole file, and coming back short means it hit the end. That spares the `stat` and the
+/// second `read` (which only confirms the end) of `fs::read`: three syscalls per `HEAD`
+/// instead of five. A file that fills the buffer is read on to its end.
+fn read_small(path: &std::path::Path) -> io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    const FIRST_READ: usize = 4096;
+    let mut f = File::open(path)?;
+    let mut buf = vec![0; FIRST_READ];
+    let n = loop {
+        match f.read(&mut buf) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            other => break other?,
+        }
+    };
+    buf.truncate(n);
+    if n == FIRST_READ {
+        f.read_to_end(&mut buf)?;
+    }
+    Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_reads_return_whole_files_of_any_size() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for len in [0, 1, 300, 4095, 4096, 4097, 8192, 100_000] {
+            let path = dir.path().join(format!("f{len}"));
+            let bytes: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            fs::write(&path, &bytes).expect("write");
+            assert_eq!(read_small(&path).expect("read"), bytes, "length {len}");
+        }
+        let missing = read_small(&dir.path().join("missing")).expect_err("missing file");
+        assert_eq!(missing.kind(), io::ErrorKind::NotFound);
     }
 }
