@@ -152,7 +152,7 @@ impl S3Server {
 pub(crate) async fn start(kind: Kind, env: &Env, s3: Option<&S3Server>, n: usize, fresh_fs: bool) -> Res<Running> {
     let dir = fresh_dir(&env.scratch, &format!("{}-{n}", kind.slug())).await?;
     let fresh_fs = if fresh_fs {
-        match crate::sys::FreshExt4::mount(&dir, 4096) {
+        match crate::sys::FreshExt4::mount(&dir, 16 << 10) {
             Ok(fs) => Some(fs),
             Err(e) => {
                 println!("NOTE: no fresh ext4 for this run ({e}); using a plain directory");
