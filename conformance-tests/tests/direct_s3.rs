@@ -683,6 +683,12 @@ fn a_direct_image_gets_derivatives_promoted_and_removed_with_it() {
         assert_eq!(redirect.status, 307, "{}: {redirect}", s3.name);
         let location = redirect.header("Location").unwrap();
         assert!(location.contains(&format!("prod/{id}.derived/thumbnail-64")), "{}: {location}", s3.name);
+        // A HEAD is answered by the server (a presigned URL is for GET only), signed or not.
+        let head_thumb = Request::new("HEAD", &signed("/thumbnails/64")).send();
+        assert_eq!(head_thumb.status, 200, "{}: {head_thumb}", s3.name);
+        assert_eq!(head_thumb.header("Content-Type"), Some("image/jpeg"), "{}: {head_thumb}", s3.name);
+        let unsigned_head = Request::new("HEAD", &format!("{upload}/thumbnails/64")).send();
+        assert_eq!(unsigned_head.status, 403, "{}: {unsigned_head}", s3.name);
         let thumb = d.download(&signed("/thumbnails/64"));
         assert_eq!((thumb.status, thumb.header("Content-Type")), (200, Some("image/jpeg")), "{thumb}");
         let img = image::load_from_memory(&thumb.body).unwrap();

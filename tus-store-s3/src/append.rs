@@ -72,7 +72,7 @@ impl Inner {
             self.complete(id, live, parts, etags, rest).await?;
         } else if new_offset != offset || pipeline.parts != marker.parts || tail_len != rest.len() {
             let marker = Marker { parts: pipeline.parts, parts_bytes: pipeline.parts_bytes };
-            self.bucket.put(&tail_key, rest, Some(marker), false).await?;
+            self.bucket.put(&tail_key, rest, Some(marker), false, None).await?;
         }
         Ok(new_offset)
     }
@@ -102,7 +102,7 @@ impl Inner {
                 if let Some(upload_id) = upload_id {
                     self.bucket.abort(&data_key, upload_id).await?;
                 }
-                self.bucket.put(&data_key, Bytes::new(), None, false).await?;
+                self.bucket.put(&data_key, Bytes::new(), None, false, None).await?;
             }
         }
         live.completed = true;

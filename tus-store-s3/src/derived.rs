@@ -45,7 +45,8 @@ impl StoreDerivatives for S3Store {
         let inner = &self.inner;
         let live = inner.live(id).await?;
         let (bucket, key) = inner.derivative_location(id, &live, derivative.name);
-        bucket.put(&key, bytes, None, false).await?;
+        // Typed, so the object serves right from a public bucket or a CDN too.
+        bucket.put(&key, bytes, None, false, Some(&derivative.content_type)).await?;
         // Listed only once its bytes are in place; from a fresh read, as the put may be slow.
         // An upload terminated meanwhile takes the object back out.
         let mut live = match inner.live(id).await {

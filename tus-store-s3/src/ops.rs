@@ -160,13 +160,15 @@ impl Bucket {
         .await
     }
 
-    /// PutObject of bytes held in memory, with Content-MD5 and optional tail marker.
+    /// PutObject of bytes held in memory, with Content-MD5, an optional tail marker and an
+    /// optional Content-Type.
     pub(crate) async fn put(
         &self,
         key: &str,
         data: Bytes,
         marker: Option<Marker>,
         if_none_match: bool,
+        content_type: Option<&str>,
     ) -> Result<(), Error> {
         let limit = self.transfer_limit(data.len() as u64);
         self.timed("PutObject", key, limit, async {
@@ -177,6 +179,7 @@ impl Bucket {
                 .key(key)
                 .content_md5(content_md5(&data))
                 .content_length(data.len() as i64)
+                .set_content_type(content_type.map(str::to_owned))
                 .body(ByteStream::from(data));
             if let Some(m) = marker {
                 req =

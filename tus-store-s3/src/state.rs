@@ -99,7 +99,7 @@ impl Inner {
     pub(crate) async fn write_info(&self, id: &UploadId, info: &InfoObject, create: bool) -> Result<(), Error> {
         let key = self.info_key(id);
         let json = serde_json::to_vec(info).map_err(|source| Error::Json { key: key.clone(), source })?;
-        self.bucket.put(&key, Bytes::from(json), None, create).await
+        self.bucket.put(&key, Bytes::from(json), None, create, Some("application/json")).await
     }
 
     /// Where an unfinished upload stands according to S3: parts `1..=n` (n from the tail's

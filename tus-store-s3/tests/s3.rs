@@ -48,6 +48,7 @@ on_both!(parts_beyond_the_commit_are_ignored, orphan_parts);
 on_both!(termination_removes_everything, terminate);
 on_both!(presigned_url_serves_the_upload, presigned);
 on_both!(uploads_share_a_part_memory_of_one_part, shared_part_memory);
+on_both!(derivatives_are_stored_with_their_content_type, typed_derivatives);
 
 async fn store_suite_passes(server: Server) {
     tus_core::store_suite!(server.store());
@@ -353,6 +354,23 @@ async fn terminate(server: Server) {
     let later = std::time::SystemTime::now() + Duration::from_secs(3600);
     store.capabilities().list_expired.expect("capability").list_expired(later).await.expect("list");
     assert!(matches!(store.info(&id).await, Err(StoreError::NotFound)));
+}
+
+/// A derivative's object carries its Content-Type, so a public bucket or a CDN in front of
+/// it serves it as what it is.
+async fn typed_derivatives(server: Server) {
+    use tus_core::derivative::{Derivative, DerivativeName};
+    let store = server.store();
+    let id = upload_in(&store, 10, &[10]).await;
+    let derived = store.capabilities().derivatives.expect("capability");
+    for (name, content_type) in [(DerivativeName::Thumbnail(64), "image/jpeg"), (DerivativeName::Stripped, "image/png")]
+    {
+        let derivative = Derivative { name, content_type: content_type.into(), size: 0 };
+        derived.put_derivative(&id, derivative, Bytes::from_static(b"pixels")).await.expect("put");
+        let key = format!("{id}.derived/{}", name.file_name());
+        let head = store.client().head_object().bucket(&server.bucket).key(&key).send().await.expect(&key);
+        assert_eq!(head.content_type(), Some(content_type), "{key}");
+    }
 }
 
 /// GET over a plain TCP connection; returns status and body.

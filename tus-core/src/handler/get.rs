@@ -92,6 +92,7 @@ impl Inner {
         name: DerivativeName,
         headers: &HeaderMap,
         uri: &Uri,
+        head_only: bool,
         call: &Call,
     ) -> Result<Response<ResponseBody>, TusError> {
         let (info, _, signed_until) = self.servable(id, Some(name), uri, call).await?;
@@ -100,7 +101,9 @@ impl Inner {
         else {
             return Err(TusError::NotFound);
         };
-        if let (Some(until), Some(presigner)) = (signed_until, self.store.capabilities().presign_get) {
+        // A HEAD is answered here: a presigned URL is signed for GET alone.
+        if let (Some(until), Some(presigner), false) = (signed_until, self.store.capabilities().presign_get, head_only)
+        {
             match presigner.presign_derivative(id, name, self.presign_ttl(until)).await {
                 Ok(url) => return Ok(redirect(&url)),
                 Err(crate::store::StoreError::NotSupported { .. }) => {}
@@ -125,8 +128,11 @@ impl Inner {
             *res.status_mut() = StatusCode::NOT_MODIFIED;
             return Ok(res);
         }
-        let stream = store.read_derivative(id, name).await?;
         res.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(derivative.size));
+        if head_only {
+            return Ok(res);
+        }
+        let stream = store.read_derivative(id, name).await?;
         *res.body_mut() = ResponseBody::stream(stream, derivative.size);
         Ok(res)
     }

@@ -331,8 +331,9 @@ impl Inner {
         if let Target::Derivative(id, name) = target {
             return match *method {
                 Method::OPTIONS => Ok(self.options()),
-                Method::GET if self.config.download => {
-                    self.get_derivative(&id, name, req.headers(), req.uri(), call).await
+                Method::GET | Method::HEAD if self.config.download => {
+                    let head_only = *method == Method::HEAD;
+                    self.get_derivative(&id, name, req.headers(), req.uri(), head_only, call).await
                 }
                 _ => Err(TusError::MethodNotAllowed),
             };
