@@ -1,7 +1,7 @@
 //! Side-by-side benchmark of `tus-server` against its peers (`@tus/server`, `rustus`) and
 //! this machine's limits (loopback TCP, disk writes with `fdatasync`, single-core hashing).
 //!
-//! `cargo run --release -p bench` (5 runs each, issue 7's sizes except where they cannot fit
+//! `cargo run --release -p bench` (3 runs each, issue 7's sizes except where they cannot fit
 //! 15 minutes on a 2-core machine: see [`Sizes`]), `-- --quick` (a few minutes) or
 //! `-- --issue-sizes` (every size exactly as in issue 7; about an hour). Everything binds
 //! 127.0.0.1; every load is bounded in request count and time. Results (table, JSON, SVG
@@ -43,7 +43,7 @@ struct Args {
     /// per run and server, scenario 5 pushes that through s3s-fs).
     #[arg(long)]
     issue_sizes: bool,
-    /// Runs per scenario and server (default 5, or 3 with --quick).
+    /// Runs per scenario and server (default 3, the fewest a median needs).
     #[arg(long)]
     runs: Option<usize>,
     /// Only these scenarios (comma-separated: limits,s1,s2,s3,s4,s5,s6,s7).
@@ -126,7 +126,7 @@ impl Sizes {
             }
         } else {
             let default = Sizes {
-                runs: runs.unwrap_or(5),
+                runs: runs.unwrap_or(3),
                 s1_total: 1024 * MIB,
                 s1_chunk: 8 * MIB,
                 s2_count: 10_000,
