@@ -46,6 +46,12 @@ impl Inner {
         let framing = BodyFraming::parse(headers)?;
         let Some(me) = self.me.upgrade() else { return Err(TusError::Internal("service is shutting down")) };
         let call = call.clone();
+        // Seen by HEADs of this upload while the body streams (see `head.rs`). A request that
+        // goes away (its client gone, an HTTP/2 reset) marks it ended, whatever bytes are still
+        // on their way: nobody waits for that append's answer, so a HEAD stops it.
+        let progress = Arc::new(Progress::new());
+        let _awaited = EndsOnDrop(progress.clone());
+        let body = IncomingBody { stream: body, progress };
         tokio::spawn(async move { me.append_locked(info, claim, framing, body, lock, &call).await })
             .await
             .unwrap_or(Err(TusError::Internal("append failed")))
@@ -56,7 +62,7 @@ impl Inner {
         mut info: UploadInfo,
         claim: LengthClaim,
         framing: BodyFraming,
-        body: RequestBody,
+        body: IncomingBody,
         lock: Box<dyn UploadLock>,
         call: &Call,
     ) -> Result<(UploadInfo, HookHttpResponse), TusError> {
@@ -114,7 +120,7 @@ impl Inner {
         &self,
         info: &UploadInfo,
         framing: BodyFraming,
-        body: RequestBody,
+        body: IncomingBody,
         lock: &dyn UploadLock,
         call: &Call,
     ) -> Result<(UploadInfo, Option<TusError>), TusError> {
@@ -128,7 +134,7 @@ impl Inner {
         if content_length.is_some_and(|n| n > limit) {
             return Err(TusError::SizeExceeded);
         }
-        if body.is_end_stream() {
+        if body.stream.is_end_stream() {
             return Ok((info.clone(), None));
         }
         let (allowed, held) = self.hold_for_body(info, limit, content_length).await?;
@@ -155,14 +161,14 @@ impl Inner {
         info: &UploadInfo,
         limit: u64,
         framing: BodyFraming,
-        body: RequestBody,
+        body: IncomingBody,
         lock: &dyn UploadLock,
         call: &Call,
     ) -> Result<(UploadInfo, Option<TusError>), TusError> {
+        let IncomingBody { stream: body, progress } = body;
+        let progress = &progress;
         let BodyFraming { checksum, checksum_trailer, .. } = framing;
         let outcome = BodyOutcome::default();
-        // Seen by HEADs of this upload while the body streams (see `head.rs`).
-        let progress = Arc::new(Progress::new());
         let _live = self.live_append(&info.id, progress.clone());
         let stop_upload = Arc::new(Notify::new());
         let all_or_nothing = checksum.is_some() || checksum_trailer;
@@ -174,7 +180,7 @@ impl Inner {
             lock,
             shutdown: self.shutdown.subscribe(),
             stop_upload: &stop_upload,
-            progress: &progress,
+            progress,
         };
         let stream = chunk_stream(body, rules, &outcome);
         let options = AppendOptions::default().with_all_or_nothing(all_or_nothing);
@@ -258,4 +264,19 @@ fn content_digest(headers: &HeaderMap) -> Result<Option<UploadChecksum>, TusErro
     let digests = crate::digest::parse_digest_field(lines.iter()).map_err(TusError::InvalidDigest)?;
     let strongest = digests.into_iter().max_by_key(|d| d.algorithm.digest_len());
     Ok(strongest.map(|d| UploadChecksum { algorithm: d.algorithm, digest: d.value }))
+}
+
+/// A request body on its way into an upload, and how far it has come.
+struct IncomingBody {
+    stream: RequestBody,
+    progress: Arc<Progress>,
+}
+
+/// Marks an append's [`Progress`] ended when the request waiting for it goes away.
+struct EndsOnDrop(Arc<Progress>);
+
+impl Drop for EndsOnDrop {
+    fn drop(&mut self) {
+        self.0.end();
+    }
 }

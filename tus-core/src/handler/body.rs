@@ -76,8 +76,9 @@ impl Progress {
         self.bytes.load(Ordering::Relaxed)
     }
 
-    /// The body ended (whole or not): what remains is the store finishing the append.
-    fn end(&self) {
+    /// The body ended (whole or not), or the request waiting for this append went away:
+    /// what remains is the store finishing it, and a `HEAD` may stop it.
+    pub(crate) fn end(&self) {
         self.ended.store(true, Ordering::Relaxed);
     }
 

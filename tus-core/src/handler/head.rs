@@ -63,7 +63,8 @@ impl Inner {
     /// the client lost its connection and is about to resume: a stale request still holding
     /// the upload is stopped (by taking its lock), so the offset reported is final. But a PATCH
     /// of this process whose bytes still flow is left alone: a status poll or a second tab must
-    /// not cut a live upload, and the HEAD answers with the offset so far. (A client that cut
+    /// not cut a live upload, and the HEAD answers with the offset so far. (A PATCH whose request
+    /// went away is not live, whatever bytes are still on their way: see `append_body`.) (A client that cut
     /// its own connection a moment ago may be told an offset its old request then moves past
     /// while it drains; its next PATCH gets `409` and it asks again, as tus clients do.) When
     /// the locker can tell that nobody holds the upload, no lock is taken, so HEADs of one
