@@ -165,8 +165,7 @@ impl Inner {
         lock: &dyn UploadLock,
         call: &Call,
     ) -> Result<(UploadInfo, Option<TusError>), TusError> {
-        let IncomingBody { stream: body, progress } = body;
-        let progress = &progress;
+        let IncomingBody { stream, progress } = body;
         let BodyFraming { checksum, checksum_trailer, .. } = framing;
         let outcome = BodyOutcome::default();
         let _live = self.live_append(&info.id, progress.clone());
@@ -180,9 +179,9 @@ impl Inner {
             lock,
             shutdown: self.shutdown.subscribe(),
             stop_upload: &stop_upload,
-            progress,
+            progress: &progress,
         };
-        let stream = chunk_stream(body, rules, &outcome);
+        let stream = chunk_stream(stream, rules, &outcome);
         let options = AppendOptions::default().with_all_or_nothing(all_or_nothing);
         let append = self.store.append(&info.id, info.offset, stream, options);
         let mut at = info.clone();

@@ -62,13 +62,13 @@ impl Inner {
     /// What a `HEAD` does before it reports the offset (both dialects). A HEAD usually means
     /// the client lost its connection and is about to resume: a stale request still holding
     /// the upload is stopped (by taking its lock), so the offset reported is final. But a PATCH
-    /// of this process whose bytes still flow is left alone: a status poll or a second tab must
-    /// not cut a live upload, and the HEAD answers with the offset so far. (A PATCH whose request
-    /// went away is not live, whatever bytes are still on their way: see `append_body`.) (A client that cut
-    /// its own connection a moment ago may be told an offset its old request then moves past
-    /// while it drains; its next PATCH gets `409` and it asks again, as tus clients do.) When
-    /// the locker can tell that nobody holds the upload, no lock is taken, so HEADs of one
-    /// upload never queue on it. Returns whether it took the lock.
+    /// of this process whose bytes still flow, and whose request is still waiting for its
+    /// answer (see `append_body`), is left alone: a status poll or a second tab must not cut a
+    /// live upload, and the HEAD answers with the offset so far. A client that cut its own
+    /// connection a moment ago may be told an offset its old request then moves past while it
+    /// drains; its next PATCH gets `409` and it asks again, as tus clients do. When the locker
+    /// can tell that nobody holds the upload, no lock is taken, so HEADs of one upload never
+    /// queue on it. Returns whether it took the lock.
     pub(super) async fn stop_stalled_append(&self, id: &UploadId) -> bool {
         let live = self.live_appends.lock().ok().and_then(|appends| appends.get(id).cloned());
         if live.is_some_and(|progress| progress.flowing(LIVE_APPEND_GRACE)) {
